@@ -1,0 +1,46 @@
+"""Typed errors of the Optimove client: each says which call failed and why."""
+
+from __future__ import annotations
+
+
+class OptimoveError(Exception):
+    """Base of every Optimove client error."""
+
+    def __init__(self, call: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"Optimove {call}: {message}")
+        self.call = call
+        self.status = status
+
+
+class BatchTooLarge(OptimoveError, ValueError):
+    """Refused before sending: the batch is over the call's documented limit."""
+
+
+class OptimoveRequestRejected(OptimoveError):
+    """Optimove answered 4xx (other than 429): the request is wrong and retrying won't help."""
+
+    def __init__(self, call: str, status: int, body: str) -> None:
+        super().__init__(call, f"rejected with {status}: {body[:300]}", status)
+        self.body = body
+
+
+class OptimoveAuthError(OptimoveRequestRejected):
+    """401/403: the tenant's API key is missing, wrong, or lacks the permission."""
+
+
+class OptimoveRateLimited(OptimoveError):
+    """429 and out of retries (or a call that is never retried)."""
+
+
+class OptimoveServerError(OptimoveError):
+    """5xx and out of retries."""
+
+
+class OptimoveUnavailable(OptimoveError):
+    """No answer: connection refused, reset or timed out, and out of retries."""
+
+
+class OptimoveOutcomeUnknown(OptimoveError):
+    """A non-retried call (UpdateCampaignInteractions) may or may not have been applied:
+    it timed out, the connection dropped after the request was sent, or a 5xx came back.
+    The caller must find out (read back) before sending it again."""

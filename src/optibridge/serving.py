@@ -1,0 +1,59 @@
+"""Run an ASGI app with uvicorn in a background thread on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
+                 log_level: str = "warning", **options: Any) -> RunningServer:
+    """Start ``app`` in a daemon thread and return once it accepts connections."""
+    port = port or free_port(host)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            lifespan="on", access_log=False, **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True,
+                              name=f"uvicorn-{port}")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {host}:{port} did not start")
+        time.sleep(0.01)
+    return RunningServer(url=f"http://{host}:{port}", server=server, thread=thread)
+
+
+@contextmanager
+def serving(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
+            ) -> Iterator[RunningServer]:
+    running = start_server(app, host, port, **options)
+    try:
+        yield running
+    finally:
+        running.stop()
