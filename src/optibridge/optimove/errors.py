@@ -44,3 +44,11 @@ class OptimoveOutcomeUnknown(OptimoveError):
     """A non-retried call (UpdateCampaignInteractions) may or may not have been applied:
     it timed out, the connection dropped after the request was sent, or a 5xx came back.
     The caller must find out (read back) before sending it again."""
+
+
+class EmptyBatch(OptimoveError, ValueError):
+    """Refused before sending: a report batch with no customers is a bug upstream."""
+
+
+class OptimoveUnexpectedResponse(OptimoveError):
+    """A 2xx whose body the call cannot use (not JSON, a bare string, the wrong shape)."""
