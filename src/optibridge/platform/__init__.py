@@ -1,0 +1,61 @@
+"""The execution platform: its interface (api), HTTP client, callbacks and errors."""
+
+from optibridge.platform.api import (
+    ALLOWED_MOVES,
+    FINAL_STATES,
+    SMS_EVENTS,
+    CallbackBatch,
+    CampaignState,
+    Contact,
+    ImportResult,
+    MessageEvent,
+    Platform,
+    PlatformCampaign,
+    PlatformDomain,
+    PlatformTemplate,
+    RejectedContact,
+    can_move,
+)
+from optibridge.platform.callbacks import CallbackError, encode_callback, parse_callback
+from optibridge.platform.client import PlatformClient
+from optibridge.platform.errors import (
+    PlatformAuthError,
+    PlatformError,
+    PlatformNotFound,
+    PlatformOutcomeUnknown,
+    PlatformRateLimited,
+    PlatformRequestRejected,
+    PlatformServerError,
+    PlatformUnavailable,
+    StateMoveRefused,
+)
+
+__all__ = [
+    "ALLOWED_MOVES",
+    "FINAL_STATES",
+    "SMS_EVENTS",
+    "CallbackBatch",
+    "CallbackError",
+    "CampaignState",
+    "Contact",
+    "ImportResult",
+    "MessageEvent",
+    "Platform",
+    "PlatformAuthError",
+    "PlatformCampaign",
+    "PlatformClient",
+    "PlatformDomain",
+    "PlatformError",
+    "PlatformNotFound",
+    "PlatformOutcomeUnknown",
+    "PlatformRateLimited",
+    "PlatformRequestRejected",
+    "PlatformServerError",
+    "PlatformTemplate",
+    "PlatformUnavailable",
+    "RejectedContact",
+    "StateMoveRefused",
+    "can_move",
+    "encode_callback",
+    "parse_callback",
+]
