@@ -5,7 +5,7 @@ Field names follow Optimove's PascalCase on the wire (aliases); Python code uses
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import datetime as dt
 from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +70,7 @@ class CustomerSendDetail(_Wire):
 
     customer_id: str = Field(alias="CustomerID")
     template_id: int = Field(alias="TemplateID")
-    scheduled_time: datetime = Field(alias="ScheduledTime")  # naive, UTC (seed 002)
+    scheduled_time: dt.datetime = Field(alias="ScheduledTime")  # naive, UTC (seed 002)
     attributes: tuple[str | None, ...] = ()
 
 
@@ -97,7 +97,7 @@ class CampaignInteractions(_Wire):
 
     campaign_id: int = Field(alias="CampaignID")
     channel_id: int = Field(alias="ChannelID")
-    interaction_date: date = Field(alias="InteractionDate")
+    interaction_date: dt.date = Field(alias="InteractionDate")
     template_id: int = Field(alias="TemplateID")
     event_id: InteractionEvent = Field(alias="EventID")
     recipient_group_id: int = Field(1, alias="RecipientGroupID")
@@ -108,7 +108,7 @@ class CampaignInteractions(_Wire):
 class ChannelInteraction(_Wire):
     """One row of GetCustomerChannelInteractions (seed 001)."""
 
-    date: date = Field(alias="Date")
+    date: dt.date = Field(alias="Date")
     campaign_id: int = Field(alias="CampaignID")
     recipient_group_id: int = Field(alias="RecipientGroupID")
     action_id: int | None = Field(None, alias="ActionID")

@@ -1,0 +1,170 @@
+"""Domain records shared by the pipeline and the store (no HTTP, no SQL here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from optibridge.optimove.models import InteractionEvent, Metric
+
+
+class Event(StrEnum):
+    """What happened to one recipient: the platform's five events, plus our own Dropped."""
+
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    DROPPED = "dropped"
+
+
+# Which events UpdateCampaignInteractions takes, and as which EventID (seed 000).
+REPORTED_AS: Mapping[Event, InteractionEvent] = {
+    Event.OPENED: InteractionEvent.OPENED,
+    Event.CLICKED: InteractionEvent.CLICKED,
+    Event.BOUNCED: InteractionEvent.BOUNCED,
+    Event.DROPPED: InteractionEvent.DROPPED,
+}
+
+# UpdateCampaignMetrics running totals: Sent counts submitted messages.
+METRIC_OF: Mapping[Event, Metric] = {
+    Event.SUBMITTED: Metric.SENT,
+    Event.DELIVERED: Metric.DELIVERED,
+    Event.OPENED: Metric.OPENED,
+    Event.CLICKED: Metric.CLICKED,
+    Event.BOUNCED: Metric.BOUNCED,
+    Event.DROPPED: Metric.DROPPED,
+}
+
+
+class CampaignStatus(StrEnum):
+    PULLING = "pulling"
+    PULLED = "pulled"
+    CANCELLED = "cancelled"
+
+
+class SendState(StrEnum):
+    """How far a send's execution has come; each step is recorded before the next."""
+
+    NEW = "new"
+    LISTED = "listed"  # the platform's contact list exists
+    UPLOADED = "uploaded"  # every recipient with an address is in the list
+    CREATED = "created"  # the platform campaign exists, DRAFT
+    PAYLOAD = "payload"  # the template is attached
+    READY = "ready"  # READY on the platform: it will send
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+FINAL_SEND_STATES = frozenset({SendState.DONE, SendState.ERROR, SendState.CANCELLED})
+
+
+class BatchState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # the call is (or was, if we crashed) under way
+    SENT = "sent"
+    IN_DOUBT = "in_doubt"  # the call's outcome is unknown: read back before re-sending
+    FAILED = "failed"  # Optimove refused it (4xx): kept for an operator
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    id: int
+    tenant: str
+    event_type: int
+    campaign_id: int | None
+    channel_id: int | None
+    payload: str
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    id: int
+    tenant: str
+    campaign_id: int
+    channel_id: int
+    state: CampaignStatus
+    next_skip: int
+    pulled: int
+    triggered: bool = False
+
+
+@dataclass(frozen=True)
+class AudienceEntry:
+    """One customer of a campaign as the audience pull found them."""
+
+    customer_id: str
+    template_id: int
+    scheduled_time: dt.datetime  # naive UTC
+    address: str | None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    id: int
+    campaign_pk: int
+    tenant: str
+    campaign_id: int
+    channel_id: int
+    channel_type: str
+    template_id: int
+    scheduled_time: dt.datetime
+    state: SendState
+    recipients: int
+    list_id: int | None
+    uploaded_through: int
+    platform_campaign_id: int | None
+    platform_state: str | None
+    ready_at: float | None
+    checked_at: float | None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    id: int
+    customer_id: str
+    address: str | None
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """A verified callback to store before answering it."""
+
+    send_id: int
+    event: Event
+    event_time: int
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReportBatchRecord:
+    id: int
+    tenant: str
+    campaign_id: int
+    channel_id: int
+    template_id: int
+    event_id: int
+    recipient_group_id: int
+    interaction_date: dt.date
+    size: int
+    state: BatchState
+    attempts: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class MetricTotal:
+    campaign_id: int
+    channel_id: int
+    template_id: int
+    metric_id: int
+    value: int
+    reported_value: int | None
+    reported_at: float | None

@@ -1,0 +1,26 @@
+"""The store: every durable fact of the pipeline, behind typed methods (no SQL outside)."""
+
+from __future__ import annotations
+
+from optibridge.store.callbacks import CallbackStore
+from optibridge.store.campaigns import CampaignStore
+from optibridge.store.db import Database
+from optibridge.store.leases import LeaseStore
+from optibridge.store.migrate import upgrade
+from optibridge.store.ops import OpsStore
+from optibridge.store.reports import ReportStore
+
+
+class Store(CampaignStore, CallbackStore, ReportStore, LeaseStore, OpsStore):
+    """The pipeline's one handle on the database."""
+
+
+async def open_store(url: str) -> Store:
+    """Migrate the database at ``url`` to the newest schema and return a store on it."""
+    import asyncio
+
+    await asyncio.to_thread(upgrade, url)
+    return Store(Database(url))
+
+
+__all__ = ["Database", "Store", "open_store"]

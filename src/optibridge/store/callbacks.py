@@ -1,0 +1,96 @@
+"""The callback inbox: stored as received, then mapped to customers and interactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from optibridge.domain import Event, InboxItem
+from optibridge.store.base import StoreBase, chunks
+from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
+
+
+class CallbackStore(StoreBase):
+    async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
+        """Store verified callbacks in one transaction (the HTTP answer waits for it)."""
+        now = self.clock()
+        rows = [{"send_id": i.send_id, "event": i.event, "event_time": i.event_time,
+                 "addresses": "\n".join(i.addresses), "count": len(i.addresses),
+                 "received_at": now} for i in items]
+        async with self.db.write() as session:
+            await session.execute(CallbackInbox.__table__.insert(), rows)
+
+    async def record_callback_problem(self, kind: str, send_id: int | None, detail: str) -> None:
+        async with self.db.write() as session:
+            session.add(CallbackProblem(kind=kind, send_id=send_id, detail=detail[:2000],
+                                        received_at=self.clock()))
+
+    async def inbox_backlog(self) -> int:
+        async with self.db.read() as session:
+            count = await session.scalar(select(func.count()).select_from(CallbackInbox)
+                                         .where(CallbackInbox.processed_at.is_(None)))
+            return int(count or 0)
+
+    async def process_inbox(self, send_ids: Sequence[int] | None = None, limit: int = 50
+                            ) -> int:
+        """Turn stored callbacks into interactions; returns how many callbacks it handled.
+
+        Each address maps back to its customers through the send's recipients; each
+        (send, customer, event, day) is stored once however often it is heard. Unknown
+        addresses are kept as problems, never dropped silently.
+        """
+        async with self.db.write() as session:
+            query = (select(CallbackInbox).where(CallbackInbox.processed_at.is_(None))
+                     .order_by(CallbackInbox.id).limit(limit))
+            if send_ids is not None:
+                query = query.where(CallbackInbox.send_id.in_(list(send_ids)))
+            items = list(await session.scalars(query))
+            if not items:
+                return 0
+            known = set(await session.scalars(select(Send.id).where(
+                Send.id.in_({i.send_id for i in items}))))
+            now = self.clock()
+            interactions: list[dict[str, object]] = []
+            for item in items:
+                if item.send_id not in known:
+                    session.add(CallbackProblem(kind="unknown_send", send_id=item.send_id,
+                                                detail=f"{item.event} x{item.count}",
+                                                received_at=now))
+                    continue
+                interactions.extend(await self._interactions_of(session, item, now))
+            await self.insert_many_ignoring(session, Interaction.__table__, interactions)
+            await session.execute(update(CallbackInbox)
+                                  .where(CallbackInbox.id.in_([i.id for i in items]))
+                                  .values(processed_at=now))
+            return len(items)
+
+    async def _interactions_of(self, session: AsyncSession, item: CallbackInbox, now: float
+                               ) -> list[dict[str, object]]:
+        addresses = item.addresses.split("\n") if item.addresses else []
+        customers: dict[str, list[str]] = defaultdict(list)
+        for part in chunks(sorted(set(addresses)), 900):
+            rows = await session.execute(
+                select(Recipient.address, Recipient.customer_id)
+                .where(Recipient.send_id == item.send_id, Recipient.address.in_(list(part))))
+            for address, customer_id in rows:
+                customers[address].append(customer_id)
+        unknown = [a for a in set(addresses) if a not in customers]
+        for address in unknown:
+            session.add(CallbackProblem(
+                kind="unknown_address", send_id=item.send_id,
+                detail=f"{item.event}: {address}", received_at=now))
+        day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
+        event = Event(item.event)
+        return [{"send_id": item.send_id, "customer_id": c, "event": event, "day": day,
+                 "created_at": now}
+                for address in set(addresses) for c in customers.get(address, ())]
+
+    async def problem_counts(self) -> dict[str, int]:
+        async with self.db.read() as session:
+            rows = await session.execute(select(CallbackProblem.kind, func.count())
+                                         .group_by(CallbackProblem.kind))
+            return {kind: int(n) for kind, n in rows}

@@ -1,0 +1,233 @@
+"""Notifications, campaigns, their audience (sends and recipients) and execution progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+
+from optibridge.domain import (
+    FINAL_SEND_STATES,
+    AudienceEntry,
+    CampaignRecord,
+    CampaignStatus,
+    Event,
+    NotificationRecord,
+    RecipientRow,
+    SendRecord,
+    SendState,
+)
+from optibridge.store.base import StoreBase
+from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
+
+
+def _campaign(row: Campaign) -> CampaignRecord:
+    return CampaignRecord(id=row.id, tenant=row.tenant, campaign_id=row.campaign_id,
+                          channel_id=row.channel_id, state=CampaignStatus(row.state),
+                          next_skip=row.next_skip, pulled=row.pulled, triggered=row.triggered)
+
+
+def _send(row: Send, campaign: Campaign) -> SendRecord:
+    return SendRecord(
+        id=row.id, campaign_pk=campaign.id, tenant=campaign.tenant,
+        campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
+        channel_type=row.channel_type, template_id=row.template_id,
+        scheduled_time=row.scheduled_time, state=SendState(row.state),
+        recipients=row.recipients, list_id=row.list_id, uploaded_through=row.uploaded_through,
+        platform_campaign_id=row.platform_campaign_id, platform_state=row.platform_state,
+        ready_at=row.ready_at, checked_at=row.checked_at, finished_at=row.finished_at)
+
+
+class CampaignStore(StoreBase):
+    # --- notifications -------------------------------------------------------------
+    async def record_notification(self, tenant: str, event_type: int, campaign_id: int | None,
+                                  channel_id: int | None, payload: dict[str, Any]) -> int:
+        async with self.db.write() as session:
+            row = Notification(tenant=tenant, event_type=event_type, campaign_id=campaign_id,
+                               channel_id=channel_id, payload=json.dumps(payload),
+                               received_at=self.clock())
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def pending_notifications(self, tenant: str, limit: int = 100
+                                    ) -> list[NotificationRecord]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(Notification)
+                .where(Notification.tenant == tenant, Notification.handled_at.is_(None))
+                .order_by(Notification.id).limit(limit))
+            return [NotificationRecord(id=r.id, tenant=r.tenant, event_type=r.event_type,
+                                       campaign_id=r.campaign_id, channel_id=r.channel_id,
+                                       payload=r.payload) for r in rows]
+
+    async def mark_notification(self, notification_id: int, outcome: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(update(Notification).where(Notification.id == notification_id)
+                                  .values(handled_at=self.clock(), outcome=outcome[:200]))
+
+    # --- campaigns -----------------------------------------------------------------
+    async def open_campaign(self, tenant: str, campaign_id: int, channel_id: int,
+                            triggered: bool = False) -> tuple[CampaignRecord, bool]:
+        """The campaign's record, created on first sight; ``True`` when it is new."""
+        async with self.db.write() as session:
+            found = await session.scalar(select(Campaign).where(
+                Campaign.tenant == tenant, Campaign.campaign_id == campaign_id,
+                Campaign.channel_id == channel_id))
+            if found is not None:
+                return _campaign(found), False
+            row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
+                           triggered=triggered, state=CampaignStatus.PULLING, next_skip=0,
+                           pulled=0, created_at=self.clock())
+            session.add(row)
+            await session.flush()
+            return _campaign(row), True
+
+    async def campaigns_in(self, tenant: str, state: CampaignStatus) -> list[CampaignRecord]:
+        async with self.db.read() as session:
+            rows = await session.scalars(select(Campaign).where(
+                Campaign.tenant == tenant, Campaign.state == state,
+                Campaign.triggered.is_(False)).order_by(Campaign.id))
+            return [_campaign(r) for r in rows]
+
+    async def get_campaign(self, tenant: str, campaign_id: int, channel_id: int
+                           ) -> CampaignRecord | None:
+        async with self.db.read() as session:
+            row = await session.scalar(select(Campaign).where(
+                Campaign.tenant == tenant, Campaign.campaign_id == campaign_id,
+                Campaign.channel_id == channel_id))
+            return None if row is None else _campaign(row)
+
+    async def set_campaign_status(self, campaign_pk: int, status: CampaignStatus) -> None:
+        async with self.db.write() as session:
+            await session.execute(update(Campaign).where(Campaign.id == campaign_pk)
+                                  .values(state=status))
+
+    async def store_audience_page(self, campaign_pk: int, channel_type: str, skip: int,
+                                  entries: Sequence[AudienceEntry], last_page: bool) -> bool:
+        """Store one page and the resume point in one transaction: a crash repeats the
+        page at most, and the unique keys make the repeat a no-op."""
+        async with self.db.write() as session:
+            current = await session.get(Campaign, campaign_pk)
+            if current is None or current.state != CampaignStatus.PULLING:
+                return False  # cancelled meanwhile
+            if current.next_skip != skip:
+                return False  # stored already (a repeat after a crash or a takeover)
+            send_ids = await self._sends_for(session, campaign_pk, channel_type, entries)
+            now = self.clock()
+            recipients = [
+                {"send_id": send_ids[(e.template_id, e.scheduled_time)],
+                 "customer_id": e.customer_id, "address": e.address,
+                 "fields": json.dumps(dict(e.fields)) if e.fields else None}
+                for e in entries]
+            await self.insert_many_ignoring(session, Recipient.__table__, recipients)
+            dropped = [
+                {"send_id": send_ids[(e.template_id, e.scheduled_time)],
+                 "customer_id": e.customer_id, "event": Event.DROPPED,
+                 "day": e.scheduled_time.date(), "created_at": now}
+                for e in entries if not e.address]
+            await self.insert_many_ignoring(session, Interaction.__table__, dropped)
+            current.next_skip = skip + len(entries)
+            current.pulled = current.pulled + len(entries)
+            if last_page:
+                current.state = CampaignStatus.PULLED
+                current.pulled_at = now
+                await self._count_recipients(session, campaign_pk)
+            return True
+
+    async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
+                         entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:
+        keys = {(e.template_id, e.scheduled_time) for e in entries}
+        rows = await session.execute(select(Send.id, Send.template_id, Send.scheduled_time)
+                                     .where(Send.campaign_pk == campaign_pk))
+        known = {(t, s): i for i, t, s in rows}
+        for template_id, scheduled_time in sorted(keys - known.keys()):
+            send = Send(campaign_pk=campaign_pk, template_id=template_id,
+                        scheduled_time=scheduled_time, channel_type=channel_type,
+                        state=SendState.NEW, created_at=self.clock())
+            session.add(send)
+            await session.flush()
+            known[(template_id, scheduled_time)] = send.id
+        return known
+
+    async def _count_recipients(self, session: Any, campaign_pk: int) -> None:
+        counts = await session.execute(
+            select(Recipient.send_id, func.count()).join(Send, Send.id == Recipient.send_id)
+            .where(Send.campaign_pk == campaign_pk).group_by(Recipient.send_id))
+        for send_id, count in counts:
+            await session.execute(update(Send).where(Send.id == send_id)
+                                  .values(recipients=count))
+
+    # --- sends -----------------------------------------------------------------------
+    async def sends(self, tenant: str, states: Sequence[SendState],
+                    campaign_pk: int | None = None) -> list[SendRecord]:
+        """Sends of pulled (or triggered) campaigns in ``states``."""
+        query = (select(Send, Campaign).join(Campaign, Campaign.id == Send.campaign_pk)
+                 .where(Campaign.tenant == tenant, Send.state.in_(list(states)),
+                        Campaign.state != CampaignStatus.PULLING))
+        if campaign_pk is not None:
+            query = query.where(Campaign.id == campaign_pk)
+        async with self.db.read() as session:
+            rows = await session.execute(query.order_by(Send.id))
+            return [_send(s, c) for s, c in rows]
+
+    async def get_send(self, send_id: int) -> SendRecord | None:
+        async with self.db.read() as session:
+            row = (await session.execute(
+                select(Send, Campaign).join(Campaign, Campaign.id == Send.campaign_pk)
+                .where(Send.id == send_id))).first()
+            return None if row is None else _send(row[0], row[1])
+
+    async def update_send(self, send_id: int, **values: Any) -> None:
+        """Record one step of a send's execution (state, platform IDs, times)."""
+        async with self.db.write() as session:
+            await session.execute(update(Send).where(Send.id == send_id).values(**values))
+
+    async def recipients_to_upload(self, send_id: int, after_id: int, limit: int
+                                   ) -> list[RecipientRow]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Recipient.id, Recipient.customer_id, Recipient.address, Recipient.fields)
+                .where(Recipient.send_id == send_id, Recipient.id > after_id,
+                       Recipient.address.is_not(None))
+                .order_by(Recipient.id).limit(limit))
+            return [RecipientRow(id=i, customer_id=c, address=a,
+                                 fields=json.loads(f) if f else {}) for i, c, a, f in rows]
+
+    async def mark_uploaded(self, send: SendRecord, through_id: int,
+                            rejected: Sequence[tuple[str, str]]) -> None:
+        """Advance the upload point; customers the platform refused become Dropped."""
+        async with self.db.write() as session:
+            now = self.clock()
+            rows = [{"send_id": send.id, "customer_id": customer_id, "event": Event.DROPPED,
+                     "day": send.scheduled_time.date(), "created_at": now}
+                    for customer_id, _ in rejected]
+            await self.insert_many_ignoring(session, Interaction.__table__, rows)
+            await session.execute(update(Send).where(Send.id == send.id)
+                                  .values(uploaded_through=through_id))
+
+    async def drop_unsent(self, send: SendRecord, sent_events: Sequence[Event]) -> int:
+        """Report as Dropped every recipient with an address and none of ``sent_events``
+        (the proof that the platform sent to them)."""
+        async with self.db.write() as session:
+            submitted = select(Interaction.customer_id).where(
+                Interaction.send_id == send.id,
+                Interaction.event.in_([str(e) for e in sent_events]))
+            already = select(Interaction.customer_id).where(
+                Interaction.send_id == send.id, Interaction.event == Event.DROPPED)
+            customers = (await session.scalars(select(Recipient.customer_id).where(
+                and_(Recipient.send_id == send.id, Recipient.address.is_not(None),
+                     Recipient.customer_id.not_in(submitted),
+                     Recipient.customer_id.not_in(already))))).all()
+            now = self.clock()
+            rows = [{"send_id": send.id, "customer_id": c, "event": Event.DROPPED,
+                     "day": send.scheduled_time.date(), "created_at": now} for c in customers]
+            await self.insert_many_ignoring(session, Interaction.__table__, rows)
+            return len(rows)
+
+    async def open_sends(self, tenant: str) -> list[SendRecord]:
+        states = [s for s in SendState if s not in FINAL_SEND_STATES]
+        return await self.sends(tenant, states)

@@ -1,0 +1,94 @@
+"""Engines and sessions: SQLite by default (one writer at a time), PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL names a database we do not support."""
+
+
+def normalize_url(url: str) -> tuple[URL, URL]:
+    """(async URL, sync URL) for a user's ``sqlite:///file`` or ``postgresql://...`` URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite"), parsed.set(drivername="sqlite")
+    if backend == "postgresql":
+        driver = parsed.set(drivername="postgresql+psycopg")
+        return driver, driver
+    raise DatabaseUrlError(
+        f"database_url {parsed.render_as_string(hide_password=True)}: use sqlite:///FILE "
+        "or postgresql://USER@HOST/DB")
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(engine: AsyncEngine, immediate: bool) -> None:
+    """WAL so readers never block; BEGIN IMMEDIATE on the write engine so that a writer
+    takes the lock up front instead of failing with 'database is locked' mid-transaction."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """Holds the engines. On SQLite, writes go through one connection, so writers queue
+    in the pool instead of racing for the file lock; reads use their own connections."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.async_url, self.sync_url = normalize_url(url)
+        self.sqlite = is_sqlite(self.async_url)
+        if self.sqlite:
+            self.write_engine = create_async_engine(
+                self.async_url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=300)
+            _sqlite_pragmas(self.write_engine, immediate=True)
+            self.read_engine = create_async_engine(self.async_url, echo=echo, pool_size=4)
+            _sqlite_pragmas(self.read_engine, immediate=False)
+        else:
+            self.write_engine = create_async_engine(
+                self.async_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.read_engine = self.write_engine
+        self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction that commits on success and rolls back on any error."""
+        async with self._writer() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._reader() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

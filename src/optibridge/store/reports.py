@@ -1,0 +1,190 @@
+"""Report batches (exactly-once UpdateCampaignInteractions) and metric running totals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from optibridge.domain import (
+    METRIC_OF,
+    REPORTED_AS,
+    BatchState,
+    Event,
+    MetricTotal,
+    ReportBatchRecord,
+)
+from optibridge.store.base import StoreBase
+from optibridge.store.schema import Campaign, Interaction, MetricReport, ReportBatch, Send
+
+REPORTED_EVENTS = [str(e) for e in REPORTED_AS]
+
+
+def _batch(row: ReportBatch) -> ReportBatchRecord:
+    return ReportBatchRecord(
+        id=row.id, tenant=row.tenant, campaign_id=row.campaign_id, channel_id=row.channel_id,
+        template_id=row.template_id, event_id=row.event_id,
+        recipient_group_id=row.recipient_group_id, interaction_date=row.interaction_date,
+        size=row.size, state=BatchState(row.state), attempts=row.attempts,
+        updated_at=row.updated_at)
+
+
+class ReportStore(StoreBase):
+    async def form_report_batches(self, tenant: str, ready_before: float,
+                                  max_size: int = 10_000) -> int:
+        """Group unreported interactions into pending batches of at most ``max_size``.
+
+        A group becomes a batch when it is full or its oldest interaction was stored before
+        ``ready_before`` (so small groups wait for the next flush instead of trickling).
+        """
+        async with self.db.write() as session:
+            groups = await session.execute(
+                select(Interaction.send_id, Interaction.event, Interaction.day,
+                       func.count(), func.min(Interaction.created_at))
+                .join(Send, Send.id == Interaction.send_id)
+                .join(Campaign, Campaign.id == Send.campaign_pk)
+                .where(Campaign.tenant == tenant, Interaction.batch_id.is_(None),
+                       Interaction.event.in_(REPORTED_EVENTS))
+                .group_by(Interaction.send_id, Interaction.event, Interaction.day))
+            formed = 0
+            for send_id, event, day, count, oldest in list(groups):
+                if count < max_size and oldest > ready_before:
+                    continue
+                formed += await self._form(session, tenant, send_id, Event(event), day,
+                                           count, max_size)
+            return formed
+
+    async def _form(self, session: AsyncSession, tenant: str, send_id: int, event: Event,
+                    day: dt.date, count: int, max_size: int) -> int:
+        send = await session.get(Send, send_id)
+        assert send is not None
+        campaign = await session.get(Campaign, send.campaign_pk)
+        assert campaign is not None
+        formed = 0
+        now = self.clock()
+        while count > 0:
+            size = min(count, max_size)
+            batch = ReportBatch(
+                tenant=tenant, campaign_id=campaign.campaign_id,
+                channel_id=campaign.channel_id, template_id=send.template_id,
+                event_id=int(REPORTED_AS[event]), recipient_group_id=1,
+                interaction_date=day, size=size, state=BatchState.PENDING, attempts=0,
+                created_at=now, updated_at=now)
+            session.add(batch)
+            await session.flush()
+            members = (select(Interaction.id).where(
+                Interaction.send_id == send_id, Interaction.event == event,
+                Interaction.day == day, Interaction.batch_id.is_(None))
+                .order_by(Interaction.id).limit(size))
+            await session.execute(update(Interaction).where(Interaction.id.in_(members))
+                                  .values(batch_id=batch.id))
+            count -= size
+            formed += 1
+        return formed
+
+    async def batches(self, tenant: str, states: Sequence[BatchState], limit: int = 100
+                      ) -> list[ReportBatchRecord]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(ReportBatch).where(ReportBatch.tenant == tenant,
+                                          ReportBatch.state.in_([str(s) for s in states]))
+                .order_by(ReportBatch.id).limit(limit))
+            return [_batch(r) for r in rows]
+
+    async def batch_customers(self, batch_id: int) -> list[str]:
+        async with self.db.read() as session:
+            rows = await session.scalars(select(Interaction.customer_id)
+                                         .where(Interaction.batch_id == batch_id)
+                                         .order_by(Interaction.id))
+            return list(rows)
+
+    async def mark_batch(self, batch_id: int, state: BatchState, *,
+                         expect: BatchState | None = None, error: str | None = None) -> bool:
+        """Move a batch to ``state`` (only from ``expect`` when given); False if it was not."""
+        async with self.db.write() as session:
+            query = update(ReportBatch).where(ReportBatch.id == batch_id)
+            if expect is not None:
+                query = query.where(ReportBatch.state == expect)
+            values: dict[str, object] = {"state": state, "updated_at": self.clock()}
+            if state == BatchState.SENDING:
+                values["attempts"] = ReportBatch.attempts + 1
+            if error is not None:
+                values["last_error"] = error[:2000]
+            result = await session.execute(query.values(**values))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def suspect_interrupted_sends(self, tenant: str) -> int:
+        """Batches left 'sending' by a process that died are in doubt, not pending."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(ReportBatch).where(ReportBatch.tenant == tenant,
+                                          ReportBatch.state == BatchState.SENDING)
+                .values(state=BatchState.IN_DOUBT, updated_at=self.clock()))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def times_reported(self, batch: ReportBatchRecord, customer_id: str) -> int:
+        """How many sent batches other than ``batch`` reported this customer with its key."""
+        async with self.db.read() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(Interaction)
+                .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
+                .where(Interaction.customer_id == customer_id,
+                       ReportBatch.id != batch.id, ReportBatch.state == BatchState.SENT,
+                       ReportBatch.tenant == batch.tenant,
+                       ReportBatch.campaign_id == batch.campaign_id,
+                       ReportBatch.channel_id == batch.channel_id,
+                       ReportBatch.template_id == batch.template_id,
+                       ReportBatch.event_id == batch.event_id,
+                       ReportBatch.recipient_group_id == batch.recipient_group_id,
+                       ReportBatch.interaction_date == batch.interaction_date))
+            return int(count or 0)
+
+    async def metric_totals(self, tenant: str, since: float) -> list[MetricTotal]:
+        """Running totals per (campaign, channel, template, metric) of sends made after
+        ``since``, with what was last reported."""
+        metric = case(*((Interaction.event == str(e), int(m)) for e, m in METRIC_OF.items()))
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Campaign.campaign_id, Campaign.channel_id, Send.template_id,
+                       metric, func.count())
+                .select_from(Interaction)
+                .join(Send, Send.id == Interaction.send_id)
+                .join(Campaign, Campaign.id == Send.campaign_pk)
+                .where(Campaign.tenant == tenant, Send.created_at >= since)
+                .group_by(Campaign.campaign_id, Campaign.channel_id, Send.template_id, metric))
+            reported = {(r.campaign_id, r.channel_id, r.template_id, r.metric_id): r
+                        for r in await session.scalars(select(MetricReport).where(
+                            MetricReport.tenant == tenant))}
+            totals = []
+            for campaign_id, channel_id, template_id, metric_id, value in rows:
+                last = reported.get((campaign_id, channel_id, template_id, metric_id))
+                totals.append(MetricTotal(
+                    campaign_id=campaign_id, channel_id=channel_id, template_id=template_id,
+                    metric_id=metric_id, value=int(value),
+                    reported_value=None if last is None else last.value,
+                    reported_at=None if last is None else last.reported_at))
+            return totals
+
+    async def record_metrics_reported(self, tenant: str, totals: Sequence[MetricTotal]) -> None:
+        async with self.db.write() as session:
+            now = self.clock()
+            for t in totals:
+                await session.merge(MetricReport(
+                    tenant=tenant, campaign_id=t.campaign_id, channel_id=t.channel_id,
+                    template_id=t.template_id, metric_id=t.metric_id, value=t.value,
+                    reported_at=now))
+
+    async def unreported_backlog(self, tenant: str) -> tuple[int, float | None]:
+        """(count, oldest stored time) of interactions not yet in a sent batch."""
+        async with self.db.read() as session:
+            row = (await session.execute(
+                select(func.count(), func.min(Interaction.created_at))
+                .select_from(Interaction)
+                .join(Send, Send.id == Interaction.send_id)
+                .join(Campaign, Campaign.id == Send.campaign_pk)
+                .outerjoin(ReportBatch, ReportBatch.id == Interaction.batch_id)
+                .where(Campaign.tenant == tenant, Interaction.event.in_(REPORTED_EVENTS),
+                       and_(ReportBatch.state.is_distinct_from(BatchState.SENT))))).one()
+            return int(row[0]), row[1]

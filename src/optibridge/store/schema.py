@@ -1,0 +1,229 @@
+"""The tables. Times are Unix seconds (float) unless a column is a calendar date.
+
+Words: a *campaign* is Optimove's campaign on one channel; a *send* is one template and send
+time of it, executed as one platform campaign; a *recipient* is a customer of a send; an
+*interaction* is one (send, customer, event, day), stored once; a *report batch* is one
+UpdateCampaignInteractions call, with an identity and a state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Notification(Base):
+    """An Optimove listener call, recorded before we answer it."""
+
+    __tablename__ = "notification"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float)
+    handled_at: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_notification_pending", "tenant", "handled_at"),
+    )
+
+
+class Campaign(Base):
+    """One Optimove campaign on one channel, and how far its audience pull has come."""
+
+    __tablename__ = "campaign"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(Integer)
+    triggered: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16))  # pulling, pulled, cancelled
+    next_skip: Mapped[int] = mapped_column(BigInteger, default=0)
+    pulled: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    pulled_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "campaign_id", "channel_id", name="uq_campaign_identity"),
+        Index("ix_campaign_state", "tenant", "state"),
+    )
+
+
+class Send(Base):
+    """One template and send time of a campaign, executed as one platform campaign."""
+
+    __tablename__ = "send"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign_pk: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    template_id: Mapped[int] = mapped_column(BigInteger)
+    scheduled_time: Mapped[dt.datetime] = mapped_column(DateTime)  # naive UTC
+    channel_type: Mapped[str] = mapped_column(String(8))
+    # new -> listed -> uploaded -> created -> ready -> done | error | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    recipients: Mapped[int] = mapped_column(BigInteger, default=0)
+    list_id: Mapped[int | None] = mapped_column(BigInteger)
+    uploaded_through: Mapped[int] = mapped_column(BigInteger, default=0)  # last recipient.id
+    platform_campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    platform_state: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    ready_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_pk", "template_id", "scheduled_time",
+                         name="uq_send_identity"),
+        Index("ix_send_state", "state"),
+    )
+
+
+class Recipient(Base):
+    __tablename__ = "recipient"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("send.id"))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str | None] = mapped_column(String(320))
+    fields: Mapped[str | None] = mapped_column(Text)  # JSON object of personalization values
+
+    __table_args__ = (
+        UniqueConstraint("send_id", "customer_id", name="uq_recipient_identity"),
+        Index("ix_recipient_address", "send_id", "address"),
+    )
+
+
+class Interaction(Base):
+    """One (send, customer, event, day), stored once however often it is heard."""
+
+    __tablename__ = "interaction"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("send.id"))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))  # submitted delivered opened ...
+    day: Mapped[dt.date] = mapped_column(Date)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("report_batch.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("send_id", "customer_id", "event", "day",
+                         name="uq_interaction_identity"),
+        Index("ix_interaction_unreported", "send_id", "event", "day",
+              sqlite_where=text("batch_id IS NULL"),
+              postgresql_where=text("batch_id IS NULL")),
+        Index("ix_interaction_batch", "batch_id"),
+        Index("ix_interaction_customer", "customer_id"),
+    )
+
+
+class ReportBatch(Base):
+    """One UpdateCampaignInteractions call: pending -> sending -> sent, or in_doubt."""
+
+    __tablename__ = "report_batch"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(Integer)
+    template_id: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[int] = mapped_column(Integer)
+    recipient_group_id: Mapped[int] = mapped_column(Integer, default=1)
+    interaction_date: Mapped[dt.date] = mapped_column(Date)
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_report_batch_state", "tenant", "state"),)
+
+
+class MetricReport(Base):
+    """The last running total of one metric that Optimove accepted."""
+
+    __tablename__ = "metric_report"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+    reported_at: Mapped[float] = mapped_column(Float)
+
+
+class CallbackInbox(Base):
+    """A verified platform callback, stored as received before we answer it."""
+
+    __tablename__ = "callback_inbox"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    send_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(16))
+    event_time: Mapped[int] = mapped_column(BigInteger)
+    addresses: Mapped[str] = mapped_column(Text)  # newline-joined
+    count: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[float] = mapped_column(Float)
+    processed_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_callback_inbox_pending", "processed_at"),)
+
+
+class CallbackProblem(Base):
+    """What could not be used: a malformed signed callback, an unknown address, a late one."""
+
+    __tablename__ = "callback_problem"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # malformed, unknown_address, unknown_send
+    send_id: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class TenantLease(Base):
+    """Which process does a tenant's background work (and so its Optimove calls)."""
+
+    __tablename__ = "tenant_lease"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Problem(Base):
+    """An error worth showing an operator: what failed, where, and why."""
+
+    __tablename__ = "problem"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    where: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
