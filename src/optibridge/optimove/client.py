@@ -1,0 +1,432 @@
+"""Async client of the Optimove REST API calls an execution partner uses (optimove-api.md).
+
+Every request first takes a slot from the tenant's shared sliding-window limiter, so that all
+calls of one API key stay under Optimove's limit together. Idempotent calls are retried with
+exponential backoff; UpdateCampaignInteractions is never retried, because Optimove adds up
+repeated calls (seed 000) and a blind retry would double-count a report batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+import httpx
+
+from optibridge.config import TenantConfig
+from optibridge.optimove.errors import (
+    BatchTooLarge,
+    EmptyBatch,
+    OptimoveAuthError,
+    OptimoveError,
+    OptimoveOutcomeUnknown,
+    OptimoveRateLimited,
+    OptimoveRequestRejected,
+    OptimoveServerError,
+    OptimoveUnavailable,
+    OptimoveUnexpectedResponse,
+)
+from optibridge.optimove.models import (
+    MAX_ATTRIBUTE_CUSTOMERS,
+    MAX_ATTRIBUTES_PER_CUSTOMER,
+    MAX_INTERACTION_CUSTOMERS,
+    MAX_METRICS_PER_CALL,
+    MAX_PREFERENCE_CUSTOMERS,
+    MAX_TEMPLATES_PER_CALL,
+    CampaignInteractions,
+    CampaignMetric,
+    ChannelInteraction,
+    ChannelTemplate,
+    CustomerAttributesUpdate,
+    CustomerSendDetail,
+    EventListener,
+    ExecutionChannel,
+    SendDetailsPage,
+)
+from optibridge.ratelimit import Priority, SlidingWindowLimiter, limiter_for
+from optibridge.retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
+
+# Transport errors raised before any byte of the request left: safe to call "not applied".
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+             httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One Optimove Function: where it lives and how it may be retried."""
+
+    function: str
+    category: str
+    method: str = "GET"
+    priority: Priority = Priority.NORMAL
+    retried: bool = True
+
+
+_REGISTER = _Call("RegisterEventListener", "general", "POST")
+_UNREGISTER = _Call("UnregisterEventListener", "general", "POST")
+_LISTENERS = _Call("GetRegisteredEventListeners", "general")
+_SEND_DETAILS = _Call("GetCustomerSendDetailsByChannel", "customers", priority=Priority.PULL)
+_ADD_TEMPLATES = _Call("AddChannelTemplates", "integrations", "POST")
+_DELETE_TEMPLATES = _Call("DeleteChannelTemplates", "integrations", "POST")
+_TEMPLATES = _Call("GetChannelTemplates", "integrations")
+_METRICS = _Call("UpdateCampaignMetrics", "integrations", "POST", Priority.REPORT)
+_INTERACTIONS = _Call("UpdateCampaignInteractions", "integrations", "POST", Priority.REPORT,
+                      retried=False)
+_CHANNEL_INTERACTIONS = _Call("GetCustomerChannelInteractions", "customers")
+_PREFERENCE = _Call("SetCustomerChannelPreference", "integrations", "POST")
+_ADD_ATTRIBUTE = _Call("AddCustomerAttribute", "customers", "POST")
+_UPDATE_ATTRIBUTES = _Call("UpdateCustomerAttributes", "customers", "POST")
+_CHANNELS = _Call("GetExecutionChannels", "actions")
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a later attempt may not: carries the error to raise last."""
+
+    def __init__(self, final: OptimoveError, retry_after: float | None = None) -> None:
+        super().__init__(str(final))
+        self.final = final
+        self.retry_after = retry_after
+
+
+def _check_size(call: _Call, what: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise BatchTooLarge(call.function, f"{size} {what} in one call, the limit is {limit}")
+
+
+def _body_text(response: httpx.Response) -> str:
+    return response.text[:300]
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def parse_attributes(raw: Any, count: int, delimiter: str) -> tuple[str | None, ...]:
+    """Positional attribute values from a JSON array or one delimited string.
+
+    A missing position is None. In the delimited form an empty value stays "" (the form
+    cannot tell empty from null) and a delimiter inside a value cannot be told apart.
+    """
+    if raw is None:
+        values: list[str | None] = []
+    elif isinstance(raw, str):
+        values = list(raw.split(delimiter)) if raw != "" or count == 1 else []
+    elif isinstance(raw, list):
+        values = [None if item is None else str(item) for item in raw]
+    else:
+        values = [str(raw)]
+    values = values[:count] if count else values
+    return tuple(values + [None] * (count - len(values)))
+
+
+class OptimoveClient:
+    """One tenant's connection to Optimove (one API key, one shared limiter)."""
+
+    def __init__(self, base_url: str, api_key: str, *, path_prefix: str = "/current",
+                 limiter: SlidingWindowLimiter | None = None,
+                 retry: RetryPolicy = DEFAULT_RETRY, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._prefix = base_url.rstrip("/") + ("/" + path_prefix.strip("/")
+                                               if path_prefix.strip("/") else "")
+        self._limiter = limiter if limiter is not None else limiter_for(api_key, 50, 10.0)
+        self._retry = retry
+        self._http = httpx.AsyncClient(
+            headers={"X-API-KEY": api_key, "Accept": "application/json",
+                     "Content-Type": "application/json"},
+            timeout=timeout, transport=transport)
+
+    @classmethod
+    def from_tenant(cls, tenant: TenantConfig) -> OptimoveClient:
+        key = tenant.key()
+        limit = tenant.rate_limit
+        return cls(tenant.optimove_url, key, path_prefix=tenant.path_prefix,
+                   limiter=limiter_for(key, limit.requests, limit.per_seconds))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------- event listeners
+
+    async def register_event_listener(self, event_type_id: int, listener_url: str,
+                                      channel_id: int | None = None) -> None:
+        # Sent plain: the old docs' sample URL-encoded it, the sandbox accepts both forms.
+        body: dict[str, Any] = {"EventTypeID": event_type_id, "ListenerURL": listener_url}
+        if channel_id is not None:
+            body["ChannelID"] = channel_id
+        await self._void(_REGISTER, body=body)
+
+    async def unregister_event_listener(self, event_type_id: int,
+                                        channel_id: int | None = None) -> None:
+        body: dict[str, Any] = {"EventTypeID": event_type_id}
+        if channel_id is not None:
+            body["ChannelID"] = channel_id
+        await self._void(_UNREGISTER, body=body)
+
+    async def get_registered_event_listeners(self) -> list[EventListener]:
+        rows = await self._list(_LISTENERS)
+        return [EventListener.model_validate(row) for row in rows]
+
+    # ------------------------------------------------------------------ audience pull
+
+    async def get_customer_send_details(
+            self, campaign_id: int, channel_id: int, *, attributes: Sequence[str] = (),
+            delimiter: str = ";", top: int = 10_000, skip: int = 0) -> list[CustomerSendDetail]:
+        """One page of a campaign's audience on one channel (seed 002, flow 4)."""
+        if top < 1 or skip < 0:
+            raise ValueError("top must be >= 1 and skip >= 0")
+        params: dict[str, Any] = {"CampaignID": campaign_id, "ChannelID": channel_id,
+                                  "$top": top, "$skip": skip}
+        if attributes:
+            params["CustomerAttributes"] = delimiter.join(attributes)
+            params["CustomerAttributesDelimiter"] = delimiter
+        rows = await self._list(_SEND_DETAILS, params=params)
+        return [self._send_detail(row, len(attributes), delimiter) for row in rows]
+
+    async def iter_customer_send_details(
+            self, campaign_id: int, channel_id: int, *, attributes: Sequence[str] = (),
+            delimiter: str = ";", page_size: int = 10_000, start_skip: int = 0,
+    ) -> AsyncIterator[SendDetailsPage]:
+        """Every non-empty page from ``start_skip`` on, stopping after a short page."""
+        skip = start_skip
+        while True:
+            rows = await self.get_customer_send_details(
+                campaign_id, channel_id, attributes=attributes, delimiter=delimiter,
+                top=page_size, skip=skip)
+            if rows:
+                yield SendDetailsPage(skip=skip, rows=tuple(rows))
+            if len(rows) < page_size:
+                return
+            skip += len(rows)
+
+    def _send_detail(self, row: Any, count: int, delimiter: str) -> CustomerSendDetail:
+        if not isinstance(row, Mapping):
+            raise OptimoveUnexpectedResponse(_SEND_DETAILS.function,
+                                             f"a row is not an object: {str(row)[:100]}")
+        # The 2016 live API answered "CustomerAttribute" as one delimited string [MOCK].
+        raw = row.get("CustomerAttributes", row.get("CustomerAttribute"))
+        try:
+            detail = CustomerSendDetail.model_validate({
+                "CustomerID": str(row.get("CustomerID")) if row.get("CustomerID") is not None
+                else None,
+                "TemplateID": row.get("TemplateID"),
+                "ScheduledTime": row.get("ScheduledTime"),
+                "attributes": parse_attributes(raw, count, delimiter),
+            })
+        except ValueError as error:
+            raise OptimoveUnexpectedResponse(
+                _SEND_DETAILS.function, f"a row does not fit: {error}".replace("\n", " ")[:300]
+            ) from None
+        naive = _naive_utc(detail.scheduled_time)
+        return detail if naive is detail.scheduled_time else detail.model_copy(
+            update={"scheduled_time": naive})
+
+    # ---------------------------------------------------------------------- templates
+
+    async def add_channel_templates(self, channel_id: int,
+                                    templates: Sequence[ChannelTemplate]) -> None:
+        _check_size(_ADD_TEMPLATES, "templates", len(templates), MAX_TEMPLATES_PER_CALL)
+        if not templates:
+            return
+        body = [t.model_dump(by_alias=True, mode="json") for t in templates]
+        await self._void(_ADD_TEMPLATES, params={"ChannelID": channel_id}, body=body)
+
+    async def delete_channel_templates(self, channel_id: int,
+                                       template_ids: Sequence[int]) -> None:
+        _check_size(_DELETE_TEMPLATES, "templates", len(template_ids), MAX_TEMPLATES_PER_CALL)
+        if not template_ids:
+            return
+        body = [{"ChannelID": channel_id, "TemplateID": tid} for tid in template_ids]
+        await self._void(_DELETE_TEMPLATES, body=body)
+
+    async def get_channel_templates(self, channel_id: int) -> list[ChannelTemplate]:
+        rows = await self._list(_TEMPLATES, params={"ChannelID": channel_id})
+        return [ChannelTemplate.model_validate(row) for row in rows]
+
+    # ---------------------------------------------------------------------- reporting
+
+    async def update_campaign_metrics(self, metrics: Sequence[CampaignMetric]) -> None:
+        """Send running totals (re-sending a total is safe, so this call is retried)."""
+        _check_size(_METRICS, "metrics", len(metrics), MAX_METRICS_PER_CALL)
+        if not metrics:
+            return
+        body = [m.model_dump(by_alias=True, mode="json") for m in metrics]
+        await self._void(_METRICS, body=body)
+
+    async def update_campaign_interactions(self, batch: CampaignInteractions) -> None:
+        """Report one batch exactly once: raises ``OptimoveOutcomeUnknown`` when it may have
+        landed, ``OptimoveRateLimited``/``OptimoveUnavailable`` when it surely did not."""
+        size = len(batch.customer_ids)
+        if size == 0:
+            raise EmptyBatch(_INTERACTIONS.function, "the report batch has no CustomerIDs")
+        _check_size(_INTERACTIONS, "CustomerIDs", size, MAX_INTERACTION_CUSTOMERS)
+        body = batch.model_dump(by_alias=True, mode="json", exclude_none=True)
+        await self._void(_INTERACTIONS, body=body)
+
+    async def get_customer_channel_interactions(
+            self, customer_id: str, start: date, end: date, channel_id: int | None = None,
+    ) -> list[ChannelInteraction]:
+        """What Optimove holds for one customer (seed 001): reads back an in-doubt batch."""
+        params: dict[str, Any] = {"CustomerID": customer_id, "StartDate": start.isoformat(),
+                                  "EndDate": end.isoformat()}
+        if channel_id is not None:
+            params["ChannelID"] = channel_id
+        rows = await self._list(_CHANNEL_INTERACTIONS, params=params)
+        return [ChannelInteraction.model_validate(row) for row in rows]
+
+    # -------------------------------------------------------------------- subscriptions
+
+    async def set_customer_channel_preference(
+            self, channel_id: int, customer_ids: Sequence[str], communication_mode: int,
+            app_id: str | None = None) -> None:
+        _check_size(_PREFERENCE, "CustomerIDs", len(customer_ids), MAX_PREFERENCE_CUSTOMERS)
+        if not customer_ids:
+            return
+        body: dict[str, Any] = {"ChannelID": channel_id, "CustomerIDs": list(customer_ids),
+                                "CommunicationMode": communication_mode}
+        if app_id is not None:
+            body["AppID"] = app_id
+        await self._void(_PREFERENCE, body=body)
+
+    async def add_customer_attribute(self, name: str, type: str,
+                                     default_value: str | None = None,
+                                     callback_url: str | None = None) -> None:
+        body: dict[str, Any] = {"Name": name, "Type": type}
+        if default_value is not None:
+            body["DefaultValue"] = default_value
+        if callback_url is not None:
+            body["CallbackURL"] = callback_url
+        await self._void(_ADD_ATTRIBUTE, body=body)
+
+    async def update_customer_attributes(
+            self, updates: Sequence[CustomerAttributesUpdate], callback_url: str | None = None,
+            *, max_customers: int = 1_000) -> None:
+        if not 1 <= max_customers <= MAX_ATTRIBUTE_CUSTOMERS:
+            raise ValueError(f"max_customers must be 1..{MAX_ATTRIBUTE_CUSTOMERS}")
+        _check_size(_UPDATE_ATTRIBUTES, "customers", len(updates), max_customers)
+        for update in updates:
+            _check_size(_UPDATE_ATTRIBUTES, f"attributes for customer {update.customer_id}",
+                        len(update.attributes), MAX_ATTRIBUTES_PER_CUSTOMER)
+        if not updates:
+            return
+        body: dict[str, Any] = {"CustomerNewAttributesValuesList": [
+            u.model_dump(by_alias=True, mode="json") for u in updates]}
+        if callback_url is not None:
+            body["CallbackURL"] = callback_url
+        await self._void(_UPDATE_ATTRIBUTES, body=body)
+
+    async def get_execution_channels(self) -> list[ExecutionChannel]:
+        rows = await self._list(_CHANNELS)
+        return [ExecutionChannel.model_validate(row) for row in rows]
+
+    # ---------------------------------------------------------------------- transport
+
+    async def _void(self, call: _Call, *, params: Mapping[str, Any] | None = None,
+                    body: Any = None) -> None:
+        """A call that answers 200 with no payload (or ``{"ResponseCode":200}``)."""
+        response = await self._request(call, params, body)
+        content = response.content.strip()
+        if not content:
+            return
+        parsed = self._json(call, response)
+        if parsed is None or parsed == {} or parsed is True:
+            return
+        if isinstance(parsed, Mapping) and parsed.get("ResponseCode") in (200, "200"):
+            return
+        # [GO] treats a bare JSON string on a 200 as an error: we do not know what happened.
+        self._unexpected(call, f"answered 200 with {_body_text(response)!r}")
+
+    async def _list(self, call: _Call, *, params: Mapping[str, Any] | None = None
+                    ) -> list[Any]:
+        response = await self._request(call, params, None)
+        # An empty body is not read as "no rows": it would end an audience pull early.
+        parsed = self._json(call, response)
+        if not isinstance(parsed, list):
+            self._unexpected(call, f"expected a JSON array, got {_body_text(response)!r}")
+        return parsed
+
+    def _json(self, call: _Call, response: httpx.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            self._unexpected(call, f"answered {response.status_code} with a body that is not "
+                                   f"JSON: {_body_text(response)!r}")
+
+    def _unexpected(self, call: _Call, message: str) -> NoReturn:
+        if not call.retried:
+            raise OptimoveOutcomeUnknown(call.function, message, 200)
+        raise OptimoveUnexpectedResponse(call.function, message, 200)
+
+    async def _request(self, call: _Call, params: Mapping[str, Any] | None,
+                       body: Any) -> httpx.Response:
+        url = f"{self._prefix}/{call.category}/{call.function}"
+        content = None if body is None else json.dumps(body, separators=(",", ":"))
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._limiter.acquire(call.priority)
+            try:
+                return await self._attempt(call, url, params, content)
+            except _Retryable as failure:
+                if not call.retried or attempt >= self._retry.attempts:
+                    raise failure.final from None
+                pause = self._retry.delay(attempt, failure.retry_after)
+                log.warning("optimove %s: attempt %d failed (%s), retrying in %.2fs",
+                            call.function, attempt, failure.final, pause)
+                await asyncio.sleep(pause)
+
+    async def _attempt(self, call: _Call, url: str, params: Mapping[str, Any] | None,
+                       content: str | None) -> httpx.Response:
+        try:
+            response = await self._http.request(call.method, url, params=params,
+                                                content=content)
+        except httpx.TransportError as error:
+            raise self._transport_failure(call, error) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        if status == 429:
+            # Real Optimove documents no Retry-After; honour it when a server sends one.
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            raise _Retryable(OptimoveRateLimited(
+                call.function, f"rate limited (429): {_body_text(response)}", status), wait)
+        if status >= 500:
+            if not call.retried:
+                raise OptimoveOutcomeUnknown(
+                    call.function, f"answered {status}, may or may not have been applied: "
+                                   f"{_body_text(response)}", status)
+            raise _Retryable(OptimoveServerError(
+                call.function, f"server error {status}: {_body_text(response)}", status))
+        if status in (401, 403):
+            raise OptimoveAuthError(call.function, status, response.text)
+        raise OptimoveRequestRejected(call.function, status, response.text)
+
+    def _transport_failure(self, call: _Call, error: httpx.TransportError) -> Exception:
+        what = f"{type(error).__name__}: {error}"[:300]
+        if isinstance(error, httpx.UnsupportedProtocol):
+            return OptimoveUnavailable(call.function, f"bad URL ({what})")
+        if isinstance(error, _NOT_SENT):
+            return _Retryable(OptimoveUnavailable(call.function, f"no connection ({what})"))
+        if not call.retried:
+            return OptimoveOutcomeUnknown(
+                call.function, f"sent, then no complete answer ({what}); it may or may not "
+                               "have been applied")
+        return _Retryable(OptimoveUnavailable(call.function, f"no complete answer ({what})"))
