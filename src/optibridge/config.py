@@ -189,9 +189,22 @@ class ServerConfig(_Strict):
         return self.signing_secret.get_secret_value().encode()
 
 
+class TimingConfig(_Strict):
+    """Pauses of the background loops; the defaults suit production, rehearsals shorten them."""
+
+    idle: float = Field(1.0, gt=0)
+    in_doubt_wait: float = Field(30.0, ge=0)
+    follow_min: float = Field(2.0, gt=0)
+    follow_max: float = Field(60.0, gt=0)
+    callback_margin: float = Field(60.0, ge=0)
+    metrics_refresh: float = Field(4 * 3600.0, gt=0)
+    lease_ttl: float = Field(30.0, ge=3)
+
+
 class Config(_Strict):
     server: ServerConfig
     tenants: dict[str, TenantConfig]
+    timing: TimingConfig = TimingConfig()
 
     @field_validator("tenants")
     @classmethod

@@ -1,0 +1,3 @@
+from optibridge.cli import main
+
+main()

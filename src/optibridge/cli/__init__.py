@@ -1,0 +1,19 @@
+"""The ``optibridge`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from optibridge.cli import demo, listeners, sandbox, serve
+
+app = typer.Typer(
+    name="optibridge", no_args_is_help=True, add_completion=False,
+    help="Runs Optimove campaigns on an email/SMS platform and reports back exactly once.")
+serve.register(app)
+demo.register(app)
+sandbox.register(app)
+app.add_typer(listeners.app, name="listeners")
+
+
+def main() -> None:
+    app()

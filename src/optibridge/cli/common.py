@@ -1,0 +1,39 @@
+"""What every command shares: loading the config and turning errors into messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from optibridge.config import Config, ConfigError, load_config
+
+T = TypeVar("T")
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", envvar="OPTIBRIDGE_CONFIG",
+    help="The TOML configuration file (default: ./optibridge.toml).")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def config_from(path: Path | None) -> Config:
+    path = path or Path(os.environ.get("OPTIBRIDGE_CONFIG", "optibridge.toml"))
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise fail(str(error)) from None
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)

@@ -1,0 +1,362 @@
+"""``optibridge demo``: both sandboxes and the service on loopback, one campaign end to end,
+and a reconciliation of what the platform emitted against what reached Optimove.
+
+The same ``Rehearsal`` drives the end-to-end, fault and crash tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optibridge.config import ChannelType, Config, parse_config
+from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.models import InteractionEvent, Metric
+from optibridge.pipeline.progress import Progress, progress
+from optibridge.sandbox.optimove import AudienceRow, FaultPlan, OptimoveSandbox
+from optibridge.sandbox.optimove import create_app as optimove_app
+from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox
+from optibridge.sandbox.platform import create_app as platform_app
+from optibridge.serving import RunningServer, free_port, start_server
+from optibridge.store import Database, Store
+
+TENANT = "demo"
+EMAIL_CHANNEL, SMS_CHANNEL = 504, 505
+EMAIL_CAMPAIGN, SMS_CAMPAIGN = 1001, 1002
+OPTIMOVE_KEY = "demo-optimove-key-0123456789"
+PLATFORM_KEY = "demo-platform-key-0123456789"
+SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"
+EVENTS = ("submitted", "delivered", "bounced", "opened", "clicked", "dropped")
+INTERACTION_ID = {"bounced": InteractionEvent.BOUNCED, "opened": InteractionEvent.OPENED,
+                  "clicked": InteractionEvent.CLICKED, "dropped": InteractionEvent.DROPPED}
+METRIC_ID = {"submitted": Metric.SENT, "delivered": Metric.DELIVERED,
+             "bounced": Metric.BOUNCED, "opened": Metric.OPENED, "clicked": Metric.CLICKED,
+             "dropped": Metric.DROPPED}
+
+
+@dataclass
+class Customer:
+    customer_id: str
+    channel_id: int
+    template_id: int
+    scheduled_time: dt.datetime
+    address: str | None
+    first_name: str
+
+
+@dataclass(frozen=True)
+class ReconciliationRow:
+    event: str
+    emitted: int  # by the platform (dropped: whoever it could not or did not send to)
+    stored: int
+    reported: int | None  # customers Optimove holds via UpdateCampaignInteractions
+    duplicates: int | None
+    metric: int  # UpdateCampaignMetrics running total Optimove holds
+    read_back: str  # sample read back with GetCustomerChannelInteractions: "k/n"
+
+    @property
+    def matches(self) -> bool:
+        same = self.emitted == self.stored == self.metric
+        if self.reported is not None:
+            same = same and self.reported == self.stored and self.duplicates == 0
+        sample_ok = True
+        if self.read_back and "/" in self.read_back:
+            got, want = self.read_back.split("/")
+            sample_ok = got == want
+        return same and sample_ok
+
+
+@dataclass
+class Rehearsal:
+    """Everything of one demo run: sandboxes, the service, the audience, the checks."""
+
+    customers: int = 10_000
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="optibridge-")))
+    database_url: str | None = None
+    callback_window: float = 1.0
+    optimove_faults: FaultPlan | None = None
+    platform_faults: PlatformFaults | None = None
+    seed: int = 7
+    service_mode: str = "thread"  # or "process" for crash tests
+    optimove: OptimoveSandbox = field(init=False)
+    platform: PlatformSandbox = field(init=False)
+    servers: list[RunningServer] = field(default_factory=list)
+    service_process: subprocess.Popen[bytes] | None = None
+    audience: list[Customer] = field(default_factory=list)
+    config: Config = field(init=False)
+    service_port: int = 0
+
+    # ---- set-up ------------------------------------------------------------------------
+    def start_sandboxes(self) -> None:
+        self.optimove = OptimoveSandbox({OPTIMOVE_KEY: TENANT}, seed=self.seed,
+                                        faults=self.optimove_faults)
+        self.platform = PlatformSandbox([PLATFORM_KEY], seed=self.seed,
+                                        callback_window=self.callback_window, tick=0.05,
+                                        rates=EventRates(), faults=self.platform_faults)
+        self.servers.append(start_server(optimove_app(self.optimove)))
+        self.servers.append(start_server(platform_app(self.platform)))
+        self.service_port = free_port()
+        self.config = self._config()
+
+    @property
+    def optimove_url(self) -> str:
+        return self.servers[0].url
+
+    @property
+    def platform_url(self) -> str:
+        return self.servers[1].url
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    def config_data(self) -> dict[str, Any]:
+        database = self.database_url or f"sqlite:///{self.workdir / 'optibridge.db'}"
+        return {
+            "server": {"listen": f"127.0.0.1:{self.service_port}",
+                       "public_url": self.service_url, "database_url": database,
+                       "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
+            "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
+                       "callback_margin": max(1.0, self.callback_window * 2),
+                       "lease_ttl": 6.0},
+            "tenants": {TENANT: {
+                "optimove_url": self.optimove_url, "api_key_env": "OPTIBRIDGE_DEMO_OPTIMOVE_KEY",
+                "page_size": 10_000, "report_interval_seconds": 1.0,
+                "callback_window_seconds": self.callback_window,
+                "channels": {
+                    str(EMAIL_CHANNEL): {"type": "email", "address_attribute": "Email",
+                                         "personalization": ["FirstName"],
+                                         "personalization_defaults": {"FirstName": "friend"}},
+                    str(SMS_CHANNEL): {"type": "sms", "address_attribute": "Phone",
+                                       "personalization": ["FirstName"],
+                                       "personalization_defaults": {"FirstName": "friend"}},
+                },
+                "platform": {"base_url": self.platform_url,
+                             "api_key_env": "OPTIBRIDGE_DEMO_PLATFORM_KEY",
+                             "bounce_domain": 1,
+                             "rate_limit": {"requests": 1000, "per_seconds": 1.0}},
+            }},
+        }
+
+    def environment(self) -> dict[str, str]:
+        return {"OPTIBRIDGE_DEMO_SECRET": SIGNING_SECRET,
+                "OPTIBRIDGE_DEMO_OPTIMOVE_KEY": OPTIMOVE_KEY,
+                "OPTIBRIDGE_DEMO_PLATFORM_KEY": PLATFORM_KEY}
+
+    def _config(self) -> Config:
+        return parse_config(self.config_data(), "demo", environ=self.environment())
+
+    def write_config(self) -> Path:
+        """The demo's config as a TOML file (for a service in another process)."""
+        import json
+
+        path = self.workdir / "optibridge.toml"
+        data = self.config_data()
+        lines = ["[server]"] + [f"{k} = {json.dumps(v)}" for k, v in data["server"].items()]
+        lines += ["\n[timing]"] + [f"{k} = {json.dumps(v)}" for k, v in data["timing"].items()]
+        tenant = data["tenants"][TENANT]
+        lines.append(f"\n[tenants.{TENANT}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in tenant.items()
+                  if k not in ("channels", "platform")]
+        for channel_id, channel in tenant["channels"].items():
+            lines.append(f"\n[tenants.{TENANT}.channels.{channel_id}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in channel.items()]
+        lines.append(f"\n[tenants.{TENANT}.platform]")
+        lines += [f"{k} = {_toml(v)}" for k, v in tenant["platform"].items()]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start_service(self) -> None:
+        if self.service_mode == "process":
+            self.service_process = spawn_service(self)
+            return
+        from optibridge.service.app import create_app
+
+        app = create_app(self.config, takeover_wait=False)
+        self.servers.append(start_server(app, port=self.service_port))
+
+    def stop_service(self) -> None:
+        if self.service_process is not None:
+            self.service_process.terminate()
+            self.service_process.wait(30)
+            self.service_process = None
+        elif len(self.servers) > 2:
+            self.servers.pop().stop()
+
+    def register_and_load(self) -> None:
+        asyncio.run(self._register())
+        email_templates = [self.platform.add_template(f"Welcome {n}", ChannelType.EMAIL,
+                                                      f"<p>Hello {{{{FirstName}}}}, offer {n}</p>")
+                           for n in ("A", "B")]
+        sms_template = self.platform.add_template("Reminder", ChannelType.SMS,
+                                                  "Hi {{FirstName}}, your reminder")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        times = [now - dt.timedelta(seconds=5), now + dt.timedelta(seconds=3)]
+        self.audience = list(make_audience(self.customers, email_templates, sms_template,
+                                           times, self.seed))
+        for channel_id, campaign_id in ((EMAIL_CHANNEL, EMAIL_CAMPAIGN),
+                                        (SMS_CHANNEL, SMS_CAMPAIGN)):
+            rows = [AudienceRow(c.customer_id, c.template_id, c.scheduled_time,
+                                {"Email" if channel_id == EMAIL_CHANNEL else "Phone": c.address,
+                                 "FirstName": c.first_name})
+                    for c in self.audience if c.channel_id == channel_id]
+            self.optimove.load_audience(TENANT, campaign_id, channel_id, rows)
+
+    async def _register(self) -> None:
+        from optibridge.pipeline.listener import register_listeners
+
+        async with OptimoveClient(self.optimove_url, OPTIMOVE_KEY) as client:
+            await register_listeners(self.config, TENANT, client)
+
+    def fire(self) -> list[int]:
+        statuses = []
+        for channel_id, campaign_id in ((EMAIL_CHANNEL, EMAIL_CAMPAIGN),
+                                        (SMS_CHANNEL, SMS_CAMPAIGN)):
+            statuses += self.optimove.notify(TENANT, 13, campaign_id=campaign_id,
+                                             channel_id=channel_id)
+        return statuses
+
+    # ---- waiting -----------------------------------------------------------------------
+    async def progress(self) -> Progress:
+        store = Store(Database(self.config.server.database_url))
+        try:
+            return await progress(store, TENANT, self.config.tenant(TENANT))
+        finally:
+            await store.db.dispose()
+
+    async def wait_settled(self, timeout: float, on_progress: Callable[[Progress], None]
+                           | None = None, poll: float = 0.5) -> Progress:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            current = await self.progress()
+            if on_progress is not None:
+                on_progress(current)
+            if current.settled and current.sends > 0 and self.platform.idle():
+                return current
+            if loop.time() > deadline:
+                raise TimeoutError(f"not settled after {timeout:.0f} s: {current}")
+            await asyncio.sleep(poll)
+
+    # ---- checking ----------------------------------------------------------------------
+    async def reconcile(self, sample: int = 20) -> list[ReconciliationRow]:
+        store = Store(Database(self.config.server.database_url))
+        try:
+            stored = await store.event_counts(TENANT)
+        finally:
+            await store.db.dispose()
+        emitted = self.emitted()
+        counts = self.optimove.interaction_counts(TENANT)
+        metrics = Counter[int]()
+        for (_, _, _, metric_id), value in self.optimove.metrics(TENANT).items():
+            metrics[metric_id] += value
+        read_back = await self.read_back(sample)
+        rows = []
+        for event in EVENTS:
+            reported = duplicates = None
+            if event in INTERACTION_ID:
+                keys = [k for k in counts if k[3] == INTERACTION_ID[event]]
+                reported = len(keys)
+                duplicates = sum(counts[k] - 1 for k in keys)
+            rows.append(ReconciliationRow(
+                event=event, emitted=emitted[event], stored=stored.get(event, (0, 0))[0],
+                reported=reported, duplicates=duplicates, metric=metrics[METRIC_ID[event]],
+                read_back=read_back.get(event, "")))
+        return rows
+
+    def emitted(self) -> Counter[str]:
+        """What the platform emitted (its ground truth); Dropped is everyone it did not
+        send to: no usable address, or no sent event."""
+        truth = self.platform.ground_truth()
+        emitted = Counter(event for _, event, _, _ in truth)
+        proof = {"email": {"submitted"}, "sms": {"delivered", "bounced"}}
+        sent = {(address, event) for _, event, address, _ in truth}
+        dropped = 0
+        for customer in self.audience:
+            kind = "email" if customer.channel_id == EMAIL_CHANNEL else "sms"
+            if customer.address is None or not any(
+                    (customer.address, e) in sent for e in proof[kind]):
+                dropped += 1
+        emitted["dropped"] = dropped
+        return emitted
+
+    async def read_back(self, sample: int) -> dict[str, str]:
+        """Read back a sample of customers through the API and compare with Optimove's
+        state: k/n customers whose rows match."""
+        if sample <= 0:
+            return {}
+        reported = self.optimove.reported_interactions(TENANT)
+        by_customer: dict[str, list[Any]] = {}
+        for row in reported:
+            by_customer.setdefault(row.customer_id, []).append(row)
+        chosen = sorted(by_customer)[:: max(1, len(by_customer) // sample)][:sample]
+        agree: Counter[str] = Counter()
+        total: Counter[str] = Counter()
+        async with OptimoveClient(self.optimove_url, OPTIMOVE_KEY) as client:
+            for customer_id in chosen:
+                rows = by_customer[customer_id]
+                day = min(r.interaction_date for r in rows)
+                last = max(r.interaction_date for r in rows)
+                got = await client.get_customer_channel_interactions(customer_id, day, last)
+                for event, event_id in INTERACTION_ID.items():
+                    want = sum(1 for r in rows if r.event_id == event_id)
+                    have = sum(1 for r in got if r.event_id == event_id)
+                    if want:
+                        total[event] += 1
+                        agree[event] += want == have
+        return {event: f"{agree[event]}/{total[event]}" for event in total}
+
+    def close(self) -> None:
+        self.stop_service()
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml(v)}" for k, v in value.items())
+        return "{ " + inner + " }"
+    return json.dumps(value)
+
+
+def make_audience(count: int, email_templates: list[int], sms_template: int,
+                  times: list[dt.datetime], seed: int) -> Iterator[Customer]:
+    """Four email sends (two templates x two times) and two SMS sends; one customer in 200
+    has no usable address and must come back as Dropped."""
+    import random
+
+    rng = random.Random(seed)
+    names = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus"]
+    for i in range(count):
+        customer_id = f"C{i:08d}"
+        email = i % 5 != 0
+        missing = i % 200 == 7
+        if email:
+            address = None if missing else f"customer{i}@example.com"
+            template = email_templates[i % 2]
+        else:
+            address = None if missing else f"+4477{i:08d}"
+            template = sms_template
+        yield Customer(customer_id, EMAIL_CHANNEL if email else SMS_CHANNEL, template,
+                       times[(i // 2) % 2], address, rng.choice(names))
+
+
+def spawn_service(rehearsal: Rehearsal) -> subprocess.Popen[bytes]:
+    """``optibridge serve`` in its own process (so a test can kill -9 it)."""
+    path = rehearsal.write_config()
+    env = {**os.environ, **rehearsal.environment()}
+    log = open(rehearsal.workdir / "service.log", "ab")  # noqa: SIM115
+    return subprocess.Popen([sys.executable, "-m", "optibridge", "serve", "-c", str(path)],
+                            env=env, stdout=log, stderr=log)

@@ -1,0 +1,99 @@
+"""Flow 6 inbound: verify, parse and store platform callbacks; map them to interactions.
+
+The HTTP answer waits only for the raw callback to be stored (durable before 2xx); mapping
+addresses to customers happens afterwards in ``map_callbacks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from optibridge.domain import Event, InboxItem
+from optibridge.platform.callbacks import CallbackError, parse_callback
+from optibridge.signing import UrlSigner
+from optibridge.store import Store
+
+MAX_CALLBACK_BYTES = 32 * 1024 * 1024  # 200,000 addresses are about 10 MB (platform-api.md)
+
+
+class CallbackRefused(Exception):
+    """The callback is not stored; ``status`` is the HTTP answer that fits."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Accepted:
+    send_id: int
+    event: Event
+    addresses: int
+
+
+class InboxWriter:
+    """Group commit: callbacks arriving while a write is under way go in the next one, so
+    a burst of small callbacks costs a few transactions, not one each."""
+
+    def __init__(self, store: Store, max_items: int = 1_000) -> None:
+        self._store = store
+        self._max_items = max_items
+        self._queue: list[tuple[InboxItem, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, item: InboxItem) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            taken, self._queue = self._queue[:self._max_items], self._queue[self._max_items:]
+            try:
+                await self._store.record_callbacks([item for item, _ in taken])
+            except Exception as error:  # each waiting request answers 5xx; the platform retries
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for _, future in taken:
+                if not future.done():
+                    future.set_result(None)
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values and len(values) == 1 else None
+
+
+async def accept_callback(signer: UrlSigner, writer: InboxWriter, store: Store, tenant: str,
+                          body: bytes, query_string: str) -> Accepted:
+    """Verify the send's signature, parse, and store the callback as received."""
+    query = parse_qs(query_string, keep_blank_values=True, max_num_fields=50)
+    send_id = signer.verify(tenant, _one(query, "send"), _one(query, "sig"))
+    if send_id is None:
+        raise CallbackRefused(403, "the callback URL's signature is missing or wrong")
+    if len(body) > MAX_CALLBACK_BYTES:
+        await store.record_callback_problem("oversize", send_id, f"{len(body)} bytes")
+        raise CallbackRefused(413, f"body of {len(body)} bytes is over {MAX_CALLBACK_BYTES}")
+    try:
+        batch = parse_callback(body, query_string, max_bytes=MAX_CALLBACK_BYTES)
+    except CallbackError as error:
+        # Signed, so it is really from the platform: keep it for inspection.
+        await store.record_callback_problem("malformed", send_id,
+                                            f"{error}: {body[:500]!r}")
+        raise CallbackRefused(400, str(error)) from None
+    event = Event(str(batch.event))
+    addresses = tuple(a.lower() if "@" in a else a for a in batch.addresses)
+    await writer.write(InboxItem(send_id, event, batch.when, addresses))
+    return Accepted(send_id, event, len(addresses))
+
+
+async def map_callbacks(store: Store, limit: int = 50) -> int:
+    """Turn stored callbacks into interactions; returns how many callbacks it mapped."""
+    return await store.process_inbox(limit=limit)

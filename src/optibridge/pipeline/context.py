@@ -1,0 +1,54 @@
+"""What a tenant's pipeline steps work with: its config, its two clients and the store."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+
+from optibridge.config import Config, TenantConfig, TimingConfig
+from optibridge.optimove.client import OptimoveClient
+from optibridge.platform.api import Platform
+from optibridge.signing import UrlSigner
+from optibridge.store import Store
+
+
+@dataclass
+class Timing:
+    """Pauses of the background loops, in seconds (tests and the demo shorten them)."""
+
+    idle: float = 1.0  # how long a loop sleeps when it found nothing to do
+    in_doubt_wait: float = 30.0  # let an in-doubt call settle before reading it back
+    follow_min: float = 2.0  # platform campaign state polling, first interval
+    follow_max: float = 60.0  # ... and the longest
+    callback_margin: float = 60.0  # after DONE, wait window + margin for late callbacks
+    metrics_refresh: float = 4 * 3600.0  # re-send unchanged totals this often (seed 002)
+
+    @classmethod
+    def from_config(cls, config: TimingConfig) -> Timing:
+        return cls(idle=config.idle, in_doubt_wait=config.in_doubt_wait,
+                   follow_min=config.follow_min, follow_max=config.follow_max,
+                   callback_margin=config.callback_margin,
+                   metrics_refresh=config.metrics_refresh)
+
+
+@dataclass
+class TenantContext:
+    name: str
+    tenant: TenantConfig
+    config: Config
+    store: Store
+    optimove: OptimoveClient
+    platform: Platform
+    signer: UrlSigner
+    timing: Timing = field(default_factory=Timing)
+    # Send state changes that must not interleave (execution's READY step vs cancellation).
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        logger: structlog.stdlib.BoundLogger = structlog.get_logger("optibridge").bind(
+            tenant=self.name)
+        return logger

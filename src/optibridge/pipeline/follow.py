@@ -1,0 +1,78 @@
+"""Follow each platform campaign to DONE or ERROR (seed 003's states); whoever the
+platform did not send to is reported Dropped, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from optibridge.config import ChannelType
+from optibridge.domain import Event, SendRecord, SendState
+from optibridge.pipeline.context import TenantContext
+from optibridge.platform.api import FINAL_STATES, CampaignState
+
+# The events that prove the platform sent a message (SMS has no "submitted": seed 003).
+SENT_EVENTS = {
+    ChannelType.EMAIL: (Event.SUBMITTED,),
+    ChannelType.SMS: (Event.DELIVERED, Event.BOUNCED),
+}
+STUCK_AFTER_SECONDS = 600.0
+STUCK_SECONDS_PER_RECIPIENT = 0.01
+
+
+def _due(send: SendRecord) -> float:
+    return send.scheduled_time.replace(tzinfo=dt.UTC).timestamp()
+
+
+def _poll_interval(ctx: TenantContext, send: SendRecord, now: float) -> float:
+    age = now - (send.ready_at or now)
+    return min(ctx.timing.follow_max, max(ctx.timing.follow_min, age / 4))
+
+
+async def follow_send(ctx: TenantContext, send: SendRecord) -> bool:
+    """Check one READY send; True when it reached its final state now."""
+    assert send.platform_campaign_id is not None
+    now = ctx.store.clock()
+    if send.finished_at is not None:
+        return await _finish(ctx, send, now)
+    if _due(send) > now and send.platform_state == CampaignState.READY:
+        return False  # not due yet
+    if send.checked_at is not None and now - send.checked_at < _poll_interval(ctx, send, now):
+        return False
+    campaign = await ctx.platform.get_campaign(send.platform_campaign_id)
+    finished = now if campaign.state in FINAL_STATES else None
+    await ctx.store.update_send(send.id, platform_state=str(campaign.state), checked_at=now,
+                                finished_at=finished)
+    if finished is None and campaign.state == CampaignState.SENDING:
+        _flag_if_stuck(ctx, send, now)
+    if finished is not None:
+        ctx.log.info("follow.platform_finished", send=send.id, state=str(campaign.state))
+    return False
+
+
+def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> None:
+    expected = STUCK_AFTER_SECONDS + send.recipients * STUCK_SECONDS_PER_RECIPIENT
+    started = max(send.ready_at or now, _due(send))
+    if now - started > expected:
+        ctx.log.warning("follow.stuck_sending", send=send.id, seconds=round(now - started),
+                        recipients=send.recipients)
+
+
+async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
+    """After the callback window has passed, drop whoever got no sent event."""
+    assert send.finished_at is not None
+    if now - send.finished_at < ctx.tenant.callback_window_seconds + ctx.timing.callback_margin:
+        return False
+    while await ctx.store.process_inbox(send_ids=[send.id]):
+        pass  # map every callback of this send that has arrived
+    dropped = await ctx.store.drop_unsent(send, SENT_EVENTS[ChannelType(send.channel_type)])
+    final = SendState.DONE if send.platform_state == CampaignState.DONE else SendState.ERROR
+    await ctx.store.update_send(send.id, state=final)
+    ctx.log.info("follow.send_finished", send=send.id, state=str(final), dropped=dropped)
+    return True
+
+
+async def follow_sends(ctx: TenantContext) -> int:
+    finished = 0
+    for send in await ctx.store.sends(ctx.name, [SendState.READY]):
+        finished += await follow_send(ctx, send)
+    return finished

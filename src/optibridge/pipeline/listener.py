@@ -1,0 +1,159 @@
+"""Flows 1 and 3: register the listener, record Optimove's notifications, act on them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from optibridge.config import Config
+from optibridge.domain import CampaignStatus, NotificationRecord
+from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.models import EventType
+from optibridge.pipeline.cancel import cancel_campaign
+from optibridge.pipeline.context import TenantContext
+from optibridge.store import Store
+
+MAX_NOTIFICATION_BYTES = 64 * 1024
+SCHEDULED_EVENTS = (EventType.CHANNEL_EXECUTED, EventType.CAMPAIGN_PROCESSED,
+                    EventType.CAMPAIGN_CANCELED)
+KNOWN_EVENTS = {1, 2, 3, 4, 5, 13, 14}
+
+
+class NotificationError(ValueError):
+    """The notification cannot be used; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    event_type: int
+    campaign_id: int | None
+    channel_id: int | None
+    payload: dict[str, Any]
+
+
+def listener_url(config: Config, tenant: str) -> str:
+    return f"{config.server.public_url}/listener/{tenant}/{config.listener_token(tenant)}"
+
+
+def _int_field(fields: Mapping[str, Any], name: str, required: bool) -> int | None:
+    value = fields.get(name.lower())
+    if value is None or value == "":
+        if required:
+            raise NotificationError(f"{name} is missing")
+        return None
+    if isinstance(value, bool):
+        raise NotificationError(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotificationError(f"{name} must be an integer, got {value!r}") from None
+
+
+def parse_notification(body: bytes) -> Notification:
+    """Validate a scheduled-campaign notification (keys in any case: Optimove's docs and
+    proxies disagree on EventTypeID vs eventTypeId)."""
+    if len(body) > MAX_NOTIFICATION_BYTES:
+        raise NotificationError(f"body is {len(body)} bytes, at most {MAX_NOTIFICATION_BYTES}")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotificationError(f"body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise NotificationError("body must be a JSON object")
+    fields = {str(k).lower(): v for k, v in data.items()}
+    event_type = _int_field(fields, "EventTypeID", True)
+    assert event_type is not None
+    if event_type not in KNOWN_EVENTS:
+        raise NotificationError(f"EventTypeID {event_type} is not a scheduled-campaign event "
+                                f"(expected one of {sorted(KNOWN_EVENTS)})")
+    needs_campaign = event_type in {1, 4, 13}
+    campaign_id = _int_field(fields, "CampaignID", needs_campaign)
+    channel_id = _int_field(fields, "ChannelID", event_type == 13)
+    return Notification(event_type, campaign_id, channel_id, data)
+
+
+async def record_notification(store: Store, tenant: str, notification: Notification) -> int:
+    """Durably record a notification; the listener answers only after this returns."""
+    return await store.record_notification(tenant, notification.event_type,
+                                           notification.campaign_id, notification.channel_id,
+                                           notification.payload)
+
+
+def _channels_of(ctx: TenantContext, channel_id: int | None) -> list[int]:
+    if channel_id is not None:
+        return [channel_id]
+    return [cid for cid, channel in ctx.tenant.channels.items() if not channel.triggered]
+
+
+async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> str:
+    """Act on one recorded notification; repeating it starts nothing twice."""
+    if note.campaign_id is None or note.event_type not in SCHEDULED_EVENTS:
+        return f"ignored EventTypeID {note.event_type}"
+    outcomes = []
+    for channel_id in _channels_of(ctx, note.channel_id):
+        if channel_id not in ctx.tenant.channels or ctx.tenant.channels[channel_id].triggered:
+            outcomes.append(f"channel {channel_id} is not a configured scheduled channel")
+            continue
+        if note.event_type == EventType.CAMPAIGN_CANCELED:
+            outcomes.append(await cancel_campaign(ctx, note.campaign_id, channel_id))
+            continue
+        campaign, created = await ctx.store.open_campaign(ctx.name, note.campaign_id,
+                                                          channel_id)
+        if created:
+            ctx.log.info("campaign.opened", campaign=note.campaign_id, channel=channel_id)
+        state = "started" if created else f"already {campaign.state}"
+        if campaign.state == CampaignStatus.CANCELLED:
+            state = "cancelled before"
+        outcomes.append(f"campaign {note.campaign_id} channel {channel_id}: {state}")
+    return "; ".join(outcomes)
+
+
+async def handle_pending_notifications(ctx: TenantContext) -> int:
+    notes = await ctx.store.pending_notifications(ctx.name)
+    for note in notes:
+        outcome = await handle_notification(ctx, note)
+        await ctx.store.mark_notification(note.id, outcome)
+    return len(notes)
+
+
+def triggered_listener_url(config: Config, tenant: str) -> str:
+    return f"{config.server.public_url}/triggered/{tenant}/{config.listener_token(tenant)}"
+
+
+@dataclass(frozen=True)
+class ListenerRegistration:
+    event_type: int
+    channel_id: int
+    url: str
+
+
+def wanted_listeners(config: Config, tenant: str) -> list[ListenerRegistration]:
+    """Flow 1: 13 (and 1, and 4 for cancellations) per scheduled channel; 11 on the
+    tenant's dedicated triggered channel."""
+    wanted = []
+    for channel_id, channel in config.tenant(tenant).channels.items():
+        if channel.triggered:
+            wanted.append(ListenerRegistration(int(EventType.TRIGGERED), channel_id,
+                                               triggered_listener_url(config, tenant)))
+            continue
+        wanted.extend(ListenerRegistration(int(event), channel_id, listener_url(config, tenant))
+                      for event in SCHEDULED_EVENTS)
+    return wanted
+
+
+async def register_listeners(config: Config, tenant: str, optimove: OptimoveClient
+                             ) -> list[ListenerRegistration]:
+    wanted = wanted_listeners(config, tenant)
+    for item in wanted:
+        await optimove.register_event_listener(item.event_type, item.url, item.channel_id)
+    return wanted
+
+
+async def unregister_listeners(config: Config, tenant: str, optimove: OptimoveClient
+                               ) -> list[ListenerRegistration]:
+    wanted = wanted_listeners(config, tenant)
+    for item in wanted:
+        await optimove.unregister_event_listener(item.event_type, item.channel_id)
+    return wanted

@@ -1,0 +1,51 @@
+"""How far a tenant's work has come: what the demo waits on and the status page shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optibridge.config import TenantConfig
+from optibridge.domain import FINAL_SEND_STATES, BatchState, CampaignStatus, SendState
+from optibridge.pipeline.reporting import metrics_due
+from optibridge.store import Store
+
+
+@dataclass(frozen=True)
+class Progress:
+    customers_pulled: int
+    campaigns_pulling: int
+    sends: int
+    sends_ready: int  # READY on the platform or finished
+    sends_final: int
+    inbox_backlog: int
+    unreported: int
+    oldest_unreported: float | None
+    batches_open: int  # pending, sending or in doubt
+    metrics_due: int
+
+    @property
+    def settled(self) -> bool:
+        """Everything pulled, sent, heard back and reported."""
+        return (self.campaigns_pulling == 0 and self.sends == self.sends_final
+                and self.inbox_backlog == 0 and self.unreported == 0
+                and self.batches_open == 0 and self.metrics_due == 0)
+
+
+async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
+    pulling = await store.campaigns_in(name, CampaignStatus.PULLING)
+    pulled = await store.campaigns_in(name, CampaignStatus.PULLED)
+    sends = await store.sends(name, list(SendState))
+    unreported, oldest = await store.unreported_backlog(name)
+    batches = await store.batches(name, [BatchState.PENDING, BatchState.SENDING,
+                                         BatchState.IN_DOUBT], limit=1_000_000)
+    due = await metrics_due(store, name, tenant, refresh=float("inf"))
+    return Progress(
+        customers_pulled=sum(c.pulled for c in pulling + pulled),
+        campaigns_pulling=len(pulling),
+        sends=len(sends),
+        sends_ready=sum(1 for s in sends if s.state == SendState.READY
+                        or s.state in FINAL_SEND_STATES),
+        sends_final=sum(1 for s in sends if s.state in FINAL_SEND_STATES),
+        inbox_backlog=await store.inbox_backlog(),
+        unreported=unreported, oldest_unreported=oldest,
+        batches_open=len(batches), metrics_due=len(due))

@@ -1,0 +1,135 @@
+"""The background work of ``optibridge serve``: per tenant, while holding its lease,
+a few independent loops (so a reporting backlog never holds up a pull)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from optibridge.domain import CampaignStatus
+from optibridge.pipeline.audience import pull_audience
+from optibridge.pipeline.callbacks import map_callbacks
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.execution import execute_pending_sends
+from optibridge.pipeline.follow import follow_sends
+from optibridge.pipeline.lease import LeasedLimiter, LeaseLost
+from optibridge.pipeline.listener import handle_pending_notifications
+from optibridge.pipeline.reporting import report_interactions, report_metrics
+
+log = structlog.get_logger("optibridge.worker")
+Step = Callable[[TenantContext], Awaitable[int]]
+
+
+async def pull_step(ctx: TenantContext) -> int:
+    handled = await handle_pending_notifications(ctx)
+    for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStatus.PULLING):
+        await pull_audience(ctx, campaign)
+        handled += 1
+    return handled
+
+
+async def map_step(ctx: TenantContext) -> int:
+    return await map_callbacks(ctx.store)
+
+
+async def report_step(ctx: TenantContext) -> int:
+    sent = await report_interactions(ctx)
+    await report_metrics(ctx)
+    return sent
+
+
+STEPS: dict[str, Step] = {
+    "pull": pull_step,
+    "execute": execute_pending_sends,
+    "map": map_step,
+    "report": report_step,
+    "follow": follow_sends,
+}
+
+
+async def run_loop(ctx: TenantContext, name: str, step: Step) -> None:
+    """Run ``step`` until cancelled: at once again while it finds work, else after a pause;
+    a failure is logged, kept as a problem, and retried with a growing pause."""
+    failures = 0
+    while True:
+        try:
+            did = await step(ctx)
+            failures = 0
+        except LeaseLost:
+            await _pause(ctx, ctx.timing.idle)  # the worker stops us if it is really gone
+            continue
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            failures += 1
+            log.warning("worker.step_failed", tenant=ctx.name, step=name,
+                        error=f"{type(error).__name__}: {error}", failures=failures)
+            await ctx.store.record_problem(ctx.name, name, f"{type(error).__name__}: {error}")
+            await asyncio.sleep(min(60.0, ctx.timing.idle * 2 ** min(failures, 6)))
+            continue
+        if not did:
+            await _pause(ctx, ctx.timing.idle)
+
+
+async def _pause(ctx: TenantContext, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(ctx.wake.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+    ctx.wake.clear()
+
+
+@dataclass
+class Worker:
+    contexts: dict[str, TenantContext]
+    limiters: dict[str, LeasedLimiter]
+    lease_ttl: float = 30.0
+    takeover_wait: bool = True
+    holder: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    _tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                for name, ctx in self.contexts.items():
+                    await self._keep_lease(name, ctx)
+                await asyncio.sleep(self.lease_ttl / 6)
+        finally:
+            for name in list(self._tasks):
+                await self._stop(name)
+            for name, ctx in self.contexts.items():
+                await ctx.store.release_lease(name, self.holder)
+
+    async def _keep_lease(self, name: str, ctx: TenantContext) -> None:
+        try:
+            held, previous = await ctx.store.acquire_lease(name, self.holder, self.lease_ttl)
+        except Exception as error:  # the database is away: stop calling until it is back
+            log.warning("worker.lease_unavailable", tenant=name, error=str(error))
+            held, previous = False, None
+        limiter = self.limiters[name]
+        if not held:
+            limiter.lost()
+            await self._stop(name)
+            return
+        fresh = name not in self._tasks
+        limiter.held(ctx.store.clock() + self.lease_ttl, took_over=fresh,
+                     wait=self.takeover_wait or previous is not None)
+        if fresh:
+            log.info("worker.lease_taken", tenant=name, holder=self.holder,
+                     previous=previous)
+            await ctx.store.suspect_interrupted_sends(name)
+            self._tasks[name] = [asyncio.create_task(run_loop(ctx, step, fn), name=step)
+                                 for step, fn in STEPS.items()]
+
+    async def _stop(self, name: str) -> None:
+        tasks = self._tasks.pop(name, [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,59 @@
+"""The ASGI app of ``optibridge serve``: endpoints, health, and the background worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from optibridge.config import Config
+from optibridge.pipeline.context import Timing
+from optibridge.service import http
+from optibridge.service.assembly import PlatformFactory, Service, _platform, build_service
+from optibridge.store.migrate import is_current
+
+
+async def healthz(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    service: Service = request.app.state.service
+    try:
+        current = await asyncio.to_thread(is_current, service.config.server.database_url)
+    except Exception as error:
+        return JSONResponse({"ready": False, "database": str(error)[:200]}, status_code=503)
+    if not current:
+        return JSONResponse({"ready": False, "database": "migrations are not current"},
+                            status_code=503)
+    return JSONResponse({"ready": True})
+
+
+def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool = True,
+               lease_ttl: float | None = None, takeover_wait: bool = True,
+               platform_factory: PlatformFactory = _platform) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service = await build_service(config, timing=timing, platform_factory=platform_factory)
+        app.state.service = service
+        worker_task = None
+        if run_worker:
+            worker = service.worker(lease_ttl=lease_ttl or config.timing.lease_ttl,
+                                    takeover_wait=takeover_wait)
+            worker_task = asyncio.create_task(worker.run(), name="worker")
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            await service.close()
+
+    routes = [*http.routes, Route("/healthz", healthz), Route("/readyz", readyz)]
+    return Starlette(routes=routes, lifespan=lifespan)

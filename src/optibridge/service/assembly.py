@@ -1,0 +1,61 @@
+"""Builds the running service from the config: store, clients, contexts, worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from optibridge.config import Config, TenantConfig
+from optibridge.optimove.client import OptimoveClient
+from optibridge.pipeline.callbacks import InboxWriter
+from optibridge.pipeline.context import TenantContext, Timing
+from optibridge.pipeline.lease import LeasedLimiter
+from optibridge.pipeline.worker import Worker
+from optibridge.platform.api import Platform
+from optibridge.platform.client import PlatformClient
+from optibridge.signing import UrlSigner
+from optibridge.store import Store, open_store
+
+PlatformFactory = Callable[[TenantConfig], Platform]
+
+
+@dataclass
+class Service:
+    config: Config
+    store: Store
+    signer: UrlSigner
+    contexts: dict[str, TenantContext]
+    limiters: dict[str, LeasedLimiter]
+    writer: InboxWriter
+
+    def worker(self, *, lease_ttl: float = 30.0, takeover_wait: bool = True) -> Worker:
+        return Worker(self.contexts, self.limiters, lease_ttl=lease_ttl,
+                      takeover_wait=takeover_wait)
+
+    async def close(self) -> None:
+        for ctx in self.contexts.values():
+            await ctx.optimove.aclose()
+            await ctx.platform.aclose()
+        await self.store.db.dispose()
+
+
+def _platform(tenant: TenantConfig) -> Platform:
+    return PlatformClient.from_config(tenant.platform)
+
+
+async def build_service(config: Config, *, timing: Timing | None = None,
+                        platform_factory: PlatformFactory = _platform) -> Service:
+    store = await open_store(config.server.database_url)
+    signer = UrlSigner(config.server.secret(), config.server.public_url)
+    contexts: dict[str, TenantContext] = {}
+    limiters: dict[str, LeasedLimiter] = {}
+    for name, tenant in config.tenants.items():
+        limiter = LeasedLimiter(tenant.rate_limit.requests, tenant.rate_limit.per_seconds)
+        limiters[name] = limiter
+        optimove = OptimoveClient(tenant.optimove_url, tenant.key(),
+                                  path_prefix=tenant.path_prefix, limiter=limiter)
+        contexts[name] = TenantContext(
+            name=name, tenant=tenant, config=config, store=store, optimove=optimove,
+            platform=platform_factory(tenant), signer=signer,
+            timing=timing or Timing.from_config(config.timing))
+    return Service(config, store, signer, contexts, limiters, InboxWriter(store))
