@@ -1,0 +1,30 @@
+"""A strict sandbox of the execution platform (platform-api.md) with a seeded sender.
+
+Run it with ``optibridge.serving.serving(create_app(sandbox))``; drive and inspect it from
+another thread through ``PlatformSandbox``'s methods or the ``/sandbox/`` admin API.
+"""
+
+from optibridge.sandbox.platform.app import create_app
+from optibridge.sandbox.platform.core import DOMAINS, PlatformSandbox
+from optibridge.sandbox.platform.model import (
+    CallbackAttempt,
+    EventRates,
+    PlatformFaults,
+    SandboxCampaign,
+    SandboxContact,
+    SandboxPayload,
+)
+from optibridge.sandbox.platform.sender import render
+
+__all__ = [
+    "DOMAINS",
+    "CallbackAttempt",
+    "EventRates",
+    "PlatformFaults",
+    "PlatformSandbox",
+    "SandboxCampaign",
+    "SandboxContact",
+    "SandboxPayload",
+    "create_app",
+    "render",
+]

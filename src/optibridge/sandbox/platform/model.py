@@ -1,0 +1,113 @@
+"""Public settings and record types of the platform sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optibridge.config import ChannelType
+from optibridge.platform.api import CampaignState, MessageEvent
+
+
+@dataclass
+class EventRates:
+    """The seeded random model of what happens to each message.
+
+    ``delivered`` and ``bounced`` are exclusive shares of all messages (a remainder gets
+    neither); ``opened`` is a share of delivered emails, ``clicked`` a share of opened ones.
+    """
+
+    delivered: float = 0.97
+    bounced: float = 0.03
+    opened: float = 0.35
+    clicked: float = 0.4
+
+    def __post_init__(self) -> None:
+        for name in ("delivered", "bounced", "opened", "clicked"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"EventRates.{name} must be within 0..1")
+        if self.delivered + self.bounced > 1.0 + 1e-9:
+            raise ValueError("EventRates: delivered + bounced must not exceed 1")
+
+
+@dataclass
+class PlatformFaults:
+    """Misbehaviour to inject. API faults hit authenticated platform calls before they are
+    applied; callback faults hit the sender; campaign faults are read when a campaign starts.
+    """
+
+    duplicate_callback_rate: float = 0.0  # share of delivered callbacks sent once more
+    reorder_callbacks: bool = False  # send due callbacks in a shuffled order
+    api_error_rate: float = 0.0  # share of API calls answered 500 (not applied)
+    api_rate_limit_rate: float = 0.0  # share of API calls answered 429 (not applied)
+    retry_after: float = 1.0  # the Retry-After (seconds) sent with an injected 429
+    api_faults_max: int | None = None  # stop injecting API faults after this many
+    callback_error_rate: float = 0.0  # share of callback POSTs not sent, counted as a 503
+    callback_delay: float = 0.0  # extra seconds before a callback is first sent
+    fail_campaigns_after: float | None = None  # ERROR after this share was submitted
+    withhold_submitted_rate: float = 0.0  # contacts that get no event; campaign still DONE
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlatformFaults:
+        """From the admin API's JSON object; unknown keys are an error (typos)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class SandboxPayload:
+    type: ChannelType
+    template: int
+
+
+@dataclass(frozen=True)
+class SandboxCampaign:
+    """A snapshot of one campaign, with the sender's progress."""
+
+    id: int
+    name: str
+    state: CampaignState
+    list_id: int
+    domain: int
+    when: int  # Unix seconds
+    event_callback: str | None
+    segments: tuple[int, ...]
+    payloads: tuple[SandboxPayload, ...]
+    created: int
+    contacts_total: int = 0  # contacts of the list when it started sending
+    contacts_done: int = 0  # contacts the sender has handled so far
+
+    def as_json(self) -> dict[str, Any]:
+        """The platform's JSON for a campaign (section 2: Unix times, integer IDs)."""
+        return {"id": self.id, "name": self.name, "state": self.state.value,
+                "list": self.list_id, "domain": self.domain, "when": self.when,
+                "event_callback": self.event_callback, "segments": list(self.segments),
+                "payloads": [{"type": p.type.value, "template": p.template}
+                             for p in self.payloads],
+                "created": self.created}
+
+
+@dataclass(frozen=True)
+class SandboxContact:
+    email: str | None
+    telephone: str | None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallbackAttempt:
+    """One POST of a callback (or a failed try at it)."""
+
+    campaign_id: int
+    url: str
+    event: MessageEvent
+    addresses: int  # how many addresses the callback carried
+    status: int | None  # HTTP status, None if no answer
+    attempt: int  # 1 for the first try of this callback
+    duplicate: bool  # a deliberate re-send (fault), not a retry
+    when: int  # the callback's `when`
