@@ -25,6 +25,11 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
+def api_key() -> str:
+    return API_KEY
+
+
+@pytest.fixture
 def sandbox() -> PlatformSandbox:
     return PlatformSandbox([API_KEY], seed=7, callback_window=0.15, tick=0.02,
                            callback_retry=0.05)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import API_KEY, FAST_RETRY
 
 from optibridge.config import ChannelType, PlatformConfig
 from optibridge.platform import (
@@ -28,6 +27,7 @@ from optibridge.sandbox.platform import PlatformFaults, PlatformSandbox
 from optibridge.serving import RunningServer
 
 LATER = datetime.now(UTC) + timedelta(days=1)
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 async def _draft(client: PlatformClient, sandbox: PlatformSandbox) -> tuple[int, int]:
@@ -56,13 +56,13 @@ async def test_lists_and_contacts(client: PlatformClient, sandbox: PlatformSandb
         await client.delete_list(list_id)
 
 
-async def test_chunked_import_reindexes_rejected_rows(
+async def test_chunked_import_reindexes_rejected_rows(api_key: str,
         platform_server: RunningServer, sandbox: PlatformSandbox) -> None:
     bad = {3, 9_999, 10_000, 10_001, 17_345, 24_999}
     contacts = [Contact(email=f"user{i}@example.com") if i not in bad
                 else Contact(email=f"broken-{i}") if i % 2 else Contact(telephone="12345")
                 for i in range(25_000)]
-    async with PlatformClient(platform_server.url, API_KEY, bounce_domain=1,
+    async with PlatformClient(platform_server.url, api_key, bounce_domain=1,
                               import_chunk=10_000) as client:
         list_id = await client.create_list("big")
         result = await client.add_contacts(list_id, contacts)
@@ -165,16 +165,16 @@ async def test_wrong_key_is_401(platform_server: RunningServer) -> None:
     assert "create list" in str(error.value)
 
 
-async def test_validation_errors_name_the_parameter(
+async def test_validation_errors_name_the_parameter(api_key: str,
         client: PlatformClient, platform_server: RunningServer) -> None:
     with pytest.raises(PlatformRequestRejected, match=r"400: list: no list 4242"):
         await client.create_campaign("c", 4242, LATER, "http://h/cb")
     list_id = await client.create_list("l")
-    async with PlatformClient(platform_server.url, API_KEY, bounce_domain=2) as not_bouncing:
+    async with PlatformClient(platform_server.url, api_key, bounce_domain=2) as not_bouncing:
         with pytest.raises(PlatformRequestRejected, match="not a bouncing domain"):
             await not_bouncing.create_campaign("c", list_id, LATER, "http://h/cb")
     async with httpx.AsyncClient(base_url=platform_server.url,
-                                 headers={"Authorization": f"Bearer {API_KEY}"}) as raw:
+                                 headers={"Authorization": f"Bearer {api_key}"}) as raw:
         answer = await raw.post("/campaign", data={"name": "c", "domain": "1",
                                                    "list": str(list_id), "when": "tomorrow"})
         assert answer.status_code == 400 and answer.json()["error"].startswith("when:")
@@ -191,11 +191,11 @@ async def test_validation_errors_name_the_parameter(
         assert big.status_code == 400 and "at most 10000" in big.json()["error"]
 
 
-async def test_rate_limited_call_waits_for_retry_after(
+async def test_rate_limited_call_waits_for_retry_after(api_key: str,
         platform_server: RunningServer, sandbox: PlatformSandbox) -> None:
     sandbox.set_faults(PlatformFaults(api_rate_limit_rate=1.0, retry_after=1.0,
                                       api_faults_max=1))
-    async with PlatformClient(platform_server.url, API_KEY,
+    async with PlatformClient(platform_server.url, api_key,
                               retry=RetryPolicy(attempts=3, base_delay=0.01,
                                                 max_delay=2.0)) as client:
         started = time.monotonic()
@@ -251,10 +251,10 @@ async def test_retried_move_that_already_landed_succeeds() -> None:
     assert moved.state is CampaignState.SENDING and calls == ["PUT", "PUT", "GET"]
 
 
-async def test_from_config_uses_bounce_domain_and_key(
+async def test_from_config_uses_bounce_domain_and_key(api_key: str,
         platform_server: RunningServer, sandbox: PlatformSandbox,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLATFORM_KEY_FOR_TEST", API_KEY)
+    monkeypatch.setenv("PLATFORM_KEY_FOR_TEST", api_key)
     config = PlatformConfig(base_url=platform_server.url, api_key_env="PLATFORM_KEY_FOR_TEST",
                             bounce_domain=1)
     async with PlatformClient.from_config(config) as client:
