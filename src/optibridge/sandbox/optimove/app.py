@@ -116,7 +116,9 @@ class _Admin:
     async def faults(self, request: Request) -> Response:
         if request.method == "PUT":
             try:
-                self.sandbox.set_faults(FaultPlan.from_json(await _json_body(request)))
+                # An empty body clears the plan, like JSON null.
+                data = await _json_body(request) if (await request.body()).strip() else None
+                self.sandbox.set_faults(FaultPlan.from_json(data))
             except (_AdminError, ValueError, TypeError) as error:
                 return _error(str(error))
         plan = self.sandbox.faults

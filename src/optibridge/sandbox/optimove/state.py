@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from json.encoder import encode_basestring_ascii as _encode
 from typing import Any
 
 # Sandbox channel IDs (optimove-api.md section 5); production IDs are assigned per partner.
@@ -158,24 +158,40 @@ class Audience:
 
     def page_json(self, names: list[str], skip: int, top: int,
                   as_string: str | None = None) -> bytes:
-        """One page as JSON bytes; ``as_string`` joins attributes with that delimiter."""
+        """One page as JSON bytes; ``as_string`` joins attributes with that delimiter.
+
+        Built from strings only: no per-row dict or list, so a page of 10,000 rows costs a
+        few milliseconds and leaves the garbage collector nothing to trace.
+        """
         end = min(skip + top, len(self.customer_ids))
         if skip >= end:
             return b"[]"
+        attrs = self._attribute_json(names, skip, end, as_string)
+        times = self.times
+        rows = [f'{{"CustomerID":{cid},"TemplateID":{tid},"ScheduledTime":"{times[ti]}",'
+                f'"CustomerAttributes":{values}}}'
+                for cid, tid, ti, values in zip(
+                    map(_encode, self.customer_ids[skip:end]), self.template_ids[skip:end],
+                    self.time_index[skip:end], attrs, strict=True)]
+        return ("[" + ",".join(rows) + "]").encode()
+
+    def _attribute_json(self, names: list[str], skip: int, end: int,
+                        as_string: str | None) -> list[str]:
+        """Each row's CustomerAttributes as JSON text: an array, or one delimited string."""
         empty: list[str | None] = [None] * (end - skip)
         columns = [self.columns[n][skip:end] if n in self.columns else empty for n in names]
-        values: Iterable[Any] = zip(*columns, strict=True) if columns else ([] for _ in empty)
         if as_string is not None:
-            values = (as_string.join("" if v is None else v for v in row) for row in values)
-        else:
-            values = (list(row) for row in values)
-        times = self.times
-        rows = [{"CustomerID": cid, "TemplateID": tid, "ScheduledTime": times[ti],
-                 "CustomerAttributes": attrs}
-                for cid, tid, ti, attrs in zip(
-                    self.customer_ids[skip:end], self.template_ids[skip:end],
-                    self.time_index[skip:end], values, strict=True)]
-        return json.dumps(rows, separators=(",", ":")).encode()
+            return [_encode(as_string.join("" if v is None else v for v in row))
+                    for row in zip(*columns, strict=True)] if columns \
+                else ['""'] * (end - skip)
+        if not columns:
+            return ["[]"] * (end - skip)
+        encoded = [list(map(_encode_or_null, column)) for column in columns]
+        return ["[" + ",".join(row) + "]" for row in zip(*encoded, strict=True)]
+
+
+def _encode_or_null(value: str | None) -> str:
+    return "null" if value is None else _encode(value)
 
 
 @dataclass
