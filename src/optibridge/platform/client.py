@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -35,6 +35,7 @@ from optibridge.platform.api import (
     CampaignState,
     Contact,
     ImportResult,
+    Platform,
     PlatformCampaign,
     PlatformDomain,
     PlatformTemplate,
@@ -347,3 +348,7 @@ def _template(data: Any, call: str) -> PlatformTemplate:
                                 body=str(body) if body is not None else None)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlatformServerError(call, f"unexpected template in answer: {error!r}") from None
+
+
+if TYPE_CHECKING:  # mypy proves that the client satisfies the pipeline's protocol
+    _conforms: Platform = PlatformClient("http://platform.invalid", "key")
