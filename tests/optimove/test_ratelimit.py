@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from optibridge.config import TenantConfig
 from optibridge.optimove import OptimoveClient, OptimoveRateLimited
 from optibridge.ratelimit import Priority, SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
@@ -40,7 +42,7 @@ async def test_many_concurrent_callers_stay_under_the_limit(
     # Two clients of the same key share one limiter, as every call of a tenant does.
     async with OptimoveClient(server.url, KEY, limiter=limiter, retry=FAST_RETRY) as one, \
             OptimoveClient(server.url, KEY, limiter=limiter, retry=FAST_RETRY) as two:
-        calls = [one.get_execution_channels() for _ in range(6)]
+        calls: list[Awaitable[list[Any]]] = [one.get_execution_channels() for _ in range(6)]
         calls += [two.get_customer_send_details(1, EMAIL) for _ in range(6)]
         results = await asyncio.gather(*calls)
     assert all(results)
@@ -124,3 +126,20 @@ async def test_limiter_serves_pull_before_report() -> None:
     await asyncio.gather(*waiting)
     assert order == ["pull", "report-1", "report-2"]
     assert limiter.granted == 5
+
+
+async def test_clients_of_one_tenant_share_its_limiter(
+        tight: tuple[OptimoveSandbox, RunningServer]) -> None:
+    sandbox, server = tight
+    tenant = TenantConfig.model_validate({
+        "optimove_url": server.url, "api_key": KEY,
+        "rate_limit": {"requests": LIMIT, "per_seconds": WINDOW},
+        "channels": {EMAIL: {"type": "email", "address_attribute": "Email"}},
+        "platform": {"base_url": "http://platform.test", "api_key": "p", "bounce_domain": 1}})
+    async with OptimoveClient.from_tenant(tenant) as one, \
+            OptimoveClient.from_tenant(tenant) as two:
+        await asyncio.gather(*[c.get_execution_channels() for c in (one, two) * 4])
+    journal = sandbox.journal(TENANT)
+    assert len(journal) == 8 and all(e.status == 200 for e in journal)
+    assert {e.path for e in journal} == {"/current/actions/GetExecutionChannels"}
+    assert _max_in_any_window([e.monotonic for e in journal], WINDOW) <= LIMIT

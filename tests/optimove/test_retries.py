@@ -178,3 +178,11 @@ async def test_api_key_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture)
             await client.get_execution_channels()
     assert caplog.records  # the retries were logged
     assert secret not in str(caught.value) and secret not in caplog.text
+
+
+def test_fault_plan_checks_its_input() -> None:
+    with pytest.raises(ValueError, match="unknown Functions"):
+        OptimoveSandbox({KEY: TENANT}, faults=FaultPlan(
+            error_rate=1.0, functions=frozenset({"UpdateCampaignInteraction"})))
+    with pytest.raises(ValueError, match="add up"):
+        FaultPlan(error_rate=0.6, rate_limit_rate=0.6)

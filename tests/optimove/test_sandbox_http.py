@@ -63,13 +63,15 @@ async def test_invalid_json_and_field_errors_are_400(sandbox: OptimoveSandbox,
     assert (broken.status_code, broken.json()["field"]) == (400, "body")
     good = {"CampaignID": 1, "ChannelID": EMAIL, "InteractionDate": "2026-03-02",
             "TemplateID": 1, "EventID": 2, "CustomerIDs": ["a"]}
-    for change, field in [({"InteractionDate": None}, "InteractionDate"),
+    cases: list[tuple[dict[str, Any], str]] = [
+                          ({"InteractionDate": None}, "InteractionDate"),
                           ({"InteractionDate": "02/03/2026"}, "InteractionDate"),
                           ({"EventID": 7}, "EventID"), ({"CampaignID": "1"}, "CampaignID"),
                           ({"CustomerIDs": []}, "CustomerIDs"), ({"CustomerIDs": [""]},
                                                                  "CustomerIDs"),
                           ({"TemplateID": True}, "TemplateID"), ({"Extra": 1}, "Extra"),
-                          ({"ChannelID": 77}, "ChannelID")]:
+                          ({"ChannelID": 77}, "ChannelID")]
+    for change, field in cases:
         answer = await raw.post(path, json={**good, **change})
         assert (answer.status_code, answer.json()["field"]) == (400, field), change
     assert sandbox.reported_interactions(TENANT) == []
@@ -79,14 +81,16 @@ async def test_invalid_json_and_field_errors_are_400(sandbox: OptimoveSandbox,
 
 async def test_query_validation(raw: httpx.AsyncClient) -> None:
     path = "/current/customers/GetCustomerSendDetailsByChannel"
-    for params, field in [({"ChannelID": EMAIL}, "CampaignID"),
+    cases: list[tuple[dict[str, Any], str]] = [
+                          ({"ChannelID": EMAIL}, "CampaignID"),
                           ({"CampaignID": 1, "ChannelID": "x"}, "ChannelID"),
                           ({"CampaignID": 1, "ChannelID": EMAIL, "$top": 0}, "$top"),
                           ({"CampaignID": 1, "ChannelID": EMAIL, "$top": 100_001}, "$top"),
                           ({"CampaignID": 1, "ChannelID": EMAIL, "$skip": -1}, "$skip"),
                           ({"CampaignID": 1, "ChannelID": EMAIL, "Bogus": 1}, "Bogus"),
                           ({"CampaignID": 1, "ChannelID": EMAIL,
-                            "CustomerAttributesDelimiter": "|"}, "CustomerAttributesDelimiter")]:
+                            "CustomerAttributesDelimiter": "|"}, "CustomerAttributesDelimiter")]
+    for params, field in cases:
         answer = await raw.get(path, params=params)
         assert (answer.status_code, answer.json()["field"]) == (400, field), params
 
@@ -244,7 +248,7 @@ async def test_a_million_rows_page_fast(sandbox: OptimoveSandbox, raw: httpx.Asy
     sandbox.load_audience(TENANT, 1, EMAIL, (
         AudienceRow(f"m{i}", i % 4, when, {"Email": f"m{i}@example.com", "Name": "Ann"})
         for i in range(1_000_000)))
-    params = {"CampaignID": 1, "ChannelID": EMAIL, "$top": 10_000,
+    params: dict[str, Any] = {"CampaignID": 1, "ChannelID": EMAIL, "$top": 10_000,
               "CustomerAttributes": "Email;Name"}
     timings = []
     for skip in (0, 500_000, 990_000):

@@ -1,4 +1,22 @@
-"""A strict in-memory Optimove for tests, demos and partner rehearsals."""
+"""A strict in-memory Optimove for tests, demos and partner rehearsals.
+
+Use in-process::
+
+    sandbox = OptimoveSandbox({"key-1": "acme"}, rate_limit=(50, 10.0))
+    with serving(create_app(sandbox)) as running:   # optibridge.serving
+        ...  # OptimoveClient(running.url, "key-1"); sandbox.journal("acme"), ...
+
+The app serves every Function of ``OptimoveClient`` on ``/current/{category}/{Function}``
+and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopback only):
+
+- ``POST /sandbox/{tenant}/audiences/{campaign_id}/{channel_id}``: JSON array of
+  ``{CustomerID, TemplateID, ScheduledTime "YYYY-MM-DD HH:MM:SS", Attributes {name: value}}``
+- ``POST /sandbox/{tenant}/channels``: ``{ChannelID, ChannelName}``
+- ``POST /sandbox/{tenant}/notify``: ``{EventTypeID, CampaignID?, ChannelID?, ...extra}``
+- ``GET /sandbox/{tenant}/journal`` | ``/interactions`` | ``/metrics``
+- ``PUT /sandbox/faults``: a FaultPlan as JSON (``{"error_rate": 0.1, "functions": [...]}``),
+  ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it.
+"""
 
 from optibridge.sandbox.optimove.app import create_app
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan

@@ -73,11 +73,15 @@ class FaultPlan:
 
 
 class FaultRoller:
-    """Draws the fault of each request; not thread-safe (the sandbox holds its lock)."""
+    """Draws the fault of each request; not thread-safe (the sandbox holds its lock).
 
-    def __init__(self, plan: FaultPlan | None) -> None:
+    The sandbox's own seed is mixed into the plan's, so that two sandboxes given the same
+    plan can fail differently; a sandbox seed of 0 leaves the plan's seed as it is.
+    """
+
+    def __init__(self, plan: FaultPlan | None, sandbox_seed: int = 0) -> None:
         self.plan = plan
-        self._random = random.Random(plan.seed if plan else 0)
+        self._random = random.Random((sandbox_seed << 32) ^ (plan.seed if plan else 0))
 
     def draw(self, function: str) -> Fault | None:
         plan = self.plan

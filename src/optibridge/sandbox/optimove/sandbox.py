@@ -20,7 +20,7 @@ import httpx
 
 from optibridge.optimove.models import EventListener
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan, FaultRoller
-from optibridge.sandbox.optimove.functions import Context, Function, Request, resolve
+from optibridge.sandbox.optimove.functions import FUNCTIONS, Context, Function, Request, resolve
 from optibridge.sandbox.optimove.state import (
     AttributeDefinition,
     Audience,
@@ -54,6 +54,15 @@ class Outcome:
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _checked(plan: FaultPlan | None) -> FaultPlan | None:
+    """Refuse a plan naming a Function the sandbox does not serve (a typo never fires)."""
+    if plan is not None and plan.functions is not None:
+        unknown = sorted(plan.functions - set(FUNCTIONS))
+        if unknown:
+            raise ValueError(f"fault plan names unknown Functions: {unknown}")
+    return plan
 
 
 class _Window:
@@ -92,7 +101,7 @@ class OptimoveSandbox:
         self._rate_limit = rate_limit
         self._windows: dict[str, _Window] = {}
         self._seed = seed
-        self._roller = FaultRoller(faults)
+        self._roller = FaultRoller(_checked(faults), seed)
         self.max_top = max_top
         self.max_attribute_customers = max_attribute_customers
         # The 2016 live API answered attributes as one delimited string [MOCK].
@@ -114,7 +123,7 @@ class OptimoveSandbox:
     def set_faults(self, faults: FaultPlan | None) -> None:
         """Replace the fault plan; its seed restarts the random stream."""
         with self._lock:
-            self._roller = FaultRoller(faults)
+            self._roller = FaultRoller(_checked(faults), self._seed)
 
     def _tenant(self, tenant: str) -> TenantState:
         try:
