@@ -186,3 +186,13 @@ def test_fault_plan_checks_its_input() -> None:
             error_rate=1.0, functions=frozenset({"UpdateCampaignInteraction"})))
     with pytest.raises(ValueError, match="add up"):
         FaultPlan(error_rate=0.6, rate_limit_rate=0.6)
+
+
+async def test_rows_of_the_wrong_shape_name_the_call() -> None:
+    body = b'[{"ChannelID": "not a number", "ChannelName": "Email"}]'
+    async with OptimoveClient("http://optimove.test", KEY, transport=_mock(body),
+                              limiter=SlidingWindowLimiter(100, 1.0)) as client:
+        with pytest.raises(OptimoveUnexpectedResponse, match=r"GetExecutionChannels.*ChannelID"):
+            await client.get_execution_channels()
+        with pytest.raises(ValueError, match="free of ';'"):
+            await client.get_customer_send_details(1, EMAIL, attributes=["a;b"])

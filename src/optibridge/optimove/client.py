@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Self, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from optibridge.config import TenantConfig
 from optibridge.optimove.errors import (
@@ -53,6 +54,8 @@ from optibridge.ratelimit import Priority, SlidingWindowLimiter, limiter_for
 from optibridge.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
 
 DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
 
@@ -183,7 +186,7 @@ class OptimoveClient:
 
     async def get_registered_event_listeners(self) -> list[EventListener]:
         rows = await self._list(_LISTENERS)
-        return [EventListener.model_validate(row) for row in rows]
+        return self._models(_LISTENERS, EventListener, rows)
 
     # ------------------------------------------------------------------ audience pull
 
@@ -196,6 +199,8 @@ class OptimoveClient:
         params: dict[str, Any] = {"CampaignID": campaign_id, "ChannelID": channel_id,
                                   "$top": top, "$skip": skip}
         if attributes:
+            if any(delimiter in name or not name for name in attributes):
+                raise ValueError(f"attribute names must be non-empty and free of {delimiter!r}")
             params["CustomerAttributes"] = delimiter.join(attributes)
             params["CustomerAttributesDelimiter"] = delimiter
         rows = await self._list(_SEND_DETAILS, params=params)
@@ -223,10 +228,11 @@ class OptimoveClient:
                                              f"a row is not an object: {str(row)[:100]}")
         # The 2016 live API answered "CustomerAttribute" as one delimited string [MOCK].
         raw = row.get("CustomerAttributes", row.get("CustomerAttribute"))
+        customer = row.get("CustomerID")
         try:
             detail = CustomerSendDetail.model_validate({
-                "CustomerID": str(row.get("CustomerID")) if row.get("CustomerID") is not None
-                else None,
+                # Documented as a string; a numeric ID is taken as its text.
+                "CustomerID": None if customer is None else str(customer),
                 "TemplateID": row.get("TemplateID"),
                 "ScheduledTime": row.get("ScheduledTime"),
                 "attributes": parse_attributes(raw, count, delimiter),
@@ -259,7 +265,7 @@ class OptimoveClient:
 
     async def get_channel_templates(self, channel_id: int) -> list[ChannelTemplate]:
         rows = await self._list(_TEMPLATES, params={"ChannelID": channel_id})
-        return [ChannelTemplate.model_validate(row) for row in rows]
+        return self._models(_TEMPLATES, ChannelTemplate, rows)
 
     # ---------------------------------------------------------------------- reporting
 
@@ -290,7 +296,7 @@ class OptimoveClient:
         if channel_id is not None:
             params["ChannelID"] = channel_id
         rows = await self._list(_CHANNEL_INTERACTIONS, params=params)
-        return [ChannelInteraction.model_validate(row) for row in rows]
+        return self._models(_CHANNEL_INTERACTIONS, ChannelInteraction, rows)
 
     # -------------------------------------------------------------------- subscriptions
 
@@ -335,7 +341,7 @@ class OptimoveClient:
 
     async def get_execution_channels(self) -> list[ExecutionChannel]:
         rows = await self._list(_CHANNELS)
-        return [ExecutionChannel.model_validate(row) for row in rows]
+        return self._models(_CHANNELS, ExecutionChannel, rows)
 
     # ---------------------------------------------------------------------- transport
 
@@ -362,6 +368,15 @@ class OptimoveClient:
         if not isinstance(parsed, list):
             self._unexpected(call, f"expected a JSON array, got {_body_text(response)!r}")
         return parsed
+
+    def _models(self, call: _Call, model: type[_M], rows: list[Any]) -> list[_M]:
+        try:
+            return [model.model_validate(row) for row in rows]
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            self._unexpected(call, f"a row does not fit {model.__name__}: {where}: "
+                                   f"{first['msg']}")
 
     def _json(self, call: _Call, response: httpx.Response) -> Any:
         try:
