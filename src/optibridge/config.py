@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,11 +44,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _read_secret(value: str | None, env_name: str | None, what: str) -> SecretStr | None:
+def _environ(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context or {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    return environ
+
+
+def _read_secret(value: str | None, env_name: str | None, what: str,
+                 environ: Mapping[str, str]) -> SecretStr | None:
     if value:
         return SecretStr(value)
     if env_name:
-        found = os.environ.get(env_name)
+        found = environ.get(env_name)
         if not found:
             raise ValueError(f"{what}: environment variable {env_name} is not set or empty")
         return SecretStr(found)
@@ -77,10 +85,10 @@ class PlatformConfig(_Strict):
     rate_limit: RateLimit = RateLimit(requests=100, per_seconds=1.0)
 
     @model_validator(mode="after")
-    def _secret(self) -> Self:
+    def _secret(self, info: ValidationInfo) -> Self:
         key = _read_secret(
             self.api_key.get_secret_value() if self.api_key else None, self.api_key_env,
-            "api_key_env")
+            "api_key_env", _environ(info))
         if key is None:
             raise ValueError("set api_key_env (the variable holding the platform API key)")
         object.__setattr__(self, "api_key", key)
@@ -124,10 +132,10 @@ class TenantConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _secret(self) -> Self:
+    def _secret(self, info: ValidationInfo) -> Self:
         key = _read_secret(
             self.api_key.get_secret_value() if self.api_key else None, self.api_key_env,
-            "api_key_env")
+            "api_key_env", _environ(info))
         if key is None:
             raise ValueError("set api_key_env (the variable holding the Optimove API key)")
         object.__setattr__(self, "api_key", key)
@@ -162,17 +170,18 @@ class ServerConfig(_Strict):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _secrets(self) -> Self:
+    def _secrets(self, info: ValidationInfo) -> Self:
+        environ = _environ(info)
         secret = _read_secret(
             self.signing_secret.get_secret_value() if self.signing_secret else None,
-            self.signing_secret_env, "signing_secret_env")
+            self.signing_secret_env, "signing_secret_env", environ)
         if secret is None or len(secret.get_secret_value()) < 16:
             raise ValueError("signing secret: set signing_secret_env to a variable holding "
                              "at least 16 characters")
         object.__setattr__(self, "signing_secret", secret)
         token = _read_secret(
             self.admin_token.get_secret_value() if self.admin_token else None,
-            self.admin_token_env, "admin_token_env")
+            self.admin_token_env, "admin_token_env", environ)
         object.__setattr__(self, "admin_token", token)
         return self
 
@@ -216,6 +225,17 @@ class Config(_Strict):
                 raise ValueError(f"tenant name {name!r}: use letters, digits, '-' and '_'")
         return value
 
+    @model_validator(mode="after")
+    def _lease_outlasts_window(self) -> Self:
+        for name, tenant in self.tenants.items():
+            if self.timing.lease_ttl < tenant.rate_limit.per_seconds + 5:
+                raise ValueError(
+                    f"timing.lease_ttl ({self.timing.lease_ttl:g} s) must be at least 5 s "
+                    f"longer than tenants.{name}.rate_limit.per_seconds "
+                    f"({tenant.rate_limit.per_seconds:g} s): a lease is usable only until "
+                    "one rate-limit window before it expires")
+        return self
+
     def tenant(self, name: str) -> TenantConfig:
         try:
             return self.tenants[name]
@@ -254,9 +274,10 @@ def _describe(error: ValidationError, source: str) -> str:
 def parse_config(data: dict[str, Any], source: str = "<memory>",
                  environ: Mapping[str, str] | None = None) -> Config:
     """Validate a configuration mapping, with environment overrides applied first."""
-    _apply_env(data, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    _apply_env(data, environ)
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"environ": environ})
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from None
 

@@ -36,6 +36,7 @@ OPTIMOVE_KEY = "demo-optimove-key-0123456789"
 PLATFORM_KEY = "demo-platform-key-0123456789"
 SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"
 EVENTS = ("submitted", "delivered", "bounced", "opened", "clicked", "dropped")
+SMS_SENT = "sms sent"  # SMS has no submitted event: its Sent metric is delivered + bounced
 INTERACTION_ID = {"bounced": InteractionEvent.BOUNCED, "opened": InteractionEvent.OPENED,
                   "clicked": InteractionEvent.CLICKED, "dropped": InteractionEvent.DROPPED}
 METRIC_ID = {"submitted": Metric.SENT, "delivered": Metric.DELIVERED,
@@ -127,7 +128,7 @@ class Rehearsal:
                        "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
             "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
                        "callback_margin": max(1.0, self.callback_window * 2),
-                       "lease_ttl": 6.0},
+                       "lease_ttl": 20.0},
             "tenants": {TENANT: {
                 "optimove_url": self.optimove_url, "api_key_env": "OPTIBRIDGE_DEMO_OPTIMOVE_KEY",
                 "page_size": 10_000, "report_interval_seconds": 1.0,
@@ -252,13 +253,14 @@ class Rehearsal:
         store = Store(Database(self.config.server.database_url))
         try:
             stored = await store.event_counts(TENANT)
+            sms = await store.event_counts(TENANT, channel_id=SMS_CHANNEL)
         finally:
             await store.db.dispose()
         emitted = self.emitted()
         counts = self.optimove.interaction_counts(TENANT)
-        metrics = Counter[int]()
-        for (_, _, _, metric_id), value in self.optimove.metrics(TENANT).items():
-            metrics[metric_id] += value
+        metrics, sms_metrics = Counter[int](), Counter[int]()
+        for (_, channel_id, _, metric_id), value in self.optimove.metrics(TENANT).items():
+            (sms_metrics if channel_id == SMS_CHANNEL else metrics)[metric_id] += value
         read_back = await self.read_back(sample)
         rows = []
         for event in EVENTS:
@@ -267,10 +269,17 @@ class Rehearsal:
                 keys = [k for k in counts if k[3] == INTERACTION_ID[event]]
                 reported = len(keys)
                 duplicates = sum(counts[k] - 1 for k in keys)
+            metric = metrics[METRIC_ID[event]]
+            if event != "submitted":
+                metric += sms_metrics[METRIC_ID[event]]
             rows.append(ReconciliationRow(
                 event=event, emitted=emitted[event], stored=stored.get(event, (0, 0))[0],
-                reported=reported, duplicates=duplicates, metric=metrics[METRIC_ID[event]],
+                reported=reported, duplicates=duplicates, metric=metric,
                 read_back=read_back.get(event, "")))
+        sms_stored = sum(sms.get(e, (0, 0))[0] for e in ("delivered", "bounced"))
+        rows.append(ReconciliationRow(
+            event=SMS_SENT, emitted=emitted[SMS_SENT], stored=sms_stored, reported=None,
+            duplicates=None, metric=sms_metrics[Metric.SENT], read_back=""))
         return rows
 
     def emitted(self) -> Counter[str]:
@@ -278,6 +287,8 @@ class Rehearsal:
         send to: no usable address, or no sent event."""
         truth = self.platform.ground_truth()
         emitted = Counter(event for _, event, _, _ in truth)
+        emitted[SMS_SENT] = sum(1 for _, event, address, _ in truth
+                                if address.startswith("+") and event in ("delivered", "bounced"))
         proof = {"email": {"submitted"}, "sms": {"delivered", "bounced"}}
         sent = {(address, event) for _, event, address, _ in truth}
         dropped = 0

@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -30,10 +30,14 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
-def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> None:
-    json_output = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+def configure_logging(log_format: str = "auto", level: int = logging.INFO,
+                      file: TextIO | None = None) -> None:
+    """Send structlog events (and the stdlib's, such as the clients' retries) to ``file``
+    (default stderr): JSON when asked or when not on a terminal."""
+    out = file or sys.stderr
+    json_output = log_format == "json" or (log_format == "auto" and not out.isatty())
     renderer: Any = (structlog.processors.JSONRenderer() if json_output
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -43,6 +47,20 @@ def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_RedactFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _mask(record.getMessage())
+        record.args = ()
+        return True

@@ -20,16 +20,18 @@ def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
          timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
          sample: int = typer.Option(20, help="Customers to read back from Optimove.")) -> None:
     """Run both sandboxes and the service here, send one campaign end to end, reconcile."""
-    configure_logging("json")
     rehearsal = Rehearsal(customers=customers)
-    console.print(f"[bold]optibridge demo[/]: {customers:,} customers, work folder "
-                  f"{rehearsal.workdir}")
+    log_path = rehearsal.workdir / "demo.log"
+    log_file = log_path.open("a", encoding="utf-8")
+    configure_logging("json", file=log_file)
+    console.print(f"[bold]optibridge demo[/]: {customers:,} customers; logs in {log_path}")
     try:
         rows = asyncio.run(_run(rehearsal, timeout, sample))
     except TimeoutError as error:
         raise fail(str(error), 1) from None
     finally:
         rehearsal.close()
+        log_file.close()
     console.print(_table(rows))
     if not all(row.matches for row in rows):
         raise fail("the reconciliation does not match (see the table)", 1)
@@ -66,9 +68,8 @@ async def _run(rehearsal: Rehearsal, timeout: float, sample: int) -> list[Reconc
 
 
 def _table(rows: list[ReconciliationRow]) -> Table:
-    table = Table("event", "emitted by the platform", "stored", "held by Optimove",
-                  "duplicates", "metric total", "read back", "match",
-                  title="Reconciliation")
+    table = Table("event", "platform emitted", "stored", "Optimove holds", "dups",
+                  "metric", "read back", "ok", title="Reconciliation per event")
     for row in rows:
         table.add_row(row.event, f"{row.emitted:,}", f"{row.stored:,}",
                       "—" if row.reported is None else f"{row.reported:,}",

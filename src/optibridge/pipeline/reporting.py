@@ -9,8 +9,6 @@ customers before anything is sent again.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-
 from optibridge.config import ChannelType, TenantConfig
 from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord
 from optibridge.optimove.errors import (
@@ -102,23 +100,17 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     return sum(1 for s in states if s == BatchState.SENT)
 
 
-def _with_sms_sent(tenant: TenantConfig, totals: list[MetricTotal]) -> list[MetricTotal]:
+def _with_sms_sent(tenant: TenantConfig, totals: dict[tuple[int, int, int, int], int]
+                   ) -> dict[tuple[int, int, int, int], int]:
     """SMS has no submitted event (seed 003): its Sent is delivered plus bounced."""
-    by_key: dict[tuple[int, int, int], dict[int, MetricTotal]] = defaultdict(dict)
-    for t in totals:
-        by_key[(t.campaign_id, t.channel_id, t.template_id)][t.metric_id] = t
-    result = []
-    for (campaign_id, channel_id, template_id), metrics in by_key.items():
+    result = dict(totals)
+    for (campaign_id, channel_id, template_id, metric_id), value in totals.items():
         channel = tenant.channels.get(channel_id)
-        if channel is not None and channel.type == ChannelType.SMS:
-            sent = sum(metrics[m].value for m in (Metric.DELIVERED, Metric.BOUNCED)
-                       if m in metrics)
-            old = metrics.get(Metric.SENT)
-            metrics[Metric.SENT] = MetricTotal(
-                campaign_id, channel_id, template_id, int(Metric.SENT), sent,
-                None if old is None else old.reported_value,
-                None if old is None else old.reported_at)
-        result.extend(metrics.values())
+        if channel is None or channel.type != ChannelType.SMS:
+            continue
+        if metric_id in (Metric.DELIVERED, Metric.BOUNCED):
+            key = (campaign_id, channel_id, template_id, int(Metric.SENT))
+            result[key] = result.get(key, 0) + value
     return result
 
 
@@ -127,10 +119,17 @@ async def metrics_due(store: Store, name: str, tenant: TenantConfig, refresh: fl
     """Totals that changed since last reported, or were last reported long ago (seed 002
     asks for reports several times a day for seven days)."""
     now = store.clock()
-    since = now - tenant.report_days * 86_400
-    totals = _with_sms_sent(tenant, await store.metric_totals(name, since))
-    return [t for t in totals if t.reported_value != t.value or t.reported_at is None
-            or t.reported_at < now - refresh]
+    totals = _with_sms_sent(tenant, await store.metric_totals(
+        name, since=now - tenant.report_days * 86_400))
+    reported = await store.reported_metrics(name)
+    due = []
+    for (campaign_id, channel_id, template_id, metric_id), value in sorted(totals.items()):
+        last_value, last_at = reported.get(
+            (campaign_id, channel_id, template_id, metric_id), (None, None))
+        if last_value != value or last_at is None or last_at < now - refresh:
+            due.append(MetricTotal(campaign_id, channel_id, template_id, metric_id, value,
+                                   last_value, last_at))
+    return due
 
 
 async def report_metrics(ctx: TenantContext) -> int:

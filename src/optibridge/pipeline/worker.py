@@ -61,7 +61,8 @@ async def run_loop(ctx: TenantContext, name: str, step: Step) -> None:
         try:
             did = await step(ctx)
             failures = 0
-        except LeaseLost:
+        except LeaseLost as lost:
+            log.warning("worker.lease_lost", tenant=ctx.name, step=name, reason=str(lost))
             await _pause(ctx, ctx.timing.idle)  # the worker stops us if it is really gone
             continue
         except asyncio.CancelledError:

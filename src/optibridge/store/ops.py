@@ -31,8 +31,8 @@ class OpsStore(StoreBase):
                                          .limit(limit))
             return [ProblemRecord(r.tenant, r.where, r.message, r.at) for r in rows]
 
-    async def event_counts(self, tenant: str, campaign_id: int | None = None
-                           ) -> dict[str, tuple[int, int]]:
+    async def event_counts(self, tenant: str, campaign_id: int | None = None,
+                           channel_id: int | None = None) -> dict[str, tuple[int, int]]:
         """Per event: (interactions stored, interactions in a sent report batch)."""
         query = (select(Interaction.event, func.count(),
                         func.count(ReportBatch.id))
@@ -43,5 +43,7 @@ class OpsStore(StoreBase):
                  .where(Campaign.tenant == tenant).group_by(Interaction.event))
         if campaign_id is not None:
             query = query.where(Campaign.campaign_id == campaign_id)
+        if channel_id is not None:
+            query = query.where(Campaign.channel_id == channel_id)
         async with self.db.read() as session:
             return {e: (int(n), int(r)) for e, n, r in await session.execute(query)}

@@ -141,9 +141,10 @@ class ReportStore(StoreBase):
                        ReportBatch.interaction_date == batch.interaction_date))
             return int(count or 0)
 
-    async def metric_totals(self, tenant: str, since: float) -> list[MetricTotal]:
-        """Running totals per (campaign, channel, template, metric) of sends made after
-        ``since``, with what was last reported."""
+    async def metric_totals(self, tenant: str, since: float
+                            ) -> dict[tuple[int, int, int, int], int]:
+        """Running totals per (campaign, channel, template, metric) of the sends made
+        after ``since``, counted from the stored interactions."""
         metric = case(*((Interaction.event == str(e), int(m)) for e, m in METRIC_OF.items()))
         async with self.db.read() as session:
             rows = await session.execute(
@@ -154,18 +155,16 @@ class ReportStore(StoreBase):
                 .join(Campaign, Campaign.id == Send.campaign_pk)
                 .where(Campaign.tenant == tenant, Send.created_at >= since)
                 .group_by(Campaign.campaign_id, Campaign.channel_id, Send.template_id, metric))
-            reported = {(r.campaign_id, r.channel_id, r.template_id, r.metric_id): r
-                        for r in await session.scalars(select(MetricReport).where(
-                            MetricReport.tenant == tenant))}
-            totals = []
-            for campaign_id, channel_id, template_id, metric_id, value in rows:
-                last = reported.get((campaign_id, channel_id, template_id, metric_id))
-                totals.append(MetricTotal(
-                    campaign_id=campaign_id, channel_id=channel_id, template_id=template_id,
-                    metric_id=metric_id, value=int(value),
-                    reported_value=None if last is None else last.value,
-                    reported_at=None if last is None else last.reported_at))
-            return totals
+            return {(c, ch, t, m): int(v) for c, ch, t, m, v in rows}
+
+    async def reported_metrics(self, tenant: str
+                               ) -> dict[tuple[int, int, int, int], tuple[int, float]]:
+        """What Optimove last accepted: (value, when) per metric key."""
+        async with self.db.read() as session:
+            rows = await session.scalars(select(MetricReport).where(
+                MetricReport.tenant == tenant))
+            return {(r.campaign_id, r.channel_id, r.template_id, r.metric_id):
+                    (r.value, r.reported_at) for r in rows}
 
     async def record_metrics_reported(self, tenant: str, totals: Sequence[MetricTotal]) -> None:
         async with self.db.write() as session:
