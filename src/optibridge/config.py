@@ -115,6 +115,10 @@ class TenantConfig(_Strict):
     callback_window_seconds: float = Field(300.0, ge=0)
     channels: dict[int, ChannelConfig]
     platform: PlatformConfig
+    trigger_window_seconds: float = Field(
+        0.25, gt=0, le=60, description="gather triggers of one campaign/template this long")
+    template_sync_seconds: float = Field(
+        3600.0, ge=0, description="serve re-syncs channel templates this often; 0: never")
 
     @field_validator("path_prefix")
     @classmethod

@@ -21,6 +21,8 @@ from optibridge.pipeline.follow import follow_sends
 from optibridge.pipeline.lease import LeasedLimiter, LeaseLost
 from optibridge.pipeline.listener import handle_pending_notifications
 from optibridge.pipeline.reporting import report_interactions, report_metrics
+from optibridge.pipeline.templates import template_sync_step
+from optibridge.pipeline.triggered import gather_step
 
 log = structlog.get_logger("optibridge.worker")
 Step = Callable[[TenantContext], Awaitable[int]]
@@ -50,6 +52,8 @@ STEPS: dict[str, Step] = {
     "map": map_step,
     "report": report_step,
     "follow": follow_sends,
+    "triggered": gather_step,
+    "templates": template_sync_step,
 }
 
 

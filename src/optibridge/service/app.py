@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from optibridge.config import Config
 from optibridge.pipeline.context import Timing
-from optibridge.service import http
+from optibridge.service import http, triggered
 from optibridge.service.assembly import PlatformFactory, Service, _platform, build_service
 from optibridge.store.migrate import is_current
 
@@ -55,5 +55,5 @@ def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool
                     await worker_task
             await service.close()
 
-    routes = [*http.routes, Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes = [*http.routes, *triggered.routes, Route("/healthz", healthz), Route("/readyz", readyz)]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -8,10 +8,13 @@ from optibridge.store.db import Database
 from optibridge.store.leases import LeaseStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
+from optibridge.store.readback import ReadbackStore
 from optibridge.store.reports import ReportStore
+from optibridge.store.triggers import TriggerStore
 
 
-class Store(CampaignStore, CallbackStore, ReportStore, LeaseStore, OpsStore):
+class Store(CampaignStore, CallbackStore, ReportStore, LeaseStore, OpsStore, TriggerStore,
+            ReadbackStore):
     """The pipeline's one handle on the database."""
 
 

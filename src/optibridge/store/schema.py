@@ -227,3 +227,45 @@ class Problem(Base):
     where: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+
+
+class Trigger(Base):
+    """One EventTypeID 11 call (a customer met a triggered campaign's criteria), recorded
+    before we answer it; ``send_id`` is set when it is gathered into a send."""
+
+    __tablename__ = "trigger"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(Integer)
+    template_id: Mapped[int] = mapped_column(BigInteger)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    action_id: Mapped[int | None] = mapped_column(BigInteger)
+    trigger_name: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(320))  # normalized, None: unusable
+    fields: Mapped[str | None] = mapped_column(Text)  # JSON object of personalization values
+    payload: Mapped[str] = mapped_column(Text)  # the raw body, as received
+    received_at: Mapped[float] = mapped_column(Float)
+    send_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_trigger_pending", "tenant", "campaign_id", "channel_id", "template_id",
+              sqlite_where=text("send_id IS NULL"),
+              postgresql_where=text("send_id IS NULL")),
+        Index("ix_trigger_send", "send_id"),
+    )
+
+
+class TemplateMap(Base):
+    """A platform template's TemplateID in Optimove: the same number when the platform's ID
+    is an integer Optimove accepts, else a stable one allocated once."""
+
+    __tablename__ = "template_map"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    optimove_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "optimove_id", name="uq_template_map_optimove"),
+    )

@@ -1,0 +1,371 @@
+"""Triggered campaigns (seed 002, second part): EventTypeID 11 calls, executed at once.
+
+The platform sends campaigns, not single messages, so the triggers of one (campaign,
+channel, template) that arrive within the tenant's ``trigger_window_seconds`` become one
+platform campaign due now. A trigger is recorded before it is answered; gathering it into
+a send is one transaction; execution, following and reporting are the scheduled flows'.
+
+The payload of EventTypeID 11 is not public (optimove-api.md section 0): the parser takes
+the PascalCase fields (``CustomerID``, ``CampaignID``, ``ActionID``, ``ChannelID``,
+``TemplateID``, ``TriggerName``, a personalization object) and the snake_case
+``user``/``campaign`` shape, and keeps the raw body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from optibridge.config import ChannelConfig, ChannelType, TenantConfig
+from optibridge.domain import CampaignStatus
+from optibridge.pipeline.audience import usable_address
+from optibridge.pipeline.context import TenantContext
+from optibridge.platform.api import Platform
+from optibridge.store import Store
+from optibridge.store.triggers import NewTrigger, TriggerGroup
+
+MAX_TRIGGER_BYTES = 256 * 1024
+MAX_GATHER = 10_000  # recipients of one gathered send (one platform upload call)
+Scalar = str | int | float | bool | None
+_PERSONALIZATION_KEYS = ("personalization", "personalizationtags", "personalizationvalues",
+                         "personalizations")
+
+
+class TriggerError(ValueError):
+    """The trigger is refused; ``status`` is the HTTP answer that fits."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Route:
+    channel_id: int | None
+    template_id: int | None
+
+
+@dataclass(frozen=True)
+class ParsedTrigger:
+    customer_id: str
+    campaign_id: int
+    routes: tuple[Route, ...]  # candidate (channel, template) pairs, in payload order
+    action_id: int | None
+    trigger_name: str | None
+    personalization: Mapping[str, Scalar]
+    top_level: Mapping[str, Any]  # the body's own fields, keys normalized
+    raw: str
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {_key(str(k)): v for k, v in data.items()}
+
+
+def _int(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (bool, dict, list)):
+        raise TriggerError(f"{name} must be an integer, got {json.dumps(value)[:60]}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise TriggerError(f"{name} must be an integer, got {value!r}") from None
+    if number < 0:
+        raise TriggerError(f"{name} must not be negative, got {number}")
+    return number
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _personalization(raw: Any) -> dict[str, Scalar]:
+    """Name -> scalar from an object, or from a list of {Key|Name, Value} pairs."""
+    if raw is None:
+        return {}
+    if isinstance(raw, list):
+        pairs: dict[str, Any] = {}
+        for item in raw:
+            item_fields = _fields(item) if isinstance(item, dict) else {}
+            name = _text(item_fields.get("key", item_fields.get("name")))
+            if name is None or "value" not in item_fields:
+                raise TriggerError("personalization: a list must hold {Key, Value} objects")
+            pairs[name] = item_fields["value"]
+        raw = pairs
+    if not isinstance(raw, dict):
+        raise TriggerError("personalization must be an object of name: value")
+    values: dict[str, Scalar] = {}
+    for name, value in raw.items():
+        if isinstance(value, (dict, list)):
+            raise TriggerError(f"personalization value {name!r} is not a scalar "
+                               f"(got {type(value).__name__})", 422)
+        values[str(name)] = value
+    return values
+
+
+def _snake_routes(campaign: Mapping[str, Any]) -> tuple[Route, ...]:
+    action = campaign.get("action")
+    channels = action.get("channels") if isinstance(action, dict) else None
+    routes = []
+    for channel in channels if isinstance(channels, list) else []:
+        if not isinstance(channel, dict):
+            continue
+        templates = channel.get("templates")
+        first = templates[0] if isinstance(templates, list) and templates else None
+        template = first.get("id") if isinstance(first, dict) else None
+        routes.append(Route(_int(channel.get("id"), "campaign.action.channels[].id"),
+                            _int(template, "campaign.action.channels[].templates[].id")))
+    return tuple(routes)
+
+
+def parse_trigger(body: bytes) -> ParsedTrigger:
+    """Validate an EventTypeID 11 body in either known shape; raises ``TriggerError``."""
+    if len(body) > MAX_TRIGGER_BYTES:
+        raise TriggerError(f"body is {len(body)} bytes, at most {MAX_TRIGGER_BYTES}", 413)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TriggerError(f"body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise TriggerError("body must be a JSON object")
+    top = _fields(data)
+    user, campaign = top.get("user"), top.get("campaign")
+    user_fields = _fields(user) if isinstance(user, dict) else {}
+    campaign_fields = _fields(campaign) if isinstance(campaign, dict) else {}
+    customer = _text(top.get("customerid", user_fields.get("userid",
+                                                           user_fields.get("customerid"))))
+    if customer is None:
+        raise TriggerError("no customer: CustomerID (or user.user_id) is missing")
+    campaign_id = _int(top.get("campaignid", campaign_fields.get("id")), "CampaignID")
+    if campaign_id is None:
+        raise TriggerError("no campaign: CampaignID (or campaign.id) is missing")
+    action = campaign_fields.get("action")
+    action_id = _int(top.get("actionid", action.get("id") if isinstance(action, dict)
+                            else None), "ActionID")
+    routes = _snake_routes(campaign_fields)
+    if "channelid" in top or "templateid" in top or not routes:
+        routes = (Route(_int(top.get("channelid"), "ChannelID"),
+                        _int(top.get("templateid"), "TemplateID")),)
+    raw_personalization = next((top[k] for k in _PERSONALIZATION_KEYS if k in top), None)
+    name = _text(top.get("triggername", top.get("trigger")))
+    return ParsedTrigger(customer[:128], campaign_id, routes, action_id,
+                         name[:200] if name else None, _personalization(raw_personalization),
+                         top, body.decode("utf-8"))
+
+
+def _triggered_channels(tenant: TenantConfig) -> dict[int, ChannelConfig]:
+    return {cid: c for cid, c in tenant.channels.items() if c.triggered}
+
+
+def resolve_route(parsed: ParsedTrigger, tenant: TenantConfig, name: str
+                  ) -> tuple[int, int, ChannelConfig]:
+    """(channel, template, channel config): the first route on a triggered channel."""
+    triggered = _triggered_channels(tenant)
+    for route in parsed.routes:
+        channel_id = route.channel_id
+        if channel_id is None and len(triggered) == 1:
+            channel_id = next(iter(triggered))
+        if channel_id is None:
+            raise TriggerError(f"ChannelID is missing and tenant {name!r} has "
+                               f"{len(triggered)} triggered channels")
+        if channel_id not in triggered:
+            continue
+        if route.template_id is None:
+            raise TriggerError("no template: TemplateID (or the channel's templates) is "
+                               "missing")
+        return channel_id, route.template_id, triggered[channel_id]
+    channels = ", ".join(str(r.channel_id) for r in parsed.routes)
+    raise TriggerError(f"unknown channel: {channels} is not a triggered channel of tenant "
+                       f"{name!r} (configured: {sorted(triggered) or 'none'})", 422)
+
+
+def _lookup(values: Mapping[str, Any], name: str) -> Any:
+    if name in values:
+        return values[name]
+    wanted = _key(name)
+    return next((v for k, v in values.items() if _key(k) == wanted), None)
+
+
+def _as_field(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def contact_fields(parsed: ParsedTrigger, channel: ChannelConfig) -> dict[str, str]:
+    """Every personalization value as a contact field, with the channel's defaults for
+    the configured tags that are missing or empty."""
+    fields = {name: _as_field(value) for name, value in parsed.personalization.items()}
+    for name in channel.personalization:
+        if not fields.get(name):
+            fields[name] = channel.personalization_defaults.get(name, fields.get(name, ""))
+    return fields
+
+
+def to_new_trigger(parsed: ParsedTrigger, tenant: TenantConfig, name: str) -> NewTrigger:
+    channel_id, template_id, channel = resolve_route(parsed, tenant, name)
+    raw_address = _lookup(parsed.personalization, channel.address_attribute)
+    if raw_address is None:
+        raw_address = _lookup(parsed.top_level, channel.address_attribute)
+    address = usable_address(_text(raw_address), channel.type)
+    return NewTrigger(tenant=name, campaign_id=parsed.campaign_id, channel_id=channel_id,
+                      template_id=template_id, customer_id=parsed.customer_id,
+                      address=address, fields=contact_fields(parsed, channel),
+                      payload=parsed.raw, action_id=parsed.action_id,
+                      trigger_name=parsed.trigger_name)
+
+
+class TemplateCatalog:
+    """The platform's templates per type, cached: a trigger naming a template that is not
+    there refreshes the cache (at most every ``miss_refresh`` seconds) before refusing."""
+
+    def __init__(self, platform: Platform, ttl: float = 60.0, miss_refresh: float = 2.0
+                 ) -> None:
+        self._platform = platform
+        self._ttl = ttl
+        self._miss_refresh = miss_refresh
+        self._known: dict[int, ChannelType] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, older_than: float) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < older_than:
+                return  # someone refreshed it while we waited
+            templates = await self._platform.list_templates()
+            self._known = {t.id: t.type for t in templates}
+            self._loaded_at = time.monotonic()
+
+    async def has(self, template_id: int, channel_type: ChannelType) -> bool:
+        if time.monotonic() - self._loaded_at > self._ttl:
+            await self._refresh(self._ttl)
+        if self._known.get(template_id) != channel_type:
+            await self._refresh(self._miss_refresh)
+        return self._known.get(template_id) == channel_type
+
+
+class TriggerWriter:
+    """Group commit: triggers arriving while a write is under way go in the next one."""
+
+    def __init__(self, store: Store, max_items: int = 2_000) -> None:
+        self._store = store
+        self._max_items = max_items
+        self._queue: list[tuple[NewTrigger, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, item: NewTrigger) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            taken, self._queue = self._queue[:self._max_items], self._queue[self._max_items:]
+            try:
+                ids = await self._store.record_triggers([item for item, _ in taken])
+            except Exception as error:  # each waiting request answers 5xx
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), trigger_id in zip(taken, ids, strict=True):
+                if not future.done():
+                    future.set_result(trigger_id)
+
+
+@dataclass
+class TriggerIntake:
+    """What the triggered endpoint needs per service: one writer, one catalog per tenant."""
+
+    store: Store
+    writer: TriggerWriter
+    catalogs: dict[str, TemplateCatalog]
+
+    @classmethod
+    def for_contexts(cls, store: Store, contexts: Mapping[str, TenantContext]
+                     ) -> TriggerIntake:
+        return cls(store, TriggerWriter(store),
+                   {name: TemplateCatalog(ctx.platform) for name, ctx in contexts.items()})
+
+    async def accept(self, ctx: TenantContext, body: bytes) -> int:
+        """Validate, check the template, record durably; the trigger's ID."""
+        trigger = to_new_trigger(parse_trigger(body), ctx.tenant, ctx.name)
+        channel_type = ctx.tenant.channel(trigger.channel_id).type
+        if not await self.catalogs[ctx.name].has(trigger.template_id, channel_type):
+            raise TriggerError(f"unknown template: {trigger.template_id} is not a "
+                               f"{channel_type} template on the platform", 422)
+        trigger_id = await self.writer.write(trigger)
+        ctx.wake.set()
+        return trigger_id
+
+
+# --- gathering (a worker step) ------------------------------------------------------------
+
+def _now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _due(group: TriggerGroup, now: float, window: float) -> bool:
+    return group.count >= MAX_GATHER or now - group.oldest >= window
+
+
+async def gather_group(ctx: TenantContext, group: TriggerGroup) -> int:
+    """Make one NEW send of a group's pending triggers; the recipients it holds."""
+    channel = ctx.tenant.channel(group.channel_id)
+    campaign, _ = await ctx.store.open_campaign(ctx.name, group.campaign_id,
+                                                group.channel_id, triggered=True)
+    if campaign.state == CampaignStatus.PULLING:  # a triggered campaign has no pull
+        await ctx.store.set_campaign_status(campaign.id, CampaignStatus.PULLED)
+    gathered = await ctx.store.gather_triggers(ctx.name, campaign.id, group, channel.type,
+                                               _now_utc(), MAX_GATHER)
+    if gathered is None:
+        return 0
+    ctx.log.info("triggered.gathered", campaign=group.campaign_id, channel=group.channel_id,
+                 template=group.template_id, send=gathered.send_id,
+                 recipients=gathered.recipients, without_address=gathered.without_address,
+                 deferred=gathered.deferred)
+    return gathered.recipients
+
+
+async def gather_triggers(ctx: TenantContext) -> int:
+    """Gather every group whose oldest trigger has waited the window (or that is full)."""
+    now = ctx.store.clock()
+    gathered = 0
+    for group in await ctx.store.pending_trigger_groups(ctx.name):
+        if _due(group, now, ctx.tenant.trigger_window_seconds):
+            gathered += await gather_group(ctx, group)
+    if gathered:
+        ctx.wake.set()  # the execution loop has new sends
+    return gathered
+
+
+async def seconds_until_due(ctx: TenantContext) -> float | None:
+    """How long until the next pending group is due; None when nothing is pending."""
+    groups = await ctx.store.pending_trigger_groups(ctx.name)
+    if not groups:
+        return None
+    now, window = ctx.store.clock(), ctx.tenant.trigger_window_seconds
+    return max(0.0, min(0.0 if _due(g, now, window) else g.oldest + window - now
+                        for g in groups))
+
+
+async def gather_step(ctx: TenantContext) -> int:
+    """The worker loop's step: wait for the next window to close, then gather."""
+    wait = await seconds_until_due(ctx)
+    if wait:
+        await asyncio.sleep(min(wait, ctx.tenant.trigger_window_seconds))
+    return await gather_triggers(ctx)
