@@ -10,11 +10,12 @@ from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.readback import ReadbackStore
 from optibridge.store.reports import ReportStore
+from optibridge.store.status import StatusStore
 from optibridge.store.triggers import TriggerStore
 
 
 class Store(CampaignStore, CallbackStore, ReportStore, LeaseStore, OpsStore, TriggerStore,
-            ReadbackStore):
+            ReadbackStore, StatusStore):
     """The pipeline's one handle on the database."""
 
 
