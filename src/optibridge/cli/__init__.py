@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from optibridge.cli import demo, listeners, sandbox, serve
+from optibridge.cli import demo, listeners, readback, sandbox, serve, subscriptions, templates
 
 app = typer.Typer(
     name="optibridge", no_args_is_help=True, add_completion=False,
@@ -13,6 +13,9 @@ serve.register(app)
 demo.register(app)
 sandbox.register(app)
 app.add_typer(listeners.app, name="listeners")
+app.add_typer(templates.app, name="templates")
+app.add_typer(subscriptions.app, name="subscriptions")
+readback.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,120 @@
+"""``optibridge interactions`` and ``optibridge reconcile``: read back what Optimove holds
+(seed 001) and compare it with what the store reported."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from optibridge.cli.common import ConfigOption, config_from, console, fail, run
+from optibridge.cli.tenants import TenantOption, pick_tenant, tenant_context
+from optibridge.config import Config
+from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.errors import OptimoveError
+from optibridge.optimove.models import ChannelInteraction, InteractionEvent
+from optibridge.pipeline.readback import (
+    Reconciliation,
+    customer_interactions,
+    reconcile_campaign,
+)
+
+ChannelOption = typer.Option(None, "--channel", help="Only this Optimove ChannelID.")
+FromOption = Annotated[dt.datetime, typer.Option(
+    "--from", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD).")]
+ToOption = Annotated[dt.datetime, typer.Option(
+    "--to", formats=["%Y-%m-%d"], help="Last day (YYYY-MM-DD).")]
+
+
+def _event(event_id: int) -> str:
+    try:
+        return f"{event_id} {InteractionEvent(event_id).name.lower()}"
+    except ValueError:
+        return str(event_id)
+
+
+def interactions_table(customer: str, rows: list[ChannelInteraction]) -> Table:
+    table = Table("Date", "CampaignID", "ActionID", "ChannelID", "TemplateID", "EventID",
+                  "RecipientGroupID", title=f"Optimove's interactions of customer {customer}")
+    for r in rows:
+        table.add_row(r.date.isoformat(), str(r.campaign_id), str(r.action_id or ""),
+                      str(r.channel_id), str(r.template_id), _event(r.event_id),
+                      str(r.recipient_group_id))
+    return table
+
+
+def interactions(customer_id: Annotated[str, typer.Argument(help="Optimove's CustomerID.")],
+                 start: FromOption, end: ToOption,
+                 channel: int | None = ChannelOption,
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+                 tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Print what Optimove holds for one customer (GetCustomerChannelInteractions)."""
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+    if end < start:
+        raise fail("--to is before --from")
+
+    async def go() -> list[ChannelInteraction]:
+        async with OptimoveClient.from_tenant(loaded.tenant(name)) as client:
+            return await customer_interactions(client, customer_id, start.date(), end.date(),
+                                               channel)
+
+    try:
+        rows = run(go())
+    except OptimoveError as error:
+        raise fail(str(error), 1) from None
+    if as_json:
+        print(json.dumps([r.model_dump(by_alias=True, mode="json") for r in rows], indent=1))
+        return
+    console.print(interactions_table(customer_id, rows))
+
+
+def reconciliation_table(result: Reconciliation) -> Table:
+    table = Table("CustomerID", "Date", "ChannelID", "TemplateID", "EventID",
+                  "RecipientGroupID", "store reported", "Optimove holds",
+                  title=f"Differences for campaign {result.campaign_id}")
+    for d in result.differences:
+        table.add_row(d.customer_id, d.row.date.isoformat(), str(d.row.channel_id),
+                      str(d.row.template_id), _event(d.row.event_id),
+                      str(d.row.recipient_group_id), str(d.stored), str(d.optimove))
+    return table
+
+
+async def _reconcile(config: Config, name: str, campaign_id: int, sample: int,
+                     channel: int | None, seed: int | None) -> Reconciliation:
+    async with tenant_context(config, name) as ctx:
+        return await reconcile_campaign(ctx.store, ctx.optimove, name, campaign_id, sample,
+                                        channel_id=channel, seed=seed)
+
+
+def reconcile(campaign_id: int = typer.Argument(..., help="Optimove's CampaignID."),
+              sample: int = typer.Option(20, "--sample", "-n", min=1,
+                                         help="How many reported customers to read back."),
+              channel: int | None = ChannelOption,
+              seed: int | None = typer.Option(None, help="Seed of the sample's choice."),
+              tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Compare what the store reported for a campaign with what Optimove returns."""
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+    try:
+        result = run(_reconcile(loaded, name, campaign_id, sample, channel, seed))
+    except OptimoveError as error:
+        raise fail(str(error), 1) from None
+    console.print(f"campaign {campaign_id}: {result.customers_reported:,} customers reported; "
+                  f"read back {len(result.sampled)} ({result.rows_compared} reported rows)")
+    if not result.sampled:
+        raise fail("the store has reported nothing for this campaign", 1)
+    if result.matches:
+        console.print("[bold green]Optimove holds exactly what the store reported[/]")
+        return
+    console.print(reconciliation_table(result))
+    raise fail(f"{len(result.differences)} differences", 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(interactions)
+    app.command()(reconcile)

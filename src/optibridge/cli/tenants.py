@@ -1,0 +1,49 @@
+"""What the template, subscription and read-back commands share: picking the tenant and
+building its context (store, Optimove and platform clients) outside ``serve``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import typer
+
+from optibridge.cli.common import fail
+from optibridge.config import Config
+from optibridge.optimove.client import OptimoveClient
+from optibridge.pipeline.context import TenantContext
+from optibridge.platform.client import PlatformClient
+from optibridge.signing import UrlSigner
+from optibridge.store import open_store
+
+TenantOption = typer.Option(None, "--tenant", "-t",
+                            help="The tenant, as named in the config (default: the only one).")
+
+
+def pick_tenant(config: Config, tenant: str | None) -> str:
+    if tenant is not None:
+        if tenant not in config.tenants:
+            raise fail(f"unknown tenant {tenant!r} (configured: "
+                       f"{', '.join(sorted(config.tenants))})")
+        return tenant
+    if len(config.tenants) != 1:
+        raise fail(f"several tenants are configured ({', '.join(sorted(config.tenants))}): "
+                   "choose one with --tenant")
+    return next(iter(config.tenants))
+
+
+@asynccontextmanager
+async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantContext]:
+    """A context like the service's, for one command; closed afterwards."""
+    tenant = config.tenant(name)
+    store = await open_store(config.server.database_url)
+    optimove = OptimoveClient.from_tenant(tenant)
+    platform = PlatformClient.from_config(tenant.platform)
+    try:
+        yield TenantContext(name=name, tenant=tenant, config=config, store=store,
+                            optimove=optimove, platform=platform,
+                            signer=UrlSigner(config.server.secret(), config.server.public_url))
+    finally:
+        await optimove.aclose()
+        await platform.aclose()
+        await store.db.dispose()
