@@ -20,6 +20,7 @@ from typing import Any, NoReturn, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from optibridge import observe
 from optibridge.config import TenantConfig
 from optibridge.optimove.errors import (
     BatchTooLarge,
@@ -399,7 +400,7 @@ class OptimoveClient:
             attempt += 1
             await self._limiter.acquire(call.priority)
             try:
-                return await self._attempt(call, url, params, content)
+                return await self._attempt(call, url, params, content, attempt > 1)
             except _Retryable as failure:
                 if not call.retried or attempt >= self._retry.attempts:
                     raise failure.final from None
@@ -409,13 +410,15 @@ class OptimoveClient:
                 await asyncio.sleep(pause)
 
     async def _attempt(self, call: _Call, url: str, params: Mapping[str, Any] | None,
-                       content: str | None) -> httpx.Response:
+                       content: str | None, retried: bool = False) -> httpx.Response:
         try:
             response = await self._http.request(call.method, url, params=params,
                                                 content=content)
         except httpx.TransportError as error:
+            observe.api_call("optimove", call.function, "error", retried)
             raise self._transport_failure(call, error) from None
         status = response.status_code
+        observe.api_call("optimove", call.function, status, retried)
         if 200 <= status < 300:
             return response
         if status == 429:

@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from optibridge import observe
 from optibridge.config import ChannelType, PlatformConfig
 from optibridge.platform.api import (
     ALLOWED_MOVES,
@@ -114,10 +115,13 @@ class PlatformClient:
             retry_after: float | None = None
             if self._limiter is not None:
                 await self._limiter.acquire()
+            name = f"{method} {observe.path_template(path)}"
             try:
                 response = await self._http.request(method, path, json=json, params=params,
                                                     **_form_body(form))
+                observe.api_call("platform", name, response.status_code, attempt > 1)
             except httpx.TransportError as error:
+                observe.api_call("platform", name, "error", attempt > 1)
                 failure: PlatformError = PlatformUnavailable(
                     call, f"no answer ({type(error).__name__}: {error})")
                 if retry_unsent_only and not isinstance(error, _NOT_SENT):
