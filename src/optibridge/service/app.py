@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from optibridge.config import Config
 from optibridge.pipeline.context import Timing
-from optibridge.service import http, triggered
+from optibridge.service import http, ops, triggered
 from optibridge.service.assembly import PlatformFactory, Service, _platform, build_service
 from optibridge.store.migrate import is_current
 
@@ -56,4 +56,4 @@ def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool
             await service.close()
 
     routes = [*http.routes, *triggered.routes, Route("/healthz", healthz), Route("/readyz", readyz)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return ops.install(Starlette(routes=routes, lifespan=lifespan), config)
