@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from optibridge.cli import demo, listeners, readback, sandbox, serve, subscriptions, templates
+from optibridge.cli import (
+    demo,
+    doctor,
+    listeners,
+    readback,
+    sandbox,
+    serve,
+    subscriptions,
+    templates,
+)
 
 app = typer.Typer(
     name="optibridge", no_args_is_help=True, add_completion=False,
@@ -16,6 +25,7 @@ app.add_typer(listeners.app, name="listeners")
 app.add_typer(templates.app, name="templates")
 app.add_typer(subscriptions.app, name="subscriptions")
 readback.register(app)
+doctor.register(app)
 
 
 def main() -> None:
