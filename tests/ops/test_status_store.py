@@ -1,0 +1,64 @@
+"""The status queries on SQLite and PostgreSQL: funnels, backlog, batch states, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from optibridge.domain import AudienceEntry, BatchState, InboxItem
+from optibridge.store import Store, open_store
+
+WHEN = dt.datetime(2030, 5, 1, 12, 0)
+
+
+def entry(i: int, template: int, address: str | None) -> AudienceEntry:
+    return AudienceEntry(f"C{i}", template, WHEN, address)
+
+
+async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
+    store: Store = await open_store(database_url)
+    try:
+        campaign, _ = await store.open_campaign("acme", 7, 504)
+        entries = [entry(i, 1 + i % 2, None if i < 2 else f"c{i}@x.test") for i in range(10)]
+        assert await store.store_audience_page(campaign.id, "email", 0, entries, True)
+        sends = await store.open_sends("acme")
+        first = sends[0]
+        await store.record_callbacks([InboxItem(first.id, "opened", int(WHEN.timestamp()),
+                                                ("c2@x.test", "c4@x.test"))])
+        await store.process_inbox()
+
+        [summary] = await store.campaign_summaries("acme")
+        assert summary.campaign_id == 7 and summary.pulled == 10
+        assert summary.recipients == 10 and summary.total("dropped") == 2
+        by_id = {s.id: s for s in summary.sends}
+        assert by_id[first.id].count("opened") == 2 and by_id[first.id].recipients == 5
+
+        # 2 dropped + 2 opened wait to be reported; the index-based backlog agrees with
+        # the pipeline's own query before batching, while pending and once sent.
+        for _ in range(2):
+            backlog = await store.report_backlog("acme")
+            assert (backlog.count, backlog.oldest) == await store.unreported_backlog("acme")
+            assert backlog.count == 4 and backlog.age(backlog.oldest or 0) == 0
+            await store.form_report_batches("acme", ready_before=float("inf"))
+        batches = await store.batches("acme", [BatchState.PENDING])
+        assert len(batches) == 3  # dropped on each of the two sends, opened on one
+        counts = await store.batch_state_counts(summary)
+        assert counts == {("acme", "pending"): 3}
+        await store.mark_batch(batches[0].id, BatchState.SENT)
+        await store.mark_batch(batches[1].id, BatchState.FAILED, error="400: bad CustomerIDs")
+        left = await store.report_backlog("acme")
+        assert (left.count, left.oldest) == await store.unreported_backlog("acme")
+        assert left.count == 4 - batches[0].size
+        assert await store.batch_state_counts() == {
+            ("acme", "sent"): 1, ("acme", "failed"): 1, ("acme", "pending"): 1}
+
+        await store.record_problem("acme", "pull", "OptimoveUnavailable: no connection")
+        await store.record_callback_problem("malformed", first.id, "bad JSON")
+        errors = await store.recent_errors()
+        wheres = {e.where for e in errors}
+        assert "pull" in wheres and any(w.startswith("report batch") for w in wheres)
+        assert any(w.startswith("callback malformed") for w in wheres)
+        assert await store.notification_counts() == {}
+        assert await store.recipients_pulled() == {"acme": 10}
+        assert await store.callbacks_received() == (1, 2)
+    finally:
+        await store.db.dispose()
