@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from optibridge.config import ChannelType, Config, parse_config
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import InteractionEvent, Metric
@@ -87,11 +89,14 @@ class Rehearsal:
     optimove_faults: FaultPlan | None = None
     platform_faults: PlatformFaults | None = None
     seed: int = 7
-    service_mode: str = "thread"  # or "process" for crash tests
+    service_mode: str = "thread"  # or "process" for crash and replica tests
+    page_size: int = 10_000
+    rate_limit: tuple[int, float] = (50, 10.0)
+    lease_ttl: float = 20.0
     optimove: OptimoveSandbox = field(init=False)
     platform: PlatformSandbox = field(init=False)
     servers: list[RunningServer] = field(default_factory=list)
-    service_process: subprocess.Popen[bytes] | None = None
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     audience: list[Customer] = field(default_factory=list)
     config: Config = field(init=False)
     service_port: int = 0
@@ -99,7 +104,8 @@ class Rehearsal:
     # ---- set-up ------------------------------------------------------------------------
     def start_sandboxes(self) -> None:
         self.optimove = OptimoveSandbox({OPTIMOVE_KEY: TENANT}, seed=self.seed,
-                                        faults=self.optimove_faults)
+                                        faults=self.optimove_faults,
+                                        rate_limit=self.rate_limit)
         self.platform = PlatformSandbox([PLATFORM_KEY], seed=self.seed,
                                         callback_window=self.callback_window, tick=0.05,
                                         rates=EventRates(), faults=self.platform_faults)
@@ -128,10 +134,12 @@ class Rehearsal:
                        "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
             "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
                        "callback_margin": max(1.0, self.callback_window * 2),
-                       "lease_ttl": 20.0},
+                       "lease_ttl": self.lease_ttl},
             "tenants": {TENANT: {
                 "optimove_url": self.optimove_url, "api_key_env": "OPTIBRIDGE_DEMO_OPTIMOVE_KEY",
-                "page_size": 10_000, "report_interval_seconds": 1.0,
+                "page_size": self.page_size, "report_interval_seconds": 1.0,
+                "rate_limit": {"requests": self.rate_limit[0],
+                               "per_seconds": self.rate_limit[1]},
                 "callback_window_seconds": self.callback_window,
                 "channels": {
                     str(EMAIL_CHANNEL): {"type": "email", "address_attribute": "Email",
@@ -158,38 +166,47 @@ class Rehearsal:
 
     def write_config(self) -> Path:
         """The demo's config as a TOML file (for a service in another process)."""
-        import json
-
         path = self.workdir / "optibridge.toml"
-        data = self.config_data()
-        lines = ["[server]"] + [f"{k} = {json.dumps(v)}" for k, v in data["server"].items()]
-        lines += ["\n[timing]"] + [f"{k} = {json.dumps(v)}" for k, v in data["timing"].items()]
-        tenant = data["tenants"][TENANT]
-        lines.append(f"\n[tenants.{TENANT}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in tenant.items()
-                  if k not in ("channels", "platform")]
-        for channel_id, channel in tenant["channels"].items():
-            lines.append(f"\n[tenants.{TENANT}.channels.{channel_id}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in channel.items()]
-        lines.append(f"\n[tenants.{TENANT}.platform]")
-        lines += [f"{k} = {_toml(v)}" for k, v in tenant["platform"].items()]
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text(tomli_w.dumps(self.config_data()))
         return path
 
     def start_service(self) -> None:
         if self.service_mode == "process":
-            self.service_process = spawn_service(self)
+            self.start_process(self.service_port)
             return
         from optibridge.service.app import create_app
 
         app = create_app(self.config, takeover_wait=False)
         self.servers.append(start_server(app, port=self.service_port))
 
+    def start_process(self, port: int) -> subprocess.Popen[bytes]:
+        """``optibridge serve`` in its own process listening on ``port`` (so a test can
+        kill -9 it, or run several replicas on one database)."""
+        path = self.write_config()
+        env = {**os.environ, **self.environment(),
+               "OPTIBRIDGE__SERVER__LISTEN": f"127.0.0.1:{port}"}
+        log = (self.workdir / f"service-{port}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "optibridge", "serve", "-c", str(path)], env=env,
+            stdout=log, stderr=log)
+        log.close()
+        self.processes[port] = process
+        _wait_for_port(port, process)
+        return process
+
+    def kill(self, port: int) -> None:
+        """kill -9 the service process on ``port``."""
+        process = self.processes.pop(port)
+        process.kill()
+        process.wait(30)
+
     def stop_service(self) -> None:
-        if self.service_process is not None:
-            self.service_process.terminate()
-            self.service_process.wait(30)
-            self.service_process = None
+        if self.processes:
+            for process in self.processes.values():
+                process.terminate()
+            for process in self.processes.values():
+                process.wait(30)
+            self.processes.clear()
         elif len(self.servers) > 2:
             self.servers.pop().stop()
 
@@ -215,7 +232,7 @@ class Rehearsal:
     async def _register(self) -> None:
         from optibridge.pipeline.listener import register_listeners
 
-        async with OptimoveClient(self.optimove_url, OPTIMOVE_KEY) as client:
+        async with OptimoveClient.from_tenant(self.config.tenant(TENANT)) as client:
             await register_listeners(self.config, TENANT, client)
 
     def fire(self) -> list[int]:
@@ -244,6 +261,10 @@ class Rehearsal:
                 on_progress(current)
             if current.settled and current.sends > 0 and self.platform.idle():
                 return current
+            dead = [port for port, p in self.processes.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"the service on port(s) {dead} exited; see "
+                                   f"{self.workdir}/service-PORT.log")
             if loop.time() > deadline:
                 raise TimeoutError(f"not settled after {timeout:.0f} s: {current}")
             await asyncio.sleep(poll)
@@ -312,7 +333,7 @@ class Rehearsal:
         chosen = sorted(by_customer)[:: max(1, len(by_customer) // sample)][:sample]
         agree: Counter[str] = Counter()
         total: Counter[str] = Counter()
-        async with OptimoveClient(self.optimove_url, OPTIMOVE_KEY) as client:
+        async with OptimoveClient.from_tenant(self.config.tenant(TENANT)) as client:
             for customer_id in chosen:
                 rows = by_customer[customer_id]
                 day = min(r.interaction_date for r in rows)
@@ -331,15 +352,6 @@ class Rehearsal:
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
-
-
-def _toml(value: Any) -> str:
-    import json
-
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml(v)}" for k, v in value.items())
-        return "{ " + inner + " }"
-    return json.dumps(value)
 
 
 def make_audience(count: int, email_templates: list[int], sms_template: int,
@@ -364,10 +376,17 @@ def make_audience(count: int, email_templates: list[int], sms_template: int,
                        times[(i // 2) % 2], address, rng.choice(names))
 
 
-def spawn_service(rehearsal: Rehearsal) -> subprocess.Popen[bytes]:
-    """``optibridge serve`` in its own process (so a test can kill -9 it)."""
-    path = rehearsal.write_config()
-    env = {**os.environ, **rehearsal.environment()}
-    log = open(rehearsal.workdir / "service.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "optibridge", "serve", "-c", str(path)],
-                            env=env, stdout=log, stderr=log)
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0
+                   ) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service on port {port} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"the service on port {port} did not start in {timeout:.0f} s")

@@ -43,8 +43,9 @@ async def _run(rehearsal: Rehearsal, timeout: float, sample: int) -> list[Reconc
     await asyncio.to_thread(rehearsal.start_sandboxes)
     console.print(f"Optimove sandbox {rehearsal.optimove_url}, platform sandbox "
                   f"{rehearsal.platform_url}, service {rehearsal.service_url}")
-    await asyncio.to_thread(rehearsal.start_service)
+    # Listeners first: the service's own calls must not compete for the key's rate limit.
     await asyncio.to_thread(rehearsal.register_and_load)
+    await asyncio.to_thread(rehearsal.start_service)
     await asyncio.to_thread(rehearsal.fire)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
                   TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),

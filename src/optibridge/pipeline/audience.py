@@ -48,7 +48,7 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     channel = ctx.tenant.channel(campaign.channel_id)
     names = requested_attributes(channel)
     page_size = ctx.tenant.page_size
-    stored = 0
+    stored, skip = 0, campaign.next_skip
     pages = ctx.optimove.iter_customer_send_details(
         campaign.campaign_id, campaign.channel_id, attributes=names,
         delimiter=ctx.tenant.attribute_delimiter, page_size=page_size,
@@ -59,10 +59,13 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
         if not await ctx.store.store_audience_page(campaign.id, channel.type, page.skip,
                                                    entries, last):
             ctx.log.info("audience.stopped", campaign=campaign.campaign_id, skip=page.skip)
-            break
-        stored += len(entries)
+            return stored
+        stored, skip = stored + len(entries), page.skip + len(entries)
         if last:
             break
+    else:
+        # The audience ended on a full page: the empty page after it closes the pull.
+        await ctx.store.store_audience_page(campaign.id, channel.type, skip, [], True)
     ctx.log.info("audience.pulled", campaign=campaign.campaign_id,
                  channel=campaign.channel_id, customers=stored)
     return stored

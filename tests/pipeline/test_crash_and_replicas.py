@@ -1,0 +1,96 @@
+"""kill -9 of the service at random moments, and two replicas sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from pathlib import Path
+
+from optibridge.demo import TENANT, Rehearsal
+from optibridge.serving import free_port
+from optibridge.store import Database, Store
+from tests.pipeline.conftest import assert_reconciled
+
+
+def crash_rehearsal(tmp_path: Path, database_url: str) -> Rehearsal:
+    # A small rate limit (5 per 1 s) makes the pull last long enough to be killed in, and
+    # lets a successor take over a dead process's lease within seconds.
+    return Rehearsal(customers=1500, workdir=tmp_path, database_url=database_url,
+                     callback_window=0.3, service_mode="process", page_size=100,
+                     rate_limit=(5, 1.0), lease_ttl=6.0)
+
+
+def max_calls_in_a_window(times: list[float], window: float) -> int:
+    recent: deque[float] = deque()
+    worst = 0
+    for moment in sorted(times):
+        recent.append(moment)
+        while moment - recent[0] >= window:
+            recent.popleft()
+        worst = max(worst, len(recent))
+    return worst
+
+
+def test_kill_minus_nine_at_random_moments_loses_nothing(tmp_path: Path,
+                                                         database_url: str) -> None:
+    run = crash_rehearsal(tmp_path, database_url)
+    try:
+        run.start_sandboxes()
+        run.register_and_load()
+        run.start_service()
+        assert run.fire() == [200, 200]
+        moments = random.Random(11)
+        for _ in range(4):
+            time.sleep(moments.uniform(0.5, 3.0))
+            run.kill(run.service_port)
+            run.start_process(run.service_port)
+        asyncio.run(run.wait_settled(300))
+        run.stop_service()
+        rows = asyncio.run(run.reconcile(sample=10))
+    finally:
+        run.close()
+    assert_reconciled(rows)
+
+
+async def lease_holder(url: str) -> str:
+    store = Store(Database(url))
+    try:
+        for _ in range(200):
+            found = await store.lease_holder(TENANT)
+            if found is not None:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError("nobody took the tenant's lease")
+    finally:
+        await store.db.dispose()
+
+
+def test_two_replicas_share_one_postgres_and_survive_losing_one(tmp_path: Path,
+                                                                postgres_url: str) -> None:
+    run = crash_rehearsal(tmp_path, postgres_url)
+    try:
+        run.start_sandboxes()
+        run.register_and_load()
+        run.start_service()  # replica A: the public URL points here
+        other = free_port()
+        run.start_process(other)  # replica B
+        assert run.fire() == [200, 200]
+        time.sleep(1.5)
+        holder = asyncio.run(lease_holder(postgres_url))
+        pids = {port: p.pid for port, p in run.processes.items()}
+        victim = next(port for port, pid in pids.items() if f":{pid}:" in holder)
+        run.kill(victim)
+        if victim == run.service_port:  # A also serves HTTP: restart it, as a pod would be
+            run.start_process(victim)
+        asyncio.run(run.wait_settled(300))
+        run.stop_service()
+        rows = asyncio.run(run.reconcile(sample=0))
+    finally:
+        run.close()
+    assert_reconciled(rows)
+    journal = [e for e in run.optimove.journal(TENANT)]
+    assert [(e.function, e.monotonic) for e in journal if e.status == 429] == []
+    requests, per_seconds = run.rate_limit
+    assert max_calls_in_a_window([e.monotonic for e in journal], per_seconds) <= requests
