@@ -73,15 +73,12 @@ def interactions(customer_id: Annotated[str, typer.Argument(help="Optimove's Cus
     console.print(interactions_table(customer_id, rows))
 
 
-def reconciliation_table(result: Reconciliation) -> Table:
-    table = Table("CustomerID", "Date", "ChannelID", "TemplateID", "EventID",
-                  "RecipientGroupID", "store reported", "Optimove holds",
-                  title=f"Differences for campaign {result.campaign_id}")
-    for d in result.differences:
-        table.add_row(d.customer_id, d.row.date.isoformat(), str(d.row.channel_id),
-                      str(d.row.template_id), _event(d.row.event_id),
-                      str(d.row.recipient_group_id), str(d.stored), str(d.optimove))
-    return table
+def difference_lines(result: Reconciliation) -> list[str]:
+    """One line per differing (customer, date, channel, template, event, group)."""
+    return [f"{d.customer_id} {d.row.date.isoformat()} channel {d.row.channel_id} "
+            f"template {d.row.template_id} event {_event(d.row.event_id)} group "
+            f"{d.row.recipient_group_id}: store reported {d.stored}, Optimove holds "
+            f"{d.optimove}" for d in result.differences]
 
 
 async def _reconcile(config: Config, name: str, campaign_id: int, sample: int,
@@ -111,7 +108,8 @@ def reconcile(campaign_id: int = typer.Argument(..., help="Optimove's CampaignID
     if result.matches:
         console.print("[bold green]Optimove holds exactly what the store reported[/]")
         return
-    console.print(reconciliation_table(result))
+    for line in difference_lines(result):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     raise fail(f"{len(result.differences)} differences", 1)
 
 
