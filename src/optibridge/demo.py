@@ -36,7 +36,7 @@ EMAIL_CHANNEL, SMS_CHANNEL = 504, 505
 EMAIL_CAMPAIGN, SMS_CAMPAIGN = 1001, 1002
 OPTIMOVE_KEY = "demo-optimove-key-0123456789"
 PLATFORM_KEY = "demo-platform-key-0123456789"
-SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"
+SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"  # noqa: S105 (loopback demo only)
 EVENTS = ("submitted", "delivered", "bounced", "opened", "clicked", "dropped")
 SMS_SENT = "sms sent"  # SMS has no submitted event: its Sent metric is delivered + bounced
 INTERACTION_ID = {"bounced": InteractionEvent.BOUNCED, "opened": InteractionEvent.OPENED,
@@ -93,6 +93,8 @@ class Rehearsal:
     page_size: int = 10_000
     rate_limit: tuple[int, float] = (50, 10.0)
     lease_ttl: float = 20.0
+    send_delay: float = 0.0  # seconds to push both send times into the future
+    callback_margin: float = 1.0  # quiet seconds after the window before Dropped is decided
     optimove: OptimoveSandbox = field(init=False)
     platform: PlatformSandbox = field(init=False)
     servers: list[RunningServer] = field(default_factory=list)
@@ -133,7 +135,7 @@ class Rehearsal:
                        "public_url": self.service_url, "database_url": database,
                        "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
             "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
-                       "callback_margin": max(1.0, self.callback_window * 2),
+                       "callback_margin": self.callback_margin,
                        "lease_ttl": self.lease_ttl},
             "tenants": {TENANT: {
                 "optimove_url": self.optimove_url, "api_key_env": "OPTIBRIDGE_DEMO_OPTIMOVE_KEY",
@@ -186,7 +188,7 @@ class Rehearsal:
         env = {**os.environ, **self.environment(),
                "OPTIBRIDGE__SERVER__LISTEN": f"127.0.0.1:{port}"}
         log = (self.workdir / f"service-{port}.log").open("ab")
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             [sys.executable, "-m", "optibridge", "serve", "-c", str(path)], env=env,
             stdout=log, stderr=log)
         log.close()
@@ -217,7 +219,8 @@ class Rehearsal:
                            for n in ("A", "B")]
         sms_template = self.platform.add_template("Reminder", ChannelType.SMS,
                                                   "Hi {{FirstName}}, your reminder")
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        now = (dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+               + dt.timedelta(seconds=self.send_delay))
         times = [now - dt.timedelta(seconds=5), now + dt.timedelta(seconds=3)]
         self.audience = list(make_audience(self.customers, email_templates, sms_template,
                                            times, self.seed))
@@ -251,10 +254,10 @@ class Rehearsal:
         finally:
             await store.db.dispose()
 
-    async def wait_settled(self, timeout: float, on_progress: Callable[[Progress], None]
+    async def wait_settled(self, within: float, on_progress: Callable[[Progress], None]
                            | None = None, poll: float = 0.5) -> Progress:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while True:
             current = await self.progress()
             if on_progress is not None:
@@ -266,7 +269,7 @@ class Rehearsal:
                 raise RuntimeError(f"the service on port(s) {dead} exited; see "
                                    f"{self.workdir}/service-PORT.log")
             if loop.time() > deadline:
-                raise TimeoutError(f"not settled after {timeout:.0f} s: {current}")
+                raise TimeoutError(f"not settled after {within:.0f} s: {current}")
             await asyncio.sleep(poll)
 
     # ---- checking ----------------------------------------------------------------------

@@ -16,10 +16,11 @@ from tests.pipeline.conftest import assert_reconciled
 
 def crash_rehearsal(tmp_path: Path, database_url: str) -> Rehearsal:
     # A small rate limit (5 per 1 s) makes the pull last long enough to be killed in, and
-    # lets a successor take over a dead process's lease within seconds.
+    # lets a successor take over a dead process's lease within seconds. The margin covers
+    # the platform sandbox's callback retries (backoff doubling from 0.2 s) after a restart.
     return Rehearsal(customers=1500, workdir=tmp_path, database_url=database_url,
                      callback_window=0.3, service_mode="process", page_size=100,
-                     rate_limit=(5, 1.0), lease_ttl=6.0)
+                     rate_limit=(5, 1.0), lease_ttl=6.0, callback_margin=15.0)
 
 
 def max_calls_in_a_window(times: list[float], window: float) -> int:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from platform_receiver import Receiver
 
 from optibridge.platform.client import PlatformClient
 from optibridge.retry import RetryPolicy
 from optibridge.sandbox.platform import PlatformSandbox, create_app
 from optibridge.serving import RunningServer, serving
+from tests.platform.platform_receiver import Receiver
 
 API_KEY = "sandbox-test-key-123"
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)

@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from platform_receiver import Receiver
 
 from optibridge.config import ChannelType
 from optibridge.platform import CampaignState, Contact, MessageEvent, PlatformClient
 from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox, render
 from optibridge.serving import RunningServer
+from tests.platform.platform_receiver import Receiver
 
 NOW = datetime.now(UTC)
 Fact = tuple[int, str, str, date]

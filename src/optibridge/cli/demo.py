@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from optibridge.cli.common import console, fail
-from optibridge.demo import Rehearsal, ReconciliationRow
+from optibridge.demo import ReconciliationRow, Rehearsal
 from optibridge.logs import configure_logging
 from optibridge.pipeline.progress import Progress as WorkProgress
 
@@ -38,11 +38,13 @@ def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
     console.print("[bold green]every interaction reached Optimove exactly once[/]")
 
 
-async def _run(rehearsal: Rehearsal, timeout: float, sample: int) -> list[ReconciliationRow]:
+async def _run(rehearsal: Rehearsal, within: float, sample: int) -> list[ReconciliationRow]:
     started = time.monotonic()
     await asyncio.to_thread(rehearsal.start_sandboxes)
     console.print(f"Optimove sandbox {rehearsal.optimove_url}, platform sandbox "
                   f"{rehearsal.platform_url}, service {rehearsal.service_url}")
+    console.print(f"status page {rehearsal.service_url}/ui · metrics "
+                  f"{rehearsal.service_url}/metrics (while the demo runs)")
     # Listeners first: the service's own calls must not compete for the key's rate limit.
     await asyncio.to_thread(rehearsal.register_and_load)
     await asyncio.to_thread(rehearsal.start_service)
@@ -61,7 +63,7 @@ async def _run(rehearsal: Rehearsal, timeout: float, sample: int) -> list[Reconc
             bars.update(final, completed=p.sends_final, total=max(p.sends, 1))
             bars.update(reported, completed=0 if p.unreported else 1, total=1)
 
-        await rehearsal.wait_settled(timeout, show)
+        await rehearsal.wait_settled(within, show)
     rehearsal.stop_service()
     rows = await rehearsal.reconcile(sample)
     console.print(f"settled in {time.monotonic() - started:.1f} s")

@@ -46,6 +46,9 @@ class TenantContext:
     # Send state changes that must not interleave (execution's READY step vs cancellation).
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # When this process started the tenant's work: callbacks the platform could not deliver
+    # while no process was listening arrive only after, by the platform's retries.
+    started_at: float = 0.0
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:

@@ -58,9 +58,14 @@ def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> None:
 
 
 async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
-    """After the callback window has passed, drop whoever got no sent event."""
+    """Once the send's callbacks have been quiet for the callback window plus a margin,
+    drop whoever got no sent event. Quiet counts from the latest of: the platform's end,
+    the send's last callback, and this process's start (callbacks refused while we were
+    down come back later, by the platform's retries)."""
     assert send.finished_at is not None
-    if now - send.finished_at < ctx.tenant.callback_window_seconds + ctx.timing.callback_margin:
+    last_callback = await ctx.store.last_callback_at(send.id) or 0.0
+    quiet_since = max(send.finished_at, last_callback, ctx.started_at)
+    if now - quiet_since < ctx.tenant.callback_window_seconds + ctx.timing.callback_margin:
         return False
     while await ctx.store.process_inbox(send_ids=[send.id]):
         pass  # map every callback of this send that has arrived

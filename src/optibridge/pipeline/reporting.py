@@ -9,6 +9,7 @@ customers before anything is sent again.
 from __future__ import annotations
 
 import asyncio
+
 from optibridge.config import ChannelType, TenantConfig
 from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord
 from optibridge.optimove.errors import (
@@ -23,6 +24,7 @@ from optibridge.optimove.models import (
     MAX_METRICS_PER_CALL,
     CampaignInteractions,
     CampaignMetric,
+    InteractionEvent,
     Metric,
 )
 from optibridge.pipeline.context import TenantContext
@@ -37,20 +39,21 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
         return batch.state
     customers = await ctx.store.batch_customers(batch.id)
     call = CampaignInteractions(
-        CampaignID=batch.campaign_id, ChannelID=batch.channel_id,
-        InteractionDate=batch.interaction_date, TemplateID=batch.template_id,
-        EventID=batch.event_id, RecipientGroupID=batch.recipient_group_id,
-        CustomerIDs=tuple(customers))
+        campaign_id=batch.campaign_id, channel_id=batch.channel_id,
+        interaction_date=batch.interaction_date, template_id=batch.template_id,
+        event_id=InteractionEvent(batch.event_id),
+        recipient_group_id=batch.recipient_group_id, customer_ids=tuple(customers))
+    note: str | None = None
     try:
         await ctx.optimove.update_campaign_interactions(call)
     except (OptimoveRateLimited, OptimoveUnavailable) as error:
         state, note = BatchState.PENDING, str(error)  # certainly not applied
     except OptimoveRequestRejected as error:
         state, note = BatchState.FAILED, str(error)
-    except (OptimoveOutcomeUnknown, OptimoveError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OptimoveOutcomeUnknown, OptimoveError, OSError) as error:
         state, note = BatchState.IN_DOUBT, str(error)
     else:
-        state, note = BatchState.SENT, None
+        state = BatchState.SENT
     await ctx.store.mark_batch(batch.id, state, expect=BatchState.SENDING, error=note)
     ctx.log.info("report.batch", batch=batch.id, campaign=batch.campaign_id,
                  event_id=batch.event_id, customers=len(customers), state=str(state))
@@ -138,8 +141,8 @@ async def report_metrics(ctx: TenantContext) -> int:
     for start in range(0, len(due), MAX_METRICS_PER_CALL):
         part = due[start:start + MAX_METRICS_PER_CALL]
         await ctx.optimove.update_campaign_metrics([
-            CampaignMetric(ChannelID=t.channel_id, CampaignID=t.campaign_id,
-                           TemplateID=t.template_id, MetricID=Metric(t.metric_id),
-                           MetricValue=t.value) for t in part])
+            CampaignMetric(channel_id=t.channel_id, campaign_id=t.campaign_id,
+                           template_id=t.template_id, metric_id=Metric(t.metric_id),
+                           metric_value=t.value) for t in part])
         await ctx.store.record_metrics_reported(ctx.name, part)
     return len(due)

@@ -130,6 +130,7 @@ class Worker:
             log.info("worker.lease_taken", tenant=name, holder=self.holder,
                      previous=previous)
             await ctx.store.suspect_interrupted_sends(name)
+            ctx.started_at = ctx.store.clock()
             self._tasks[name] = [asyncio.create_task(run_loop(ctx, step, fn), name=step)
                                  for step, fn in STEPS.items()]
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from optibridge.store.db import Database
+from optibridge.store.schema import Base
 
 T = TypeVar("T")
 
@@ -26,13 +27,13 @@ class StoreBase:
         self.db = database
         self.clock = clock
 
-    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+    def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""
         if self.db.sqlite:
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return postgresql.insert(table).on_conflict_do_nothing()
+            return sqlite.insert(model).on_conflict_do_nothing()
+        return postgresql.insert(model).on_conflict_do_nothing()
 
-    async def insert_many_ignoring(self, session: AsyncSession, table: Table,
+    async def insert_many_ignoring(self, session: AsyncSession, model: type[Base] | Table,
                                    rows: Sequence[dict[str, Any]]) -> None:
         for part in chunks(rows, 5_000):
-            await session.execute(self.insert_ignoring_duplicates(table), list(part))
+            await session.execute(self.insert_ignoring_duplicates(model), list(part))

@@ -6,7 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem
@@ -22,7 +22,7 @@ class CallbackStore(StoreBase):
                  "addresses": "\n".join(i.addresses), "count": len(i.addresses),
                  "received_at": now} for i in items]
         async with self.db.write() as session:
-            await session.execute(CallbackInbox.__table__.insert(), rows)
+            await session.execute(insert(CallbackInbox), rows)
 
     async def record_callback_problem(self, kind: str, send_id: int | None, detail: str) -> None:
         async with self.db.write() as session:
@@ -62,7 +62,7 @@ class CallbackStore(StoreBase):
                                                 received_at=now))
                     continue
                 interactions.extend(await self._interactions_of(session, item, now))
-            await self.insert_many_ignoring(session, Interaction.__table__, interactions)
+            await self.insert_many_ignoring(session, Interaction, interactions)
             await session.execute(update(CallbackInbox)
                                   .where(CallbackInbox.id.in_([i.id for i in items]))
                                   .values(processed_at=now))
@@ -77,7 +77,8 @@ class CallbackStore(StoreBase):
                 select(Recipient.address, Recipient.customer_id)
                 .where(Recipient.send_id == item.send_id, Recipient.address.in_(list(part))))
             for address, customer_id in rows:
-                customers[address].append(customer_id)
+                if address is not None:
+                    customers[address].append(customer_id)
         unknown = [a for a in set(addresses) if a not in customers]
         for address in unknown:
             session.add(CallbackProblem(
@@ -88,6 +89,13 @@ class CallbackStore(StoreBase):
         return [{"send_id": item.send_id, "customer_id": c, "event": event, "day": day,
                  "created_at": now}
                 for address in set(addresses) for c in customers.get(address, ())]
+
+    async def last_callback_at(self, send_id: int) -> float | None:
+        """When the newest callback of a send arrived (None before the first)."""
+        async with self.db.read() as session:
+            found = await session.scalar(select(func.max(CallbackInbox.received_at))
+                                         .where(CallbackInbox.send_id == send_id))
+            return None if found is None else float(found)
 
     async def problem_counts(self) -> dict[str, int]:
         async with self.db.read() as session:

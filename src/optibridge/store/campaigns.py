@@ -123,13 +123,13 @@ class CampaignStore(StoreBase):
                  "customer_id": e.customer_id, "address": e.address,
                  "fields": json.dumps(dict(e.fields)) if e.fields else None}
                 for e in entries]
-            await self.insert_many_ignoring(session, Recipient.__table__, recipients)
+            await self.insert_many_ignoring(session, Recipient, recipients)
             dropped = [
                 {"send_id": send_ids[(e.template_id, e.scheduled_time)],
                  "customer_id": e.customer_id, "event": Event.DROPPED,
                  "day": e.scheduled_time.date(), "created_at": now}
                 for e in entries if not e.address]
-            await self.insert_many_ignoring(session, Interaction.__table__, dropped)
+            await self.insert_many_ignoring(session, Interaction, dropped)
             current.next_skip = skip + len(entries)
             current.pulled = current.pulled + len(entries)
             if last_page:
@@ -205,7 +205,7 @@ class CampaignStore(StoreBase):
             rows = [{"send_id": send.id, "customer_id": customer_id, "event": Event.DROPPED,
                      "day": send.scheduled_time.date(), "created_at": now}
                     for customer_id, _ in rejected]
-            await self.insert_many_ignoring(session, Interaction.__table__, rows)
+            await self.insert_many_ignoring(session, Interaction, rows)
             await session.execute(update(Send).where(Send.id == send.id)
                                   .values(uploaded_through=through_id))
 
@@ -225,7 +225,7 @@ class CampaignStore(StoreBase):
             now = self.clock()
             rows = [{"send_id": send.id, "customer_id": c, "event": Event.DROPPED,
                      "day": send.scheduled_time.date(), "created_at": now} for c in customers]
-            await self.insert_many_ignoring(session, Interaction.__table__, rows)
+            await self.insert_many_ignoring(session, Interaction, rows)
             return len(rows)
 
     async def open_sends(self, tenant: str) -> list[SendRecord]:
