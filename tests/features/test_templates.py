@@ -73,3 +73,14 @@ async def test_template_ids_are_stable_integers(world: World) -> None:
             await store.template_ids(TENANT, [str(first["welcome-en"])])
     finally:
         await store.db.dispose()
+
+
+def test_sync_warns_of_tags_no_configured_attribute_fills(world: World) -> None:
+    world.platform.add_template("Hello", ChannelType.EMAIL, "<p>Hi {{FirstName}}</p>")
+    world.platform.add_template("Balance", ChannelType.EMAIL,
+                                "<p>{{ FirstName }}, you have {{Balance}} points</p>")
+    result = world.cli("templates", "sync", "--dry-run")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert any("'Balance'" in line and "{{Balance}}" in line for line in warnings), warnings
+    assert not any("{{FirstName}}" in line for line in warnings), warnings

@@ -19,6 +19,8 @@ app = typer.Typer(help="Keep Optimove's channel templates equal to the platform'
 
 
 def show(tenant: str, diff: TemplateDiff, dry_run: bool) -> None:
+    for warning in diff.warnings:
+        console.print(f"[yellow]warning:[/] {tenant}: {warning}", highlight=False)
     verb = "would change" if dry_run else "changed"
     if diff.empty:
         console.print(f"{tenant} channel {diff.channel_id}: in sync")

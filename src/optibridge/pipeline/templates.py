@@ -12,11 +12,15 @@ vendor with string IDs gets stable integers without changing this module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from optibridge.optimove.models import MAX_TEMPLATES_PER_CALL, ChannelTemplate
 from optibridge.pipeline.context import TenantContext
+from optibridge.platform.api import PlatformTemplate
+
+_TAG = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class TemplateDiff:
     add: Mapping[int, str] = field(default_factory=dict)
     delete: Mapping[int, str] = field(default_factory=dict)
     rename: Mapping[int, tuple[str, str]] = field(default_factory=dict)  # id: (old, new)
+    # Personalization tags a template uses that no configured attribute fills (issue 8):
+    # such a customer would receive the literal tag.
+    warnings: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -58,19 +65,41 @@ def _batches(items: Sequence[int], size: int = MAX_TEMPLATES_PER_CALL) -> list[l
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-async def wanted_templates(ctx: TenantContext, channel_id: int) -> dict[int, str]:
+async def wanted_templates(ctx: TenantContext, templates: Sequence[PlatformTemplate]
+                           ) -> dict[int, str]:
     """The platform's templates of the channel's type, by Optimove TemplateID."""
-    channel = ctx.tenant.channel(channel_id)
-    templates = await ctx.platform.list_templates(channel.type)
     ids = await ctx.store.template_ids(ctx.name, [str(t.id) for t in templates])
     return {ids[str(t.id)]: t.name.strip() or f"template {t.id}" for t in templates}
 
 
+def template_tags(body: str) -> list[str]:
+    """The ``{{field}}`` personalization tags a template body uses."""
+    return sorted(set(_TAG.findall(body)))
+
+
+async def unfilled_tags(ctx: TenantContext, channel_id: int,
+                        templates: Sequence[PlatformTemplate]) -> tuple[str, ...]:
+    """One warning (template name, tag) per tag no configured attribute of the channel fills."""
+    configured = set(ctx.tenant.channel(channel_id).personalization)
+    warnings = []
+    for template in templates:
+        body = (await ctx.platform.get_template(template.id)).body or ""
+        warnings += [f"template {template.name!r} uses {{{{{tag}}}}}, but channel "
+                     f"{channel_id} fetches no attribute {tag!r}"
+                     for tag in template_tags(body) if tag not in configured]
+    return tuple(warnings)
+
+
 async def plan_channel(ctx: TenantContext, channel_id: int) -> TemplateDiff:
-    wanted = await wanted_templates(ctx, channel_id)
+    templates = await ctx.platform.list_templates(ctx.tenant.channel(channel_id).type)
+    wanted = await wanted_templates(ctx, templates)
     current = await ctx.optimove.get_channel_templates(channel_id)
-    return diff_templates(channel_id, wanted,
+    diff = diff_templates(channel_id, wanted,
                           {t.template_id: t.template_name for t in current})
+    warnings = await unfilled_tags(ctx, channel_id, templates)
+    for warning in warnings:
+        ctx.log.warning("templates.unfilled_tag", channel=channel_id, detail=warning)
+    return TemplateDiff(diff.channel_id, diff.add, diff.delete, diff.rename, warnings)
 
 
 async def apply_diff(ctx: TenantContext, diff: TemplateDiff) -> None:
