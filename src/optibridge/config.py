@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -77,12 +77,13 @@ class ChannelConfig(_Strict):
     triggered: bool = Field(False, description="the dedicated channel for EventTypeID 11")
 
 
-class PlatformConfig(_Strict):
-    base_url: str
+class _WithApiKey(_Strict):
+    """An API key read from the environment variable ``api_key_env`` (or, for tests and
+    rehearsals only, given inline as ``api_key``)."""
+
     api_key: SecretStr | None = None
     api_key_env: str | None = None
-    bounce_domain: int = Field(ge=1)
-    rate_limit: RateLimit = RateLimit(requests=100, per_seconds=1.0)
+    _key_of: ClassVar[str] = "the"
 
     @model_validator(mode="after")
     def _secret(self, info: ValidationInfo) -> Self:
@@ -90,7 +91,7 @@ class PlatformConfig(_Strict):
             self.api_key.get_secret_value() if self.api_key else None, self.api_key_env,
             "api_key_env", _environ(info))
         if key is None:
-            raise ValueError("set api_key_env (the variable holding the platform API key)")
+            raise ValueError(f"set api_key_env (the variable holding {self._key_of} API key)")
         object.__setattr__(self, "api_key", key)
         return self
 
@@ -99,13 +100,20 @@ class PlatformConfig(_Strict):
         return self.api_key.get_secret_value()
 
 
-class TenantConfig(_Strict):
+class PlatformConfig(_WithApiKey):
+    _key_of: ClassVar[str] = "the platform"
+    base_url: str
+    bounce_domain: int = Field(ge=1)
+    rate_limit: RateLimit = RateLimit(requests=100, per_seconds=1.0)
+
+
+
+class TenantConfig(_WithApiKey):
     """One Optimove client: its own credentials (seed 002 asks for a set per client)."""
 
+    _key_of: ClassVar[str] = "the Optimove"
     optimove_url: str
     path_prefix: str = "/current"
-    api_key: SecretStr | None = None
-    api_key_env: str | None = None
     rate_limit: RateLimit = RateLimit()
     page_size: int = Field(10_000, ge=1, le=1_000_000)
     attribute_delimiter: str = Field(";", pattern=r"^[;,]$")
@@ -135,19 +143,6 @@ class TenantConfig(_Strict):
             raise ValueError("at least one channel is needed")
         return value
 
-    @model_validator(mode="after")
-    def _secret(self, info: ValidationInfo) -> Self:
-        key = _read_secret(
-            self.api_key.get_secret_value() if self.api_key else None, self.api_key_env,
-            "api_key_env", _environ(info))
-        if key is None:
-            raise ValueError("set api_key_env (the variable holding the Optimove API key)")
-        object.__setattr__(self, "api_key", key)
-        return self
-
-    def key(self) -> str:
-        assert self.api_key is not None
-        return self.api_key.get_secret_value()
 
     def channel(self, channel_id: int) -> ChannelConfig:
         try:

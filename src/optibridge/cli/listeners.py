@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
-from optibridge.config import ConfigError
+from optibridge.config import Config, ConfigError
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.errors import OptimoveError
-from optibridge.pipeline.listener import register_listeners, unregister_listeners
+from optibridge.pipeline.listener import (
+    ListenerRegistration,
+    register_listeners,
+    unregister_listeners,
+)
 
 app = typer.Typer(help="Register the service's listeners with Optimove (flow 1).",
                   no_args_is_help=True)
@@ -26,42 +31,35 @@ def _client(config: Path | None, tenant: str) -> tuple[OptimoveClient, str]:
         raise fail(str(error)) from None
 
 
-@app.command()
-def register(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
-    """Register EventTypeIDs 13, 1 and 4 per scheduled channel, 11 on the triggered one."""
+Change = Callable[[Config, str, OptimoveClient], Awaitable[list[ListenerRegistration]]]
+
+
+def _apply(change: Change, verb: str, tenant: str, config: Path | None) -> None:
     loaded = config_from(config)
     client, _ = _client(config, tenant)
 
     async def go() -> None:
         async with client:
-            done = await register_listeners(loaded, tenant, client)
+            done = await change(loaded, tenant, client)
         for item in done:
-            console.print(f"registered EventTypeID {item.event_type} on channel "
-                          f"{item.channel_id}")
+            console.print(f"{verb} EventTypeID {item.event_type} on channel {item.channel_id}")
 
     try:
         run(go())
     except OptimoveError as error:
         raise fail(str(error), 1) from None
+
+
+@app.command()
+def register(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Register EventTypeIDs 13, 1 and 4 per scheduled channel, 11 on the triggered one."""
+    _apply(register_listeners, "registered", tenant, config)
 
 
 @app.command()
 def unregister(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
     """Remove the listeners ``register`` added."""
-    loaded = config_from(config)
-    client, _ = _client(config, tenant)
-
-    async def go() -> None:
-        async with client:
-            done = await unregister_listeners(loaded, tenant, client)
-        for item in done:
-            console.print(f"unregistered EventTypeID {item.event_type} on channel "
-                          f"{item.channel_id}")
-
-    try:
-        run(go())
-    except OptimoveError as error:
-        raise fail(str(error), 1) from None
+    _apply(unregister_listeners, "unregistered", tenant, config)
 
 
 @app.command("list")

@@ -45,14 +45,23 @@ def _service(request: Request) -> Service:
     return service
 
 
+def listener_tenant(request: Request, service: Service) -> str | None:
+    """The tenant of a listener URL whose token is right, else None (answer 404 then,
+    which says nothing about which part was wrong)."""
+    tenant: str = request.path_params["tenant"]
+    token: str = request.path_params["token"]
+    if tenant in service.contexts and hmac.compare_digest(
+            token, service.config.listener_token(tenant)):
+        return tenant
+    return None
+
+
 async def listener(request: Request) -> Response:
     """Flow 3: record Optimove's notification durably, then answer at once."""
     service = _service(request)
-    tenant = request.path_params["tenant"]
-    token = request.path_params["token"]
-    if tenant not in service.contexts or not hmac.compare_digest(
-            token, service.config.listener_token(tenant)):
-        return error(404, "not found")  # says nothing about which part was wrong
+    tenant = listener_tenant(request, service)
+    if tenant is None:
+        return error(404, "not found")
     try:
         body = await read_body(request, MAX_NOTIFICATION_BYTES)
         notification = parse_notification(body)

@@ -3,15 +3,13 @@ before it is answered (seed 002, triggered flow 3)."""
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from optibridge.pipeline.triggered import MAX_TRIGGER_BYTES, TriggerError, TriggerIntake
 from optibridge.service.assembly import Service
-from optibridge.service.http import BodyTooLarge, error, read_body
+from optibridge.service.http import BodyTooLarge, error, listener_tenant, read_body
 
 
 def _intake(request: Request, service: Service) -> TriggerIntake:
@@ -25,11 +23,9 @@ def _intake(request: Request, service: Service) -> TriggerIntake:
 
 async def triggered(request: Request) -> Response:
     service: Service = request.app.state.service
-    tenant = request.path_params["tenant"]
-    token = request.path_params["token"]
-    if tenant not in service.contexts or not hmac.compare_digest(
-            token, service.config.listener_token(tenant)):
-        return error(404, "not found")  # says nothing about which part was wrong
+    tenant = listener_tenant(request, service)
+    if tenant is None:
+        return error(404, "not found")
     try:
         body = await read_body(request, MAX_TRIGGER_BYTES)
         trigger_id = await _intake(request, service).accept(service.contexts[tenant], body)
