@@ -1,0 +1,58 @@
+"""`optibridge sandbox` as a partner runs it: a separate process, driven over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+
+from optibridge.serving import free_port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+def test_sandbox_command_serves_both_emulators_and_their_admin_api() -> None:
+    optimove_port, platform_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optibridge", "sandbox", "--optimove-port", str(optimove_port),
+         "--platform-port", str(platform_port), "--optimove-key", "k1",
+         "--platform-key", "k2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    optimove = f"http://127.0.0.1:{optimove_port}"
+    platform = f"http://127.0.0.1:{platform_port}"
+    try:
+        wait_until_up(optimove, process)
+        wait_until_up(platform, process)
+        # The README's rehearsal steps.
+        loaded = httpx.post(f"{optimove}/sandbox/demo/audiences/1001/504", json=[
+            {"CustomerID": "C1", "TemplateID": 1, "ScheduledTime": "2026-11-22 10:00:00",
+             "Attributes": {"Email": "c1@example.com"}}])
+        assert loaded.json() == {"loaded": 1, "total": 1}, loaded.text
+        faults = httpx.put(f"{optimove}/sandbox/faults", json={"error_rate": 0.1})
+        assert faults.status_code == 200 and faults.json()["error_rate"] == 0.1
+        page = httpx.get(f"{optimove}/current/customers/GetCustomerSendDetailsByChannel",
+                         params={"CampaignID": 1001, "ChannelID": 504,
+                                 "CustomerAttributes": "Email", "$top": 10, "$skip": 0},
+                         headers={"X-API-KEY": "k1"})
+        assert page.status_code in (200, 500)  # one in ten answers 500 by the fault plan
+        assert httpx.get(f"{optimove}/current/general/GetRegisteredEventListeners",
+                         headers={"X-API-KEY": "wrong"}).status_code == 401
+        journal = httpx.get(f"{optimove}/sandbox/demo/journal").json()
+        assert any(e["function"] == "GetCustomerSendDetailsByChannel" for e in journal)
+        domains = httpx.get(f"{platform}/domain", headers={"Authorization": "Bearer k2"})
+        assert domains.status_code == 200 and domains.json()["total"] >= 2
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert "X-API-KEY: k1" in output and "Bearer k2" in output
