@@ -49,6 +49,7 @@ class TenantContext:
     # When this process started the tenant's work: callbacks the platform could not deliver
     # while no process was listening arrive only after, by the platform's retries.
     started_at: float = 0.0
+    flagged_sends: set[int] = field(default_factory=set)  # stuck SENDING, already reported
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:

@@ -43,18 +43,28 @@ async def follow_send(ctx: TenantContext, send: SendRecord) -> bool:
     await ctx.store.update_send(send.id, platform_state=str(campaign.state), checked_at=now,
                                 finished_at=finished)
     if finished is None and campaign.state == CampaignState.SENDING:
-        _flag_if_stuck(ctx, send, now)
+        await _flag_if_stuck(ctx, send, now)
     if finished is not None:
-        ctx.log.info("follow.platform_finished", send=send.id, state=str(campaign.state))
+        ctx.log.info("follow.platform_finished", send=send.id, campaign=send.campaign_id,
+                     state=str(campaign.state))
     return False
 
 
-def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> None:
+async def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> None:
+    """Flag (log, and once per process as a problem on the status page) a campaign that
+    stays SENDING far longer than its size explains."""
     expected = STUCK_AFTER_SECONDS + send.recipients * STUCK_SECONDS_PER_RECIPIENT
     started = max(send.ready_at or now, _due(send))
-    if now - started > expected:
-        ctx.log.warning("follow.stuck_sending", send=send.id, seconds=round(now - started),
-                        recipients=send.recipients)
+    if now - started <= expected:
+        return
+    ctx.log.warning("follow.stuck_sending", send=send.id, campaign=send.campaign_id,
+                    seconds=round(now - started), recipients=send.recipients)
+    if send.id not in ctx.flagged_sends:
+        ctx.flagged_sends.add(send.id)
+        await ctx.store.record_problem(
+            ctx.name, "follow", f"send {send.id} (campaign {send.campaign_id}) has been "
+            f"SENDING for {now - started:.0f} s; {expected:.0f} s would explain "
+            f"{send.recipients} recipients")
 
 
 async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
@@ -72,7 +82,8 @@ async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
     dropped = await ctx.store.drop_unsent(send, SENT_EVENTS[ChannelType(send.channel_type)])
     final = SendState.DONE if send.platform_state == CampaignState.DONE else SendState.ERROR
     await ctx.store.update_send(send.id, state=final)
-    ctx.log.info("follow.send_finished", send=send.id, state=str(final), dropped=dropped)
+    ctx.log.info("follow.send_finished", send=send.id, campaign=send.campaign_id,
+                 state=str(final), dropped=dropped)
     return True
 
 

@@ -1,0 +1,100 @@
+"""Following a platform campaign, step by step, against a scripted platform."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from optibridge.domain import SendRecord, SendState
+from optibridge.pipeline.follow import follow_send
+from optibridge.platform.api import CampaignState, PlatformCampaign
+from optibridge.store import Store, open_store
+
+
+class ScriptedPlatform:
+    """Answers get_campaign with the next state of a script."""
+
+    def __init__(self, *states: CampaignState) -> None:
+        self.states = list(states)
+
+    async def get_campaign(self, campaign_id: int) -> PlatformCampaign:
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return PlatformCampaign(campaign_id, "n", state, 0, 1, 1)
+
+
+class Ctx:
+    """The slice of TenantContext that follow_send uses."""
+
+    def __init__(self, store: Store, platform: ScriptedPlatform) -> None:
+        from optibridge.pipeline.context import Timing
+
+        self.name, self.store, self.platform = "t", store, platform
+        self.timing = Timing(follow_min=0.0, follow_max=0.0, callback_margin=5.0)
+        self.tenant = type("T", (), {"callback_window_seconds": 10.0})()
+        self.started_at = 0.0
+        self.flagged_sends: set[int] = set()
+        self.log = _Log()
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def info(self, event: str, **_: Any) -> None:
+        self.events.append(event)
+
+    warning = info
+
+
+async def ready_send(store: Store) -> SendRecord:
+    from optibridge.domain import AudienceEntry
+
+    campaign, _ = await store.open_campaign("t", 1, 504)
+    when = dt.datetime(2026, 1, 1)
+    entries = [AudienceEntry(f"C{i}", 7, when, f"c{i}@example.com") for i in range(3)]
+    await store.store_audience_page(campaign.id, "email", 0, entries, True)
+    send = (await store.sends("t", list(SendState)))[0]
+    await store.update_send(send.id, state=SendState.READY, platform_campaign_id=99,
+                            ready_at=100.0, platform_state="READY")
+    fresh = await store.get_send(send.id)
+    assert fresh is not None
+    return fresh
+
+
+async def test_done_waits_for_quiet_callbacks_then_drops_the_unsent(tmp_path: Any) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    now = [1_800_000_000.0]  # after the send time
+    store.clock = lambda: now[0]
+    ctx: Any = Ctx(store, ScriptedPlatform(CampaignState.SENDING, CampaignState.DONE))
+    send = await ready_send(store)
+    assert not await follow_send(ctx, send)  # SENDING: recorded, nothing else
+    now[0] += 1
+    send = await store.get_send(send.id)
+    assert send is not None and send.platform_state == "SENDING"
+    assert not await follow_send(ctx, send)  # DONE seen: the callback window starts
+    send = await store.get_send(send.id)
+    assert send is not None and send.finished_at == 1_800_000_001.0
+    now[0] += 14  # window 10 + margin 5 not over yet
+    assert not await follow_send(ctx, send)
+    now[0] += 2
+    assert await follow_send(ctx, send)
+    final = await store.get_send(send.id)
+    assert final is not None and final.state == SendState.DONE
+    assert (await store.event_counts("t"))["dropped"] == (3, 0)  # no submitted event came
+    await store.db.dispose()
+
+
+async def test_a_campaign_stuck_sending_is_flagged_once(tmp_path: Any) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    now = [10_000_000_000.0]
+    store.clock = lambda: now[0]
+    ctx: Any = Ctx(store, ScriptedPlatform(CampaignState.SENDING))
+    send = replace(await ready_send(store), ready_at=now[0] - 7200)
+    for _ in range(3):
+        now[0] += 100
+        await follow_send(ctx, replace(send, checked_at=None))
+    problems = await store.recent_problems()
+    assert len(problems) == 1 and "SENDING for" in problems[0].message
+    assert ctx.log.events.count("follow.stuck_sending") == 3
+    await store.db.dispose()
