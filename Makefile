@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/optibridge demo $(ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy src
 
 test: lint
