@@ -120,6 +120,15 @@ async def test_drop_unsent_reports_only_the_silent_recipients(database_url: str)
     assert await store.drop_unsent(send, [Event.SUBMITTED]) == 4
     assert await store.drop_unsent(send, [Event.SUBMITTED]) == 0
     assert (await store.event_counts("t"))["dropped"] == (5, 0)
+    # A submitted event arriving after the decision is late: kept, counted, not stored as
+    # an interaction (the customer stays Dropped, not both). Opens still count.
+    await store.record_callbacks([
+        InboxItem(send.id, Event.SUBMITTED, when, ("c2@example.com",)),
+        InboxItem(send.id, Event.OPENED, when, ("c3@example.com",))])
+    await store.process_inbox()
+    counts = await store.event_counts("t")
+    assert counts["submitted"] == (2, 0) and counts["opened"] == (1, 0)
+    assert (await store.problem_counts())["late"] == 1
     await store.db.dispose()
 
 

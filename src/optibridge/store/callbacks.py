@@ -14,6 +14,12 @@ from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
 
 
+# Events that prove a message was sent. One that arrives for a customer already reported
+# Dropped (the callbacks were quiet long enough for us to decide) is late: reporting it too
+# would count the customer as both, so it is kept as a problem instead.
+SENT_PROOF = frozenset({Event.SUBMITTED, Event.DELIVERED, Event.BOUNCED})
+
+
 class CallbackStore(StoreBase):
     async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
         """Store verified callbacks in one transaction (the HTTP answer waits for it)."""
@@ -86,9 +92,25 @@ class CallbackStore(StoreBase):
                 detail=f"{item.event}: {address}", received_at=now))
         day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
         event = Event(item.event)
+        heard = {c for address in set(addresses) for c in customers.get(address, ())}
+        if event in SENT_PROOF and heard:
+            late = await self._dropped_among(session, item.send_id, heard)
+            for customer_id in sorted(late):
+                session.add(CallbackProblem(
+                    kind="late", send_id=item.send_id, received_at=now,
+                    detail=f"{event} for customer {customer_id}, already reported Dropped"))
+            heard -= late
         return [{"send_id": item.send_id, "customer_id": c, "event": event, "day": day,
-                 "created_at": now}
-                for address in set(addresses) for c in customers.get(address, ())]
+                 "created_at": now} for c in heard]
+
+    async def _dropped_among(self, session: AsyncSession, send_id: int,
+                             customers: set[str]) -> set[str]:
+        dropped: set[str] = set()
+        for part in chunks(sorted(customers), 900):
+            dropped.update(await session.scalars(select(Interaction.customer_id).where(
+                Interaction.send_id == send_id, Interaction.event == Event.DROPPED,
+                Interaction.customer_id.in_(list(part)))))
+        return dropped
 
     async def last_callback_at(self, send_id: int) -> float | None:
         """When the newest callback of a send arrived (None before the first)."""
