@@ -13,7 +13,6 @@ from optibridge.domain import Event, InboxItem
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
 
-
 # Events that prove a message was sent. One that arrives for a customer already reported
 # Dropped (the callbacks were quiet long enough for us to decide) is late: reporting it too
 # would count the customer as both, so it is kept as a problem instead.
