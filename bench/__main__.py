@@ -1,0 +1,83 @@
+"""``python -m bench NAME [--quick] [--runs N] [--no-append] [--out FILE]``
+
+NAME is one of the benchmarks or ``all``. Each run prints a table; the median of the runs is
+appended to BENCHMARKS.md with date, machine and commit (``--quick`` runs are not recorded
+unless ``--out`` names a file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import BENCHMARKS_MD, Result, append, console, median_of, table
+
+NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "triggered",
+         "campaign")
+
+
+def _runner(name: str) -> Callable[[bool], dict[str, Result]]:
+    """The function that runs ``name``; some runs measure two benchmarks at once."""
+    if name in ("pull", "execute"):
+        from bench import pull
+        return pull.run
+    if name in ("ingest-batched", "ingest-single"):
+        from bench import ingest
+        return lambda quick: {name: ingest.run(name, quick)}
+    if name == "report":
+        from bench import report
+        return lambda quick: {name: report.run(quick)}
+    if name == "triggered":
+        from bench import triggered
+        return lambda quick: {name: triggered.run(quick)}
+    if name == "campaign":
+        from bench import campaign
+        return lambda quick: {name: campaign.run(quick)}
+    raise SystemExit(f"unknown benchmark {name!r}: one of {', '.join(NAMES)} or all")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=[*NAMES, "all"])
+    parser.add_argument("--quick", action="store_true", help="seconds, small sizes (CI)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs to take the median of (default 3, --quick 1)")
+    parser.add_argument("--no-append", action="store_true", help="do not record the figures")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"the file to append to (default {BENCHMARKS_MD.name})")
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    wanted = list(NAMES) if args.name == "all" else [args.name]
+    record = not args.no_append and (args.out is not None or not args.quick)
+    out = args.out or BENCHMARKS_MD
+    done: dict[str, list[Result]] = {}
+    for name in wanted:
+        if name in done:
+            continue  # measured by an earlier benchmark's run (pull measures execute)
+        for run in range(runs):
+            console.print(f"[bold]{name}[/] run {run + 1}/{runs}"
+                          f"{' (quick)' if args.quick else ''}")
+            for measured, result in _runner(name)(args.quick).items():
+                done.setdefault(measured, []).append(result)
+                console.print(table(result))
+    failed = False
+    for name in wanted:
+        results = done.get(name)
+        if not results:
+            continue
+        merged = median_of(results)
+        if runs > 1:
+            console.print(table(merged))
+        if record:
+            append(merged, out)
+        failed = failed or not merged.figures
+    if record:
+        console.print(f"figures appended to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""What every benchmark shares: figures and targets, tables, the service's peak RSS from the
+operating system, medians of runs, the machine and commit, and appending to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+from rich.console import Console
+from rich.table import Table
+
+from optibridge.demo import Rehearsal
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+console = Console()
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured number; ``target`` is a bound (``>=`` or ``<=``) or None (reported only)."""
+
+    name: str
+    value: float
+    unit: str = ""
+    target: float | None = None
+    better: str = ">="  # ">=" the value must reach the target, "<=" stay under it
+
+    @property
+    def ok(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.better == ">=" else self.value <= self.target
+
+    def target_text(self) -> str:
+        return "—" if self.target is None else f"{self.better} {_number(self.target)}"
+
+
+@dataclass
+class Result:
+    benchmark: str
+    quick: bool
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    runs: int = 1
+
+    def add(self, name: str, value: float, unit: str = "", target: float | None = None,
+            better: str = ">=") -> None:
+        self.figures.append(Figure(name, float(value), unit, target, better))
+
+    def value(self, name: str) -> float:
+        return next(f.value for f in self.figures if f.name == name)
+
+
+def median_of(results: Sequence[Result]) -> Result:
+    """Each figure's median over the runs (figures keep the first run's order)."""
+    first = results[0]
+    merged = Result(first.benchmark, first.quick, runs=len(results))
+    for figure in first.figures:
+        values = [f.value for r in results for f in r.figures if f.name == figure.name]
+        merged.figures.append(Figure(figure.name, statistics.median(values), figure.unit,
+                                     figure.target, figure.better))
+    for result in results:
+        merged.notes.extend(n for n in result.notes if n not in merged.notes)
+    return merged
+
+
+def _number(value: float) -> str:
+    if value == int(value) and abs(value) >= 10:
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+def _verdict(figure: Figure) -> str:
+    return {None: "", True: "met", False: "MISSED"}[figure.ok]
+
+
+def table(result: Result) -> Table:
+    title = (f"{result.benchmark}{' (quick)' if result.quick else ''}"
+             f"{f', median of {result.runs} runs' if result.runs > 1 else ''}")
+    out = Table("figure", "value", "unit", "target", "", title=title)
+    for figure in result.figures:
+        verdict = _verdict(figure)
+        colour = "green" if verdict == "met" else "red" if verdict else ""
+        out.add_row(figure.name, _number(figure.value), figure.unit, figure.target_text(),
+                    f"[{colour}]{verdict}[/]" if colour else "")
+    return out
+
+
+def markdown(result: Result) -> str:
+    lines = ["| figure | value | unit | target | |", "|---|---:|---|---|---|"]
+    for figure in result.figures:
+        lines.append(f"| {figure.name} | {_number(figure.value)} | {figure.unit} | "
+                     f"{figure.target_text()} | {_verdict(figure)} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}")
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, check=True, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}{' (+ uncommitted changes)' if dirty else ''}"
+
+
+def append(result: Result, path: Path = BENCHMARKS_MD) -> None:
+    """Append the figures with date, machine and commit under the results heading."""
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    runs = f", median of {result.runs} runs" if result.runs > 1 else ""
+    text = (f"\n### {result.benchmark}{' --quick' if result.quick else ''} — {when}\n\n"
+            f"Machine: {machine()}. Commit: {commit()}{runs}.\n\n{markdown(result)}\n")
+    for note in result.notes:
+        text += f"\n- {note}"
+    if result.notes:
+        text += "\n"
+    if not path.exists():
+        path.write_text("# Benchmarks\n\n## Results, newest last\n")
+    with path.open("a", encoding="utf-8") as out:
+        out.write(text)
+
+
+# ---- the service process ----------------------------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size as the kernel counts it (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float(psutil.Process(pid).memory_info().rss) / 2**20  # not Linux: current RSS
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+class ServiceProbe:
+    """CPU time and peak RSS of the service process over a measured stretch."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.started = time.monotonic()
+        self.cpu_start = cpu_seconds(pid)
+
+    def cores(self) -> float:
+        """Cores the service used on average since the probe started."""
+        return (cpu_seconds(self.pid) - self.cpu_start) / max(1e-9,
+                                                              time.monotonic() - self.started)
+
+    def peak_mb(self) -> float:
+        return peak_rss_mb(self.pid)
+
+
+# ---- worlds: sandboxes here, the service in its own process ---------------------------------
+
+@dataclass
+class World(Rehearsal):
+    """A Rehearsal whose service always runs in its own process, with config overrides."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tenant_overrides: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Any] = field(default_factory=dict)
+
+    def config_data(self) -> dict[str, Any]:
+        data = super().config_data()
+        for section, values in self.overrides.items():
+            data.setdefault(section, {}).update(values)
+        for tenant in data["tenants"].values():
+            tenant.update(self.tenant_overrides)
+            tenant["channels"].update(self.channels)
+        return data
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Sandboxes (here) and then the service (its own process)."""
+        self.start_sandboxes()
+        return self.start_service_process()
+
+    def start_service_process(self) -> subprocess.Popen[bytes]:
+        self.config = self._config()
+        return self.start_process(self.service_port)
+
+    @property
+    def database_path(self) -> Path:
+        return self.workdir / "optibridge.db"
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A read of the service's SQLite database from here (WAL: never blocks it)."""
+        with sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True,
+                             timeout=30) as db:
+            return list(db.execute(sql, args).fetchall())
+
+    def scalar(self, sql: str, *args: Any) -> Any:
+        rows = self.query(sql, *args)
+        return rows[0][0] if rows else None
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, poll: float = 0.05,
+             alive: subprocess.Popen[bytes] | None = None) -> float:
+    """Poll ``check`` until true; the monotonic time it first was."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return time.monotonic()
+        if alive is not None and alive.poll() is not None:
+            raise RuntimeError(f"the service exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached in {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def window_efficiency(times: Sequence[float], limit: int, window: float) -> tuple[float, float]:
+    """(span, share of the limit achieved) of calls at ``times`` under ``limit`` per
+    ``window``: the fastest legal span of n calls is window x (ceil(n / limit) - 1), and
+    the share is that over the span measured from the first call to the last."""
+    if len(times) < 2:
+        return 0.0, 1.0
+    span = max(times) - min(times)
+    calls = len(times)
+    ideal = window * (-(-calls // limit) - 1)
+    if ideal == 0:
+        return span, 1.0
+    return span, ideal / span if span > 0 else 1.0

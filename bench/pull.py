@@ -1,0 +1,94 @@
+"""``pull`` (and ``execute``): an audience of 1,000,000 recipients pulled in pages of 10,000
+from the Optimove sandbox answering at once, then uploaded into platform lists.
+
+One run measures both: the pull from the first GetCustomerSendDetailsByChannel call until
+the campaign is PULLED (against Optimove's 50 calls per 10 s), then execution until every
+send is READY on the platform (contacts per second). The sends are due in an hour, so the
+platform sandbox sends nothing meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+from bench.common import Result, ServiceProbe, World, console, wait_for, window_efficiency
+from optibridge.config import ChannelType
+from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
+from optibridge.sandbox.optimove import AudienceRow
+
+SEND_DETAILS = "GetCustomerSendDetailsByChannel"
+
+
+def sizes(quick: bool) -> tuple[int, int, tuple[int, float]]:
+    """(recipients, page size, rate limit)."""
+    if quick:
+        return 20_000, 2_000, (50, 1.0)
+    return 1_000_000, 10_000, (50, 10.0)
+
+
+def audience(count: int, template: int) -> list[AudienceRow]:
+    when = (dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+            + dt.timedelta(hours=1))
+    names = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken")
+    return [AudienceRow(f"C{i:08d}", template, when,
+                        {"Email": f"customer{i}@example.com", "FirstName": names[i % 6]})
+            for i in range(count)]
+
+
+def run(quick: bool) -> dict[str, Result]:
+    count, page, rate_limit = sizes(quick)
+    pull, execute = Result("pull", quick), Result("execute", quick)
+    world = World(customers=count, page_size=page, rate_limit=rate_limit)
+    try:
+        world.start_sandboxes()
+        asyncio.run(world._register())  # listeners first, as a user would
+        template = world.platform.add_template("Offer", ChannelType.EMAIL,
+                                               "<p>Hello {{FirstName}}</p>")
+        loaded = time.monotonic()
+        world.optimove.load_audience(TENANT, EMAIL_CAMPAIGN, EMAIL_CHANNEL,
+                                     audience(count, template))
+        console.print(f"audience of {count:,} loaded into the sandbox in "
+                      f"{time.monotonic() - loaded:.1f} s")
+        process = world.start_service_process()
+        probe = ServiceProbe(process.pid)
+        world.optimove.notify(TENANT, 13, campaign_id=EMAIL_CAMPAIGN, channel_id=EMAIL_CHANNEL)
+        wait_for("campaign PULLED", lambda: world.scalar(
+            "SELECT state FROM campaign") == "pulled",
+            timeout=600, alive=process)
+        pull_rss, pull_cores = probe.peak_mb(), probe.cores()
+        calls = [e for e in world.optimove.journal(TENANT) if e.function == SEND_DETAILS]
+        clock = time.time() - time.monotonic()  # the journal's monotonic -> wall time
+        first = min(e.monotonic for e in calls) + clock
+        pulled_at = float(world.scalar("SELECT pulled_at FROM campaign"))
+        span, share = window_efficiency([e.monotonic for e in calls], *rate_limit)
+        refused = sum(1 for e in calls if e.status == 429)
+        full = not quick
+        pull.add("recipients pulled", world.scalar("SELECT pulled FROM campaign"), "")
+        pull.add("pull time (first call to PULLED)", pulled_at - first, "s",
+                 21.0 if full else None, "<=")
+        pull.add("Optimove calls", len(calls), "")
+        pull.add("calls' span (first to last)", span, "s")
+        pull.add("share of the rate limit achieved", 100 * share, "%", 95.0)
+        pull.add("429 answers", refused, "", 0, "<=")
+        pull.add("pages per second", len(calls) / max(1e-9, pulled_at - first), "/s")
+        pull.add("service CPU (cores, average)", pull_cores, "cores")
+        pull.add("service peak RSS", pull_rss, "MB", 200.0, "<=")
+
+        sends = int(world.scalar("SELECT count(*) FROM send"))
+        wait_for("every send READY", lambda: world.scalar(
+            "SELECT count(*) FROM send WHERE state = 'ready'") == sends,
+            timeout=900, alive=process)
+        ready_at = float(world.scalar("SELECT max(ready_at) FROM send"))
+        contacts = int(world.scalar("SELECT sum(recipients) FROM send"))
+        seconds = ready_at - pulled_at
+        execute.add("contacts per second", contacts / seconds, "/s",
+                    50_000.0 if full else None)
+        execute.add("contacts uploaded", contacts, "")
+        execute.add("execution time (PULLED to READY)", seconds, "s")
+        execute.add("service CPU (cores, average, pull + execute)", probe.cores(), "cores")
+        execute.add("service peak RSS", probe.peak_mb(), "MB")
+    finally:
+        world.close()
+    return {"pull": pull, "execute": execute}

@@ -1,0 +1,79 @@
+"""``report``: a backlog of 1,000,000 unreported interactions drained into Optimove with
+UpdateCampaignInteractions (10,000 customers a call, 50 calls per 10 s: 50,000 a second).
+
+The backlog is written into the service's database before it starts; the service then forms
+report batches and sends them. Duplicates are counted by the Optimove sandbox, which keeps
+every reported (campaign, channel, template, event, group, date, customer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import time
+
+from bench.common import Result, ServiceProbe, World, wait_for, window_efficiency
+from bench.ingest import seed_send
+from optibridge.config import ChannelType
+from optibridge.demo import TENANT
+
+INTERACTIONS = "UpdateCampaignInteractions"
+PER_CALL = 10_000
+
+
+def sizes(quick: bool) -> tuple[int, tuple[int, float]]:
+    return (40_000, (50, 1.0)) if quick else (1_000_000, (50, 10.0))
+
+
+def write_backlog(world: World, count: int) -> None:
+    """``count`` 'opened' interactions of the one send, not yet in any batch."""
+    send_id = int(world.scalar("SELECT id FROM send"))
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    created = time.time() - 60
+    with sqlite3.connect(world.database_path) as db:
+        db.executemany(
+            "INSERT INTO interaction (send_id, customer_id, event, day, batch_id, created_at)"
+            " VALUES (?, ?, 'opened', ?, NULL, ?)",
+            ((send_id, f"R{i:08d}", day, created) for i in range(count)))
+
+
+def run(quick: bool) -> Result:
+    count, rate_limit = sizes(quick)
+    result = Result("report", quick)
+    world = World(customers=10, rate_limit=rate_limit)
+    try:
+        world.start_sandboxes()
+        template = world.platform.add_template("Offer", ChannelType.EMAIL, "<p>Hi</p>")
+        asyncio.run(seed_send(world, 10, template))
+        write_backlog(world, count)
+        process = world.start_service_process()
+        probe = ServiceProbe(process.pid)
+        batches = -(-count // PER_CALL)
+
+        def drained() -> bool:
+            return int(world.scalar(
+                "SELECT count(*) FROM report_batch WHERE state = 'sent'")) >= batches
+
+        wait_for("the backlog reported", drained, timeout=900, poll=0.2, alive=process)
+        calls = [e for e in world.optimove.journal(TENANT) if e.function == INTERACTIONS]
+        span, share = window_efficiency([e.monotonic for e in calls], *rate_limit)
+        counts = world.optimove.interaction_counts(TENANT)
+        reported = len(counts)
+        duplicates = sum(n - 1 for n in counts.values())
+        ceiling = rate_limit[0] * PER_CALL / rate_limit[1]
+        full = not quick
+        result.add("drain rate (share of the limit x 50,000/s)", share * ceiling, "/s")
+        result.add("share of the 50,000/s ceiling", 100 * share, "%", 95.0 if full else None)
+        result.add("interactions per second, first call to last",
+                   reported / max(span, 1e-9), "/s")
+        result.add("interactions reported", reported, "", count if full else None)
+        result.add("duplicates", duplicates, "", 0, "<=")
+        result.add("429 answers", sum(1 for e in calls if e.status == 429), "", 0, "<=")
+        result.add("UpdateCampaignInteractions calls", len(calls), "")
+        result.add("calls' span (first to last)", span, "s")
+        result.add("service CPU (cores, average)", probe.cores(), "cores")
+        result.add("service peak RSS", probe.peak_mb(), "MB")
+    finally:
+        world.close()
+    return result
