@@ -6,11 +6,11 @@ addresses to customers happens afterwards in ``map_callbacks``.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from optibridge.domain import Event, InboxItem
+from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.callbacks import CallbackError, parse_callback
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
@@ -34,36 +34,18 @@ class Accepted:
     addresses: int
 
 
-class InboxWriter:
-    """Group commit: callbacks arriving while a write is under way go in the next one, so
-    a burst of small callbacks costs a few transactions, not one each."""
+class InboxWriter(GroupCommit[InboxItem, None]):
+    """Stores verified callbacks with group commit (see ``GroupCommit``)."""
 
     def __init__(self, store: Store, max_items: int = 1_000) -> None:
-        self._store = store
-        self._max_items = max_items
-        self._queue: list[tuple[InboxItem, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        async def write(items: list[InboxItem]) -> list[None]:
+            await store.record_callbacks(items)
+            return [None] * len(items)
+
+        super().__init__(write, max_items)
 
     async def write(self, item: InboxItem) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await future
-
-    async def _flush(self) -> None:
-        while self._queue:
-            taken, self._queue = self._queue[:self._max_items], self._queue[self._max_items:]
-            try:
-                await self._store.record_callbacks([item for item, _ in taken])
-            except Exception as error:  # each waiting request answers 5xx; the platform retries
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for _, future in taken:
-                if not future.done():
-                    future.set_result(None)
+        await self.submit(item)
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:

@@ -25,6 +25,7 @@ from optibridge.config import ChannelConfig, ChannelType, TenantConfig
 from optibridge.domain import CampaignStatus
 from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.api import Platform
 from optibridge.store import Store
 from optibridge.store.triggers import NewTrigger, TriggerGroup
@@ -256,35 +257,14 @@ class TemplateCatalog:
         return self._known.get(template_id) == channel_type
 
 
-class TriggerWriter:
-    """Group commit: triggers arriving while a write is under way go in the next one."""
+class TriggerWriter(GroupCommit[NewTrigger, int]):
+    """Stores triggers with group commit (see ``GroupCommit``); each gets its ID."""
 
     def __init__(self, store: Store, max_items: int = 2_000) -> None:
-        self._store = store
-        self._max_items = max_items
-        self._queue: list[tuple[NewTrigger, asyncio.Future[int]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        super().__init__(store.record_triggers, max_items)
 
     async def write(self, item: NewTrigger) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        while self._queue:
-            taken, self._queue = self._queue[:self._max_items], self._queue[self._max_items:]
-            try:
-                ids = await self._store.record_triggers([item for item, _ in taken])
-            except Exception as error:  # each waiting request answers 5xx
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), trigger_id in zip(taken, ids, strict=True):
-                if not future.done():
-                    future.set_result(trigger_id)
+        return await self.submit(item)
 
 
 @dataclass
