@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from typer.testing import CliRunner, Result
 
 from optibridge.cli import app as cli_app
@@ -91,29 +91,6 @@ def config_data(database_url: str, optimove_url: str, platform_url: str, port: i
     }
 
 
-def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """Enough TOML for the config above: tables of scalars, lists and inline tables."""
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or _inline(v)}
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f'"{k}" = {_value(v)}' for k, v in scalars.items()]
-    for key, value in data.items():
-        if isinstance(value, dict) and not _inline(value):
-            lines.append(to_toml(value, f'{prefix}."{key}"' if prefix else f'"{key}"'))
-    return "\n".join(lines) + "\n"
-
-
-def _inline(value: dict[str, Any]) -> bool:
-    return bool(value) and all(not isinstance(v, dict) for v in value.values())
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {_value(v)}' for k, v in value.items()) + " }"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
 @pytest.fixture
 def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[World]:
@@ -126,7 +103,7 @@ def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     port = free_port()
     data = config_data(database_url, servers[0].url, servers[1].url, port)
     path = tmp_path / "optibridge.toml"
-    path.write_text(to_toml(data))
+    path.write_text(tomli_w.dumps(data))
     config = parse_config(data, "features", environ=ENVIRON)
     try:
         yield World(optimove, platform, servers, config, path, port)
