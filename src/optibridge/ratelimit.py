@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 import heapq
 import itertools
+import math
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from enum import IntEnum
 
 
@@ -21,12 +22,13 @@ class Priority(IntEnum):
 
 
 class SlidingWindowLimiter:
-    """Never lets more than ``requests`` calls start in any window of ``per_seconds``.
+    """Never lets more than ``requests`` calls reach the server in any window of
+    ``per_seconds``, whatever the network does.
 
-    Each grant records its start time; a new grant waits until the oldest of the last
-    ``requests`` grants is at least ``per_seconds + margin`` old. ``margin`` absorbs the
-    jitter between our clock and the server's receipt of the request.
-    Waiters are served by priority, then first come first served.
+    A call holds its slot from the moment it is let go until ``per_seconds`` after its
+    answer came back (``slot``): the server received it somewhere in between, so any window
+    of the server's contains only calls whose slots we still count. ``margin`` absorbs
+    clock differences. Waiters are served by priority, then first come first served.
     """
 
     def __init__(self, requests: int, per_seconds: float, *, margin: float = 0.1,
@@ -37,38 +39,57 @@ class SlidingWindowLimiter:
         self.per_seconds = per_seconds
         self._span = per_seconds + margin
         self._clock = clock
-        self._starts: deque[float] = deque()
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._slots: dict[int, float] = {}  # slot -> when it was freed (inf: in flight)
+        self._ids = itertools.count()
+        self._waiters: list[tuple[int, int, asyncio.Future[int]]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
 
     def in_use(self) -> float:
-        """Share of the window's budget used by the grants of the last window (0..1)."""
+        """Share of the window's budget held right now (0..1)."""
         self._expire(self._clock())
-        return len(self._starts) / self.requests
+        return len(self._slots) / self.requests
 
     def pending(self) -> int:
         return sum(1 for _, _, future in self._waiters if not future.done())
 
+    @asynccontextmanager
+    async def slot(self, priority: Priority = Priority.NORMAL) -> AsyncIterator[None]:
+        """Hold one slot around one HTTP call (request sent to answer received)."""
+        slot = await self._take(priority)
+        try:
+            yield
+        finally:
+            self._slots[slot] = self._clock()
+            self._grant()
+
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Take a slot for a call that is over at once (counted from now)."""
+        slot = await self._take(priority)
+        self._slots[slot] = self._clock()
+        self._grant()  # waiters may need a timer now that this slot has an end
+
+    async def _take(self, priority: Priority) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (int(priority), next(self._order), future))
         self._grant()
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                # Granted but the caller went away: the slot stays used, which is safe.
-                pass
+            if future.done() and not future.cancelled():  # granted, then abandoned
+                self._slots[future.result()] = self._clock()
             raise
 
     def _expire(self, now: float) -> None:
-        while self._starts and now - self._starts[0] >= self._span:
-            self._starts.popleft()
+        for slot, freed in list(self._slots.items()):
+            if now - freed >= self._span:
+                del self._slots[slot]
 
     def _grant(self) -> None:
-        self._timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._waiters:
             _, _, future = self._waiters[0]
             if future.done():
@@ -76,17 +97,17 @@ class SlidingWindowLimiter:
                 continue
             now = self._clock()
             self._expire(now)
-            if len(self._starts) >= self.requests:
-                wait = self._starts[0] + self._span - now
-                loop = asyncio.get_running_loop()
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_later(max(wait, 0.0), self._grant)
+            if len(self._slots) >= self.requests:
+                soonest = min(self._slots.values())
+                if soonest != math.inf:  # else a call in flight frees a slot when it ends
+                    self._timer = asyncio.get_running_loop().call_later(
+                        max(soonest + self._span - now, 0.0), self._grant)
                 return
             heapq.heappop(self._waiters)
-            self._starts.append(now)
+            slot = next(self._ids)
+            self._slots[slot] = math.inf  # in flight until the caller is done with it
             self.granted += 1
-            future.set_result(None)
+            future.set_result(slot)
 
 
 _registry: dict[tuple[str, int, float], SlidingWindowLimiter] = {}

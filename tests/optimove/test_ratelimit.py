@@ -143,3 +143,22 @@ async def test_clients_of_one_tenant_share_its_limiter(
     assert len(journal) == 8 and all(e.status == 200 for e in journal)
     assert {e.path for e in journal} == {"/current/actions/GetExecutionChannels"}
     assert _max_in_any_window([e.monotonic for e in journal], WINDOW) <= LIMIT
+
+
+async def test_a_slot_counts_from_the_answer_not_from_the_start() -> None:
+    """The server may receive a call any time before its answer: the slot is held until
+    a window after the answer, so a slow call cannot let the next burst overlap it."""
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(1, 0.02, margin=0.0, clock=clock)
+    second = None
+    async with limiter.slot():
+        second = asyncio.create_task(limiter.acquire())
+        clock.now = 1.0  # a slow call: long past a window after its start
+        await asyncio.sleep(0.05)
+        assert not second.done()  # still in flight: its slot is held
+    clock.now = 1.01  # answered at 1.0: the window runs to 1.02
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    clock.now = 1.02
+    await asyncio.wait_for(second, 1)
+    assert limiter.granted == 2

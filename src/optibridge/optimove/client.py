@@ -398,9 +398,9 @@ class OptimoveClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire(call.priority)
             try:
-                return await self._attempt(call, url, params, content, attempt > 1)
+                async with self._limiter.slot(call.priority):
+                    return await self._attempt(call, url, params, content, attempt > 1)
             except _Retryable as failure:
                 if not call.retried or attempt >= self._retry.attempts:
                     raise failure.final from None

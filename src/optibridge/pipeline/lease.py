@@ -8,6 +8,7 @@ holder and the first call of its successor are never in the same window.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from optibridge.ratelimit import Priority, SlidingWindowLimiter
@@ -33,12 +34,13 @@ class LeasedLimiter(SlidingWindowLimiter):
     def lost(self) -> None:
         self.valid_until = 0.0
 
-    async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
-        import asyncio
-
+    async def _take(self, priority: Priority) -> int:
         pause = self.not_before - time.time()
         if pause > 0:
             await asyncio.sleep(pause)
-        await super().acquire(priority)
+        slot = await super()._take(priority)
         if time.time() >= self.valid_until:
+            self._slots[slot] = self._clock()  # unused, but counted: safe
+            self._grant()
             raise LeaseLost("the tenant's lease expired or moved to another process")
+        return slot
