@@ -6,12 +6,15 @@ list created -> recipients uploaded -> campaign created (DRAFT) -> payload -> RE
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Awaitable
 
 from optibridge.config import ChannelType
 from optibridge.domain import SendRecord, SendState
-from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.context import TenantContext, each_apart
 from optibridge.platform.api import CampaignState, Contact
+from optibridge.platform.errors import PlatformNotFound
 
 UPLOAD_CHUNK = 10_000
 
@@ -28,29 +31,50 @@ def to_contact(channel_type: ChannelType, address: str, fields: dict[str, str]) 
 
 
 async def execute_send(ctx: TenantContext, send: SendRecord) -> SendState:
-    """Advance one send as far as it goes; returns the state it reached."""
+    """Advance one send as far as it goes; returns the state it reached.
+
+    Each step is recorded only if the send is still where we left it (``advance_send``): a
+    cancellation that came in meanwhile wins, and what we just created is removed.
+    """
     state = send.state
     if state == SendState.NEW:
         list_id = await ctx.platform.create_list(send_name(ctx, send))
-        await ctx.store.update_send(send.id, state=SendState.LISTED, list_id=list_id)
+        if not await ctx.store.advance_send(send.id, SendState.NEW, state=SendState.LISTED,
+                                            list_id=list_id):
+            await _forget(ctx.platform.delete_list(list_id))
+            return await _current(ctx, send)
         send, state = await _reload(ctx, send), SendState.LISTED
     if state == SendState.LISTED:
         await upload_recipients(ctx, send)
-        await ctx.store.update_send(send.id, state=SendState.UPLOADED)
+        if not await ctx.store.advance_send(send.id, SendState.LISTED,
+                                            state=SendState.UPLOADED):
+            return await _current(ctx, send)
         state = SendState.UPLOADED
     if state == SendState.CREATED:
         # Resumed between creating the campaign and recording its payload: we cannot tell
         # whether the payload was attached, and a second one would send twice. The campaign
         # is a DRAFT, so nothing was sent: delete it and start the campaign step again.
         assert send.platform_campaign_id is not None
-        await ctx.platform.delete_campaign(send.platform_campaign_id)
-        await ctx.store.update_send(send.id, state=SendState.UPLOADED, platform_campaign_id=None)
+        await _forget(ctx.platform.delete_campaign(send.platform_campaign_id))
+        if not await ctx.store.advance_send(send.id, SendState.CREATED,
+                                            state=SendState.UPLOADED, platform_campaign_id=None):
+            return await _current(ctx, send)
         state = SendState.UPLOADED
     if state == SendState.UPLOADED:
         return await _create_and_ready(ctx, await _reload(ctx, send))
     if state == SendState.PAYLOAD:
         return await _make_ready(ctx, send)
     return state
+
+
+async def _forget(deletion: Awaitable[None]) -> None:
+    """Delete something of ours on the platform; already gone is as good as deleted."""
+    with contextlib.suppress(PlatformNotFound):
+        await deletion
+
+
+async def _current(ctx: TenantContext, send: SendRecord) -> SendState:
+    return (await _reload(ctx, send)).state
 
 
 async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
@@ -83,12 +107,16 @@ async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
     when = send.scheduled_time.replace(tzinfo=dt.UTC)
     campaign = await ctx.platform.create_campaign(
         send_name(ctx, send), send.list_id, when, ctx.signer.callback_url(ctx.name, send.id))
-    await ctx.store.update_send(send.id, state=SendState.CREATED,
-                                platform_campaign_id=campaign.id,
-                                platform_state=str(campaign.state))
+    if not await ctx.store.advance_send(send.id, SendState.UPLOADED, state=SendState.CREATED,
+                                        platform_campaign_id=campaign.id,
+                                        platform_state=str(campaign.state)):
+        await _forget(ctx.platform.delete_campaign(campaign.id))
+        return await _current(ctx, send)
     await ctx.platform.attach_payload(campaign.id, ChannelType(send.channel_type),
                                       send.template_id)
-    await ctx.store.update_send(send.id, state=SendState.PAYLOAD)
+    if not await ctx.store.advance_send(send.id, SendState.CREATED, state=SendState.PAYLOAD):
+        await _forget(ctx.platform.delete_campaign(campaign.id))
+        return await _current(ctx, send)
     return await _make_ready(ctx, await _reload(ctx, send))
 
 
@@ -97,26 +125,38 @@ async def _make_ready(ctx: TenantContext, send: SendRecord) -> SendState:
     async with ctx.send_lock:
         fresh = await _reload(ctx, send)
         if fresh.state == SendState.CANCELLED:
-            await ctx.platform.delete_campaign(send.platform_campaign_id)
+            await _forget(ctx.platform.delete_campaign(send.platform_campaign_id))
             return SendState.CANCELLED
-        current = await ctx.platform.get_campaign(send.platform_campaign_id)
+        if fresh.state != SendState.PAYLOAD:
+            return fresh.state
+        try:
+            current = await ctx.platform.get_campaign(send.platform_campaign_id)
+        except PlatformNotFound:
+            # Deleted behind our back before it was READY: nothing was sent; start over.
+            await ctx.store.advance_send(send.id, SendState.PAYLOAD, state=SendState.UPLOADED,
+                                         platform_campaign_id=None)
+            return SendState.UPLOADED
         # Seed 003: DRAFT <-> SCHEDULED <-> READY, so a draft goes through SCHEDULED.
         for step in (CampaignState.SCHEDULED, CampaignState.READY):
             if current.state in (CampaignState.DRAFT, CampaignState.SCHEDULED):
                 current = await ctx.platform.move_campaign(
                     send.platform_campaign_id, step, current=current.state)
-        await ctx.store.update_send(send.id, state=SendState.READY,
-                                    platform_state=str(current.state),
-                                    ready_at=ctx.store.clock())
+        await ctx.store.advance_send(send.id, SendState.PAYLOAD, state=SendState.READY,
+                                     platform_state=str(current.state),
+                                     ready_at=ctx.store.clock())
     ctx.log.info("execution.ready", send=send.id, campaign=send.campaign_id,
                  platform_campaign=send.platform_campaign_id, recipients=send.recipients)
     return SendState.READY
 
 
 async def execute_pending_sends(ctx: TenantContext) -> int:
+    """Advance every unfinished send of live campaigns; one failing send is recorded and
+    retried on a later pass without holding up the others."""
     states = [SendState.NEW, SendState.LISTED, SendState.UPLOADED, SendState.CREATED,
               SendState.PAYLOAD]
-    sends = await ctx.store.sends(ctx.name, states)
+    sends = await ctx.store.sends(ctx.name, states, live_only=True)
+    advanced = 0
     for send in sends:
-        await execute_send(ctx, send)
-    return len(sends)
+        if await each_apart(ctx, "execute", send, execute_send(ctx, send)) is not None:
+            advanced += 1
+    return advanced

@@ -7,7 +7,7 @@ import datetime as dt
 
 from optibridge.config import ChannelType
 from optibridge.domain import Event, SendRecord, SendState
-from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.context import TenantContext, each_apart
 from optibridge.platform.api import FINAL_STATES, CampaignState
 
 # The events that prove the platform sent a message (SMS has no "submitted": seed 003).
@@ -88,7 +88,9 @@ async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
 
 
 async def follow_sends(ctx: TenantContext) -> int:
+    """Follow every READY send; one that fails is recorded and retried later."""
     finished = 0
     for send in await ctx.store.sends(ctx.name, [SendState.READY]):
-        finished += await follow_send(ctx, send)
+        if await each_apart(ctx, "follow", send, follow_send(ctx, send)):
+            finished += 1
     return finished

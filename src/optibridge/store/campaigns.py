@@ -163,11 +163,14 @@ class CampaignStore(StoreBase):
 
     # --- sends -----------------------------------------------------------------------
     async def sends(self, tenant: str, states: Sequence[SendState],
-                    campaign_pk: int | None = None) -> list[SendRecord]:
-        """Sends of pulled (or triggered) campaigns in ``states``."""
+                    campaign_pk: int | None = None, *, live_only: bool = False
+                    ) -> list[SendRecord]:
+        """Sends of pulled (or triggered) campaigns in ``states``; ``live_only`` leaves out
+        those of cancelled campaigns."""
+        excluded = [CampaignStatus.PULLING, *([CampaignStatus.CANCELLED] if live_only else [])]
         query = (select(Send, Campaign).join(Campaign, Campaign.id == Send.campaign_pk)
                  .where(Campaign.tenant == tenant, Send.state.in_(list(states)),
-                        Campaign.state != CampaignStatus.PULLING))
+                        Campaign.state.not_in([str(e) for e in excluded])))
         if campaign_pk is not None:
             query = query.where(Campaign.id == campaign_pk)
         async with self.db.read() as session:
@@ -182,9 +185,17 @@ class CampaignStore(StoreBase):
             return None if row is None else _send(row[0], row[1])
 
     async def update_send(self, send_id: int, **values: Any) -> None:
-        """Record one step of a send's execution (state, platform IDs, times)."""
+        """Record facts about a send that do not move its state (times, platform state)."""
         async with self.db.write() as session:
             await session.execute(update(Send).where(Send.id == send_id).values(**values))
+
+    async def advance_send(self, send_id: int, expect: SendState, **values: Any) -> bool:
+        """Record one step of a send's execution, only if it is still in ``expect`` (a
+        cancellation may have moved it meanwhile); False if it was not."""
+        async with self.db.write() as session:
+            result = await session.execute(update(Send).where(
+                Send.id == send_id, Send.state == expect).values(**values))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def recipients_to_upload(self, send_id: int, after_id: int, limit: int
                                    ) -> list[RecipientRow]:
