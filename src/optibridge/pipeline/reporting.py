@@ -28,6 +28,7 @@ from optibridge.optimove.models import (
     Metric,
 )
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.lease import LeaseLost
 from optibridge.store import Store
 
 IN_FLIGHT = 4  # concurrent report calls: enough to use the rate limit at real latencies
@@ -46,6 +47,10 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
     note: str | None = None
     try:
         await ctx.optimove.update_campaign_interactions(call)
+    except LeaseLost:
+        # Refused by our own limiter before anything was sent.
+        await ctx.store.mark_batch(batch.id, BatchState.PENDING, expect=BatchState.SENDING)
+        raise
     except (OptimoveRateLimited, OptimoveUnavailable) as error:
         state, note = BatchState.PENDING, str(error)  # certainly not applied
     except OptimoveRequestRejected as error:
@@ -68,7 +73,16 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
         if batch.updated_at > settled_before:
             continue
         customers = await ctx.store.batch_customers(batch.id)
-        probe = customers[0]
+        if not customers:
+            await ctx.store.mark_batch(batch.id, BatchState.FAILED,
+                                       expect=BatchState.IN_DOUBT, error="empty report batch")
+            continue
+        # Prefer a customer no other unresolved batch with this Optimove key reports: a row
+        # read back for them can only come from this batch. Otherwise the batches sharing
+        # the customer are resolved together (all landed, or none).
+        shared = await ctx.store.customers_in_unresolved_peers(batch)
+        probe = next((c for c in customers if c not in shared), customers[0])
+        group = [batch.id, *await ctx.store.unresolved_peers_with(batch, probe)]
         try:
             rows = await ctx.optimove.get_customer_channel_interactions(
                 probe, batch.interaction_date, batch.interaction_date, batch.channel_id)
@@ -79,16 +93,31 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
                    and r.template_id == batch.template_id and r.event_id == batch.event_id
                    and r.recipient_group_id == batch.recipient_group_id
                    and r.date == batch.interaction_date)
-        landed = seen > await ctx.store.times_reported(batch, probe)
-        state = BatchState.SENT if landed else BatchState.PENDING
-        await ctx.store.mark_batch(batch.id, state, expect=BatchState.IN_DOUBT)
-        ctx.log.info("report.in_doubt_resolved", batch=batch.id, landed=landed)
-        resolved += 1
+        landed = seen - await ctx.store.times_reported(batch, probe)
+        resolved += await _settle(ctx, group, landed)
     return resolved
+
+
+async def _settle(ctx: TenantContext, group: list[int], landed: int) -> int:
+    """Mark in-doubt batches that share a probe: all sent, none sent, or (some of them,
+    which a read-back cannot tell apart) left for an operator."""
+    if 0 < landed < len(group):
+        await ctx.store.record_problem(
+            ctx.name, "report", f"report batches {group} are in doubt and {landed} of them "
+            "landed; which ones cannot be read back: check them in Optimove")
+        return 0
+    state = BatchState.SENT if landed >= len(group) else BatchState.PENDING
+    for batch_id in group:
+        await ctx.store.mark_batch(batch_id, state, expect=BatchState.IN_DOUBT)
+    ctx.log.info("report.in_doubt_resolved", batches=group, landed=state == BatchState.SENT)
+    return len(group)
 
 
 async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) -> int:
     """Form batches of what is due and send the pending ones; returns batches sent."""
+    # Nothing of ours is in flight between passes: a batch still 'sending' was cut off
+    # (crash, lost lease) and may or may not have landed.
+    await ctx.store.suspect_interrupted_sends(ctx.name)
     await resolve_in_doubt(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     await ctx.store.form_report_batches(ctx.name, ready_before, MAX_INTERACTION_CUSTOMERS)
@@ -99,8 +128,11 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
         async with gate:
             return await send_batch(ctx, batch)
 
-    states = await asyncio.gather(*(one(b) for b in pending))
-    return sum(1 for s in states if s == BatchState.SENT)
+    outcomes = await asyncio.gather(*(one(b) for b in pending), return_exceptions=True)
+    for outcome in outcomes:  # every call has ended; now let a failure through
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return sum(1 for s in outcomes if s == BatchState.SENT)
 
 
 def _with_sms_sent(tenant: TenantConfig, totals: dict[tuple[int, int, int, int], int]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 
 from optibridge.domain import (
     FINAL_SEND_STATES,
@@ -224,15 +224,14 @@ class CampaignStore(StoreBase):
         """Report as Dropped every recipient with an address and none of ``sent_events``
         (the proof that the platform sent to them)."""
         async with self.db.write() as session:
-            submitted = select(Interaction.customer_id).where(
-                Interaction.send_id == send.id,
-                Interaction.event.in_([str(e) for e in sent_events]))
-            already = select(Interaction.customer_id).where(
-                Interaction.send_id == send.id, Interaction.event == Event.DROPPED)
+            proof = select(Interaction.id).where(
+                Interaction.send_id == Recipient.send_id,
+                Interaction.customer_id == Recipient.customer_id,
+                Interaction.event.in_([*(str(e) for e in sent_events), str(Event.DROPPED)]))
+            # NOT EXISTS plans as an anti-join (NOT IN over a million IDs would not).
             customers = (await session.scalars(select(Recipient.customer_id).where(
-                and_(Recipient.send_id == send.id, Recipient.address.is_not(None),
-                     Recipient.customer_id.not_in(submitted),
-                     Recipient.customer_id.not_in(already))))).all()
+                Recipient.send_id == send.id, Recipient.address.is_not(None),
+                ~proof.exists()))).all()
             now = self.clock()
             rows = [{"send_id": send.id, "customer_id": c, "event": Event.DROPPED,
                      "day": send.scheduled_time.date(), "created_at": now} for c in customers]

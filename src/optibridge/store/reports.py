@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.domain import (
     METRIC_OF,
@@ -78,7 +79,8 @@ class ReportStore(StoreBase):
                 Interaction.send_id == send_id, Interaction.event == event,
                 Interaction.day == day, Interaction.batch_id.is_(None))
                 .order_by(Interaction.id).limit(size))
-            await session.execute(update(Interaction).where(Interaction.id.in_(members))
+            await session.execute(update(Interaction).where(Interaction.id.in_(members),
+                                                            Interaction.batch_id.is_(None))
                                   .values(batch_id=batch.id))
             count -= size
             formed += 1
@@ -132,14 +134,40 @@ class ReportStore(StoreBase):
                 .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
                 .where(Interaction.customer_id == customer_id,
                        ReportBatch.id != batch.id, ReportBatch.state == BatchState.SENT,
-                       ReportBatch.tenant == batch.tenant,
-                       ReportBatch.campaign_id == batch.campaign_id,
-                       ReportBatch.channel_id == batch.channel_id,
-                       ReportBatch.template_id == batch.template_id,
-                       ReportBatch.event_id == batch.event_id,
-                       ReportBatch.recipient_group_id == batch.recipient_group_id,
-                       ReportBatch.interaction_date == batch.interaction_date))
+                       *self._same_key(batch)))
             return int(count or 0)
+
+    async def customers_in_unresolved_peers(self, batch: ReportBatchRecord) -> set[str]:
+        """Customers of the other in-doubt or sending batches with ``batch``'s key."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(Interaction.customer_id)
+                .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
+                .where(ReportBatch.id != batch.id,
+                       ReportBatch.state.in_([BatchState.IN_DOUBT, BatchState.SENDING]),
+                       *self._same_key(batch)))
+            return set(rows)
+
+    async def unresolved_peers_with(self, batch: ReportBatchRecord, customer_id: str
+                                    ) -> list[int]:
+        """Other in-doubt batches with ``batch``'s key that also report ``customer_id``."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(ReportBatch.id).join(Interaction, Interaction.batch_id == ReportBatch.id)
+                .where(ReportBatch.id != batch.id, ReportBatch.state == BatchState.IN_DOUBT,
+                       Interaction.customer_id == customer_id, *self._same_key(batch))
+                .distinct())
+            return sorted(rows)
+
+    @staticmethod
+    def _same_key(batch: ReportBatchRecord) -> list[ColumnElement[bool]]:
+        return [ReportBatch.tenant == batch.tenant,
+                ReportBatch.campaign_id == batch.campaign_id,
+                ReportBatch.channel_id == batch.channel_id,
+                ReportBatch.template_id == batch.template_id,
+                ReportBatch.event_id == batch.event_id,
+                ReportBatch.recipient_group_id == batch.recipient_group_id,
+                ReportBatch.interaction_date == batch.interaction_date]
 
     async def metric_totals(self, tenant: str, since: float
                             ) -> dict[tuple[int, int, int, int], int]:
@@ -153,7 +181,10 @@ class ReportStore(StoreBase):
                 .select_from(Interaction)
                 .join(Send, Send.id == Interaction.send_id)
                 .join(Campaign, Campaign.id == Send.campaign_pk)
-                .where(Campaign.tenant == tenant, Send.created_at >= since)
+                .where(Campaign.tenant == tenant, Campaign.id.in_(
+                    # Totals stay totals: a campaign still sending in the window (triggered
+                    # ones do for months) counts all its sends, not only the recent ones.
+                    select(Send.campaign_pk).where(Send.created_at >= since)))
                 .group_by(Campaign.campaign_id, Campaign.channel_id, Send.template_id, metric))
             return {(c, ch, t, m): int(v) for c, ch, t, m, v in rows}
 
