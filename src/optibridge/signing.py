@@ -26,7 +26,8 @@ class UrlSigner:
 
     def verify(self, tenant: str, send_id: str | None, signature: str | None) -> int | None:
         """The send ID when the signature is right, else None."""
-        if not send_id or not signature or not send_id.isdigit() or len(send_id) > 18:
+        if not send_id or not signature or not send_id.isascii() or not send_id.isdigit() \
+                or len(send_id) > 18:
             return None
         expected = self.signature(tenant, int(send_id))
-        return int(send_id) if hmac.compare_digest(expected, signature) else None
+        return int(send_id) if hmac.compare_digest(expected.encode(), signature.encode()) else None

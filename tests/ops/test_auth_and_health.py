@@ -76,6 +76,15 @@ def test_without_a_token_other_hosts_are_refused(tmp_path: Path) -> None:
         assert remote.get("/healthz").status_code == 200
 
 
+def test_without_a_token_a_request_relayed_by_a_local_proxy_is_refused(
+        tmp_path: Path) -> None:
+    with client(tmp_path, host="127.0.0.1") as local:
+        relayed = {"X-Forwarded-For": "203.0.113.9"}
+        assert local.get("/ui", headers=relayed).status_code == 403
+        assert local.get("/metrics", headers={"Forwarded": "for=203.0.113.9"}
+                         ).status_code == 403
+
+
 def test_an_empty_status_page_renders(tmp_path: Path) -> None:
     with client(tmp_path, host="127.0.0.1") as local:
         page = local.get("/ui")

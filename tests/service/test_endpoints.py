@@ -154,3 +154,24 @@ def test_a_callback_of_200000_addresses_is_taken(service: tuple[Config, RunningS
                         timeout=60)
     assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["addresses"] == 200_000
+
+
+def test_non_ascii_tokens_and_signatures_are_refused_not_crashed(
+        service: tuple[Config, RunningServer]) -> None:
+    config, running = service
+    note = {"EventTypeID": 13, "CampaignID": 5, "ChannelID": 504}
+    assert httpx.post(f"{running.url}/listener/acme/%C3%A9t%C3%A9",
+                      json=note).status_code == 404
+    url = callback_url(config, running, 7)
+    assert httpx.post(url + "%C3%A9", content=body("a@example.com")).status_code == 403
+    assert httpx.post(url.replace("send=7", "send=%D9%A7"),
+                      content=body("a@example.com")).status_code == 403
+
+
+def test_an_unsigned_callback_is_refused_before_its_body_is_read(
+        service: tuple[Config, RunningServer]) -> None:
+    _, running = service
+    huge = b"x" * (40 * 1024 * 1024)  # over the body limit: refused for its signature first
+    answer = httpx.post(f"{running.url}/callbacks/acme?send=1&sig=00", content=huge,
+                        timeout=60)
+    assert answer.status_code == 403

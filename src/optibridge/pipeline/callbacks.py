@@ -53,13 +53,22 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values and len(values) == 1 else None
 
 
-async def accept_callback(signer: UrlSigner, writer: InboxWriter, store: Store, tenant: str,
-                          body: bytes, query_string: str) -> Accepted:
-    """Verify the send's signature, parse, and store the callback as received."""
-    query = parse_qs(query_string, keep_blank_values=True, max_num_fields=50)
+def verified_send(signer: UrlSigner, tenant: str, query_string: str) -> int:
+    """The send a callback URL names, if its signature is right (checked before the body
+    is read, so an unsigned caller cannot make us read megabytes)."""
+    try:
+        query = parse_qs(query_string, keep_blank_values=True, max_num_fields=50)
+    except ValueError:
+        query = {}
     send_id = signer.verify(tenant, _one(query, "send"), _one(query, "sig"))
     if send_id is None:
         raise CallbackRefused(403, "the callback URL's signature is missing or wrong")
+    return send_id
+
+
+async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body: bytes,
+                          query_string: str) -> Accepted:
+    """Parse a verified send's callback and store it as received."""
     if len(body) > MAX_CALLBACK_BYTES:
         await store.record_callback_problem("oversize", send_id, f"{len(body)} bytes")
         raise CallbackRefused(413, f"body of {len(body)} bytes is over {MAX_CALLBACK_BYTES}")

@@ -32,7 +32,11 @@ def _token(request: Request) -> SecretStr | None:
 
 
 def is_local(request: Request) -> bool:
-    return request.client is not None and request.client.host in LOCAL_HOSTS
+    """From this machine, and not relayed: a proxy on this machine would make every
+    caller look local, so a forwarded request never counts as local."""
+    relayed = any(name in request.headers for name in ("forwarded", "x-forwarded-for",
+                                                        "x-real-ip"))
+    return not relayed and request.client is not None and request.client.host in LOCAL_HOSTS
 
 
 def _bearer(request: Request) -> str | None:

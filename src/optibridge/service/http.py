@@ -8,7 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from optibridge.pipeline.callbacks import MAX_CALLBACK_BYTES, CallbackRefused, accept_callback
+from optibridge.pipeline.callbacks import (
+    MAX_CALLBACK_BYTES,
+    CallbackRefused,
+    accept_callback,
+    verified_send,
+)
 from optibridge.pipeline.listener import (
     MAX_NOTIFICATION_BYTES,
     NotificationError,
@@ -51,7 +56,7 @@ def listener_tenant(request: Request, service: Service) -> str | None:
     tenant: str = request.path_params["tenant"]
     token: str = request.path_params["token"]
     if tenant in service.contexts and hmac.compare_digest(
-            token, service.config.listener_token(tenant)):
+            token.encode(), service.config.listener_token(tenant).encode()):
         return tenant
     return None
 
@@ -81,9 +86,10 @@ async def callback(request: Request) -> Response:
     if tenant not in service.contexts:
         return error(404, "not found")
     try:
+        send_id = verified_send(service.signer, tenant, request.url.query)
         body = await read_body(request, MAX_CALLBACK_BYTES)
-        accepted = await accept_callback(service.signer, service.writer, service.store,
-                                         tenant, body, request.url.query)
+        accepted = await accept_callback(send_id, service.writer, service.store, body,
+                                         request.url.query)
     except BodyTooLarge:
         return error(413, f"body is over {MAX_CALLBACK_BYTES} bytes")
     except CallbackRefused as refused:
