@@ -151,3 +151,20 @@ def test_unsupported_database_urls_are_refused(url: str) -> None:
 
     with pytest.raises(DatabaseUrlError, match="use sqlite"):
         normalize_url(url)
+
+
+async def test_a_second_customer_with_the_same_address_in_a_send_is_dropped(
+        database_url: str) -> None:
+    store = await open_store(database_url)
+    campaign, _ = await store.open_campaign("t", 8, 504)
+    shared = AudienceEntry("C1", 1, T0, "family@example.com")
+    page1 = [shared, AudienceEntry("C2", 1, T0, "family@example.com"), shared]
+    page2 = [AudienceEntry("C3", 1, T0, "family@example.com"),
+             AudienceEntry("C4", 2, T0, "family@example.com")]  # another send: fine
+    assert await store.store_audience_page(campaign.id, "email", 0, page1, False)
+    assert await store.store_audience_page(campaign.id, "email", 3, page2, True)
+    assert (await store.event_counts("t"))["dropped"] == (2, 0)  # C2 and C3
+    sends = {s.template_id: s for s in await store.sends("t", list(SendState))}
+    uploads = await store.recipients_to_upload(sends[1].id, 0, 100)
+    assert [(r.customer_id, r.address) for r in uploads] == [("C1", "family@example.com")]
+    await store.db.dispose()

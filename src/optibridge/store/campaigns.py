@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import (
     FINAL_SEND_STATES,
@@ -20,7 +21,7 @@ from optibridge.domain import (
     SendRecord,
     SendState,
 )
-from optibridge.store.base import StoreBase
+from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
 
 
@@ -117,18 +118,30 @@ class CampaignStore(StoreBase):
             if current.next_skip != skip:
                 return False  # stored already (a repeat after a crash or a takeover)
             send_ids = await self._sends_for(session, campaign_pk, channel_type, entries)
+            taken = await self._addresses_taken(session, send_ids, entries)
             now = self.clock()
-            recipients = [
-                {"send_id": send_ids[(e.template_id, e.scheduled_time)],
-                 "customer_id": e.customer_id, "address": e.address,
-                 "fields": json.dumps(dict(e.fields)) if e.fields else None}
-                for e in entries]
+            recipients, dropped = [], []
+            for e in entries:
+                send_id = send_ids[(e.template_id, e.scheduled_time)]
+                address = e.address
+                holder = taken.get((send_id, address)) if address else None
+                if holder == e.customer_id:
+                    continue  # the same row twice: stored once
+                if holder is not None:
+                    # The platform's list holds an address once, so a second customer with
+                    # it would get no message of their own (and share the first one's
+                    # events): they are Dropped, not double counted.
+                    address = None
+                elif address:
+                    taken[(send_id, address)] = e.customer_id
+                recipients.append({"send_id": send_id, "customer_id": e.customer_id,
+                                   "address": address,
+                                   "fields": json.dumps(dict(e.fields)) if e.fields else None})
+                if not address:
+                    dropped.append({"send_id": send_id, "customer_id": e.customer_id,
+                                    "event": Event.DROPPED, "day": e.scheduled_time.date(),
+                                    "created_at": now})
             await self.insert_many_ignoring(session, Recipient, recipients)
-            dropped = [
-                {"send_id": send_ids[(e.template_id, e.scheduled_time)],
-                 "customer_id": e.customer_id, "event": Event.DROPPED,
-                 "day": e.scheduled_time.date(), "created_at": now}
-                for e in entries if not e.address]
             await self.insert_many_ignoring(session, Interaction, dropped)
             current.next_skip = skip + len(entries)
             current.pulled = current.pulled + len(entries)
@@ -137,6 +150,21 @@ class CampaignStore(StoreBase):
                 current.pulled_at = now
                 await self._count_recipients(session, campaign_pk)
             return True
+
+    async def _addresses_taken(self, session: AsyncSession,
+                               send_ids: dict[tuple[int, dt.datetime], int],
+                               entries: Sequence[AudienceEntry]
+                               ) -> dict[tuple[int, str], str]:
+        """Which customer of an earlier page holds each (send, address) of this page."""
+        wanted = sorted({e.address for e in entries if e.address})
+        taken: dict[tuple[int, str], str] = {}
+        for part in chunks(wanted, 900):
+            rows = await session.execute(
+                select(Recipient.send_id, Recipient.address, Recipient.customer_id).where(
+                    Recipient.send_id.in_(set(send_ids.values())), Recipient.address.in_(part)))
+            taken.update({(send_id, address): customer for send_id, address, customer in rows
+                          if address})
+        return taken
 
     async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
                          entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:
