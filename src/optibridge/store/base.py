@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,11 +29,18 @@ class StoreBase:
 
     def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""
+        table = model if isinstance(model, Table) else cast(Table, model.__table__)
         if self.db.sqlite:
-            return sqlite.insert(model).on_conflict_do_nothing()
-        return postgresql.insert(model).on_conflict_do_nothing()
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
 
     async def insert_many_ignoring(self, session: AsyncSession, model: type[Base] | Table,
                                    rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk insert through the session's connection: the Core executemany path, not
+        the ORM's per-row bookkeeping (several times faster at 10,000 rows)."""
+        if not rows:
+            return
+        connection = await session.connection()
+        statement = self.insert_ignoring_duplicates(model)
         for part in chunks(rows, 5_000):
-            await session.execute(self.insert_ignoring_duplicates(model), list(part))
+            await connection.execute(statement, list(part))
