@@ -56,6 +56,7 @@ class TenantContext:
     # while no process was listening arrive only after, by the platform's retries.
     started_at: float = 0.0
     flagged_sends: set[int] = field(default_factory=set)  # stuck SENDING, already reported
+    metrics_reported_at: float = 0.0
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:

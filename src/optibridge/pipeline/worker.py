@@ -40,9 +40,17 @@ async def map_step(ctx: TenantContext) -> int:
     return await map_callbacks(ctx.store)
 
 
+METRICS_EVERY = 30.0  # seconds between metric passes while interactions are being reported
+
+
 async def report_step(ctx: TenantContext) -> int:
+    """Report interactions; metrics (a count over the whole report window) when the
+    backlog is done or every ``METRICS_EVERY`` seconds, not on every pass."""
     sent = await report_interactions(ctx)
-    await report_metrics(ctx)
+    now = ctx.store.clock()
+    if not sent or now - ctx.metrics_reported_at >= METRICS_EVERY:
+        await report_metrics(ctx)
+        ctx.metrics_reported_at = now
     return sent
 
 

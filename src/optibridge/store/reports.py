@@ -34,8 +34,9 @@ def _batch(row: ReportBatch) -> ReportBatchRecord:
 
 class ReportStore(StoreBase):
     async def form_report_batches(self, tenant: str, ready_before: float,
-                                  max_size: int = 10_000) -> int:
-        """Group unreported interactions into pending batches of at most ``max_size``.
+                                  max_size: int = 10_000, limit: int | None = None) -> int:
+        """Group unreported interactions into pending batches of at most ``max_size``
+        (at most ``limit`` batches in this call, so sending can start while more form).
 
         A group becomes a batch when it is full or its oldest interaction was stored before
         ``ready_before`` (so small groups wait for the next flush instead of trickling).
@@ -53,19 +54,22 @@ class ReportStore(StoreBase):
             for send_id, event, day, count, oldest in list(groups):
                 if count < max_size and oldest > ready_before:
                     continue
+                room = None if limit is None else limit - formed
+                if room is not None and room <= 0:
+                    break
                 formed += await self._form(session, tenant, send_id, Event(event), day,
-                                           count, max_size)
+                                           count, max_size, room)
             return formed
 
     async def _form(self, session: AsyncSession, tenant: str, send_id: int, event: Event,
-                    day: dt.date, count: int, max_size: int) -> int:
+                    day: dt.date, count: int, max_size: int, room: int | None) -> int:
         send = await session.get(Send, send_id)
         assert send is not None
         campaign = await session.get(Campaign, send.campaign_pk)
         assert campaign is not None
         formed = 0
         now = self.clock()
-        while count > 0:
+        while count > 0 and (room is None or formed < room):
             size = min(count, max_size)
             batch = ReportBatch(
                 tenant=tenant, campaign_id=campaign.campaign_id,
