@@ -124,7 +124,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     await ctx.store.suspect_interrupted_sends(ctx.name)
     await resolve_in_doubt(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
-    per_pass = IN_FLIGHT * 4
+    per_pass = IN_FLIGHT * 2
 
     async def form() -> int:
         return await ctx.store.form_report_batches(ctx.name, ready_before,
