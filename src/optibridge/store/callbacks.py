@@ -19,6 +19,21 @@ from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction,
 SENT_PROOF = frozenset({Event.SUBMITTED, Event.DELIVERED, Event.BOUNCED})
 
 
+# Addresses mapped in one write transaction: on SQLite the callback endpoint's own commits
+# wait for the one write connection, so mapping goes in short transactions.
+MAPPING_BUDGET = 20_000
+
+
+def _within_budget(items: list[CallbackInbox]) -> list[CallbackInbox]:
+    """The first callbacks whose addresses fit the budget (always at least one)."""
+    total = 0
+    for index, item in enumerate(items):
+        total += item.count
+        if total > MAPPING_BUDGET and index > 0:
+            return items[:index]
+    return items
+
+
 class CallbackStore(StoreBase):
     async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
         """Store verified callbacks in one transaction (the HTTP answer waits for it)."""
@@ -53,7 +68,7 @@ class CallbackStore(StoreBase):
                      .order_by(CallbackInbox.id).limit(limit))
             if send_ids is not None:
                 query = query.where(CallbackInbox.send_id.in_(list(send_ids)))
-            items = list(await session.scalars(query))
+            items = _within_budget(list(await session.scalars(query)))
             if not items:
                 return 0
             known = set(await session.scalars(select(Send.id).where(

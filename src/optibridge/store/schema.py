@@ -124,6 +124,9 @@ class Recipient(Base):
     )
 
 
+UNREPORTED = "batch_id IS NULL AND event IN ('opened', 'clicked', 'bounced', 'dropped')"
+
+
 class Interaction(Base):
     """One (send, customer, event, day), stored once however often it is heard."""
 
@@ -139,9 +142,10 @@ class Interaction(Base):
     __table_args__ = (
         UniqueConstraint("send_id", "customer_id", "event", "day",
                          name="uq_interaction_identity"),
+        # Only what report batches take: submitted and delivered never get a batch, and
+        # would otherwise stay in this index (and in batch forming's scan) forever.
         Index("ix_interaction_unreported", "send_id", "event", "day",
-              sqlite_where=text("batch_id IS NULL"),
-              postgresql_where=text("batch_id IS NULL")),
+              sqlite_where=text(UNREPORTED), postgresql_where=text(UNREPORTED)),
         Index("ix_interaction_batch", "batch_id"),
         Index("ix_interaction_customer", "customer_id"),
     )
@@ -195,7 +199,8 @@ class CallbackInbox(Base):
     received_at: Mapped[float] = mapped_column(Float)
     processed_at: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_callback_inbox_pending", "processed_at"),)
+    __table_args__ = (Index("ix_callback_inbox_pending", "processed_at"),
+                      Index("ix_callback_inbox_send", "send_id"))
 
 
 class CallbackProblem(Base):
