@@ -26,13 +26,12 @@ from bench.common import (
     percentile,
     wait_for,
 )
-from bench.demo_wait import wait_port
 from optibridge.config import ChannelType
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
 from optibridge.domain import AudienceEntry
 from optibridge.platform.api import CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import encode_callback
-from optibridge.serving import free_port
+from optibridge.serving import free_port, wait_for_port
 from optibridge.signing import UrlSigner
 from optibridge.store import open_store
 
@@ -78,7 +77,7 @@ def callbacks(world: World, addresses: list[str], per_callback: int, count: int
 def start_bare(port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([sys.executable, "-m", "bench.bare", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, process)
+    wait_for_port(port, process)
     return process
 
 

@@ -28,7 +28,7 @@ from optibridge.sandbox.optimove import AudienceRow, FaultPlan, OptimoveSandbox
 from optibridge.sandbox.optimove import create_app as optimove_app
 from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox
 from optibridge.sandbox.platform import create_app as platform_app
-from optibridge.serving import RunningServer, free_port, start_server
+from optibridge.serving import RunningServer, free_port, start_server, wait_for_port
 from optibridge.store import Database, Store
 
 TENANT = "demo"
@@ -193,7 +193,7 @@ class Rehearsal:
             stdout=log, stderr=log)
         log.close()
         self.processes[port] = process
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         return process
 
     def kill(self, port: int) -> None:
@@ -377,19 +377,3 @@ def make_audience(count: int, email_templates: list[int], sms_template: int,
             template = sms_template
         yield Customer(customer_id, EMAIL_CHANNEL if email else SMS_CHANNEL, template,
                        times[(i // 2) % 2], address, rng.choice(names))
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0
-                   ) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service on port {port} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"the service on port {port} did not start in {timeout:.0f} s")

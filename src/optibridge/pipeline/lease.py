@@ -23,13 +23,12 @@ class LeasedLimiter(SlidingWindowLimiter):
         super().__init__(requests, per_seconds, margin=margin)
         self.valid_until = 0.0  # wall-clock time; compared with the lease in the database
         self.not_before = 0.0
-        self._window = per_seconds + margin
 
     def held(self, expires_at: float, took_over: bool, wait: bool = True) -> None:
         now = time.time()
         if took_over and wait:
-            self.not_before = now + self._window
-        self.valid_until = expires_at - self._window
+            self.not_before = now + self._span
+        self.valid_until = expires_at - self._span
 
     def lost(self) -> None:
         self.valid_until = 0.0
