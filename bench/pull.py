@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import time
 
-from bench.common import Result, ServiceProbe, World, console, wait_for, window_efficiency
+from bench.common import Result, ServiceProbe, World, console, rate_share, wait_for
 from optibridge.config import ChannelType
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
 from optibridge.sandbox.optimove import AudienceRow
@@ -62,7 +62,8 @@ def run(quick: bool) -> dict[str, Result]:
         clock = time.time() - time.monotonic()  # the journal's monotonic -> wall time
         first = min(e.monotonic for e in calls) + clock
         pulled_at = float(world.scalar("SELECT pulled_at FROM campaign"))
-        span, share = window_efficiency([e.monotonic for e in calls], *rate_limit)
+        span = max(e.monotonic for e in calls) - min(e.monotonic for e in calls)
+        share = rate_share(len(calls), pulled_at - first, *rate_limit)
         refused = sum(1 for e in calls if e.status == 429)
         full = not quick
         pull.add("recipients pulled", world.scalar("SELECT pulled FROM campaign"), "")

@@ -13,7 +13,7 @@ import datetime as dt
 import sqlite3
 import time
 
-from bench.common import Result, ServiceProbe, World, wait_for, window_efficiency
+from bench.common import Result, ServiceProbe, World, rate_share, wait_for
 from bench.ingest import seed_send
 from optibridge.config import ChannelType
 from optibridge.demo import TENANT
@@ -55,18 +55,22 @@ def run(quick: bool) -> Result:
             return int(world.scalar(
                 "SELECT count(*) FROM report_batch WHERE state = 'sent'")) >= batches
 
-        wait_for("the backlog reported", drained, timeout=900, poll=0.2, alive=process)
+        done = wait_for("the backlog reported", drained, timeout=900, poll=0.05,
+                        alive=process)
         calls = [e for e in world.optimove.journal(TENANT) if e.function == INTERACTIONS]
-        span, share = window_efficiency([e.monotonic for e in calls], *rate_limit)
+        first = min(e.monotonic for e in calls)  # the sandbox's clock is this process's
+        span = max(e.monotonic for e in calls) - first
+        drain = done - first
+        share = rate_share(count / PER_CALL, drain, *rate_limit)
         counts = world.optimove.interaction_counts(TENANT)
         reported = len(counts)
         duplicates = sum(n - 1 for n in counts.values())
         ceiling = rate_limit[0] * PER_CALL / rate_limit[1]
         full = not quick
-        result.add("drain rate (share of the limit x 50,000/s)", share * ceiling, "/s")
-        result.add("share of the 50,000/s ceiling", 100 * share, "%", 95.0 if full else None)
-        result.add("interactions per second, first call to last",
-                   reported / max(span, 1e-9), "/s")
+        result.add("drain rate (first call to every batch sent)", count / drain, "/s")
+        result.add(f"share of the {ceiling:,.0f}/s ceiling", 100 * share, "%",
+                   95.0 if full else None)
+        result.add("drain time (first call to every batch sent)", drain, "s")
         result.add("interactions reported", reported, "", count if full else None)
         result.add("duplicates", duplicates, "", 0, "<=")
         result.add("429 answers", sum(1 for e in calls if e.status == 429), "", 0, "<=")

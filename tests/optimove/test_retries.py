@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from datetime import date
 
@@ -196,3 +197,33 @@ async def test_rows_of_the_wrong_shape_name_the_call() -> None:
             await client.get_execution_channels()
         with pytest.raises(ValueError, match="free of ';'"):
             await client.get_customer_send_details(1, EMAIL, attributes=["a;b"])
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"<html>busy</html>", "not JSON"),
+    (b'{"rows": []}', "expected a JSON array"),
+    (b'[{"CustomerID": "C1", "TemplateID": 7}]', r"0\.ScheduledTime: Field required"),
+    (b'[{"CustomerID": "C1", "TemplateID": 7, "ScheduledTime": "2030-01-01 00:00:00"}, 7]',
+     r"1: Input should be an object"),
+    (b'[{"CustomerID": null, "TemplateID": 7, "ScheduledTime": "2030-01-01 00:00:00"}]',
+     r"0\.CustomerID"),
+])
+async def test_audience_pages_that_do_not_fit_say_where(body: bytes, problem: str) -> None:
+    async with OptimoveClient("http://optimove.test", KEY, transport=_mock(body),
+                              limiter=SlidingWindowLimiter(100, 1.0)) as client:
+        with pytest.raises(OptimoveUnexpectedResponse,
+                           match=rf"GetCustomerSendDetailsByChannel.*{problem}"):
+            await client.get_customer_send_details(1, EMAIL)
+
+
+async def test_audience_rows_are_read_leniently_where_optimove_varies() -> None:
+    body = (b'[{"CustomerID": 12, "TemplateID": "7", "ScheduledTime": "2030-01-01T02:00:00+02:00",'
+            b' "CustomerAttributes": ["a@x.com", 5, null], "Unknown": 1},'
+            b' {"CustomerID": "C2", "TemplateID": 7, "ScheduledTime": "2030-01-01 00:00:00",'
+            b' "CustomerAttribute": "b@x.com;Bo"}]')
+    async with OptimoveClient("http://optimove.test", KEY, transport=_mock(body),
+                              limiter=SlidingWindowLimiter(100, 1.0)) as client:
+        first, second = await client.get_customer_send_details(
+            1, EMAIL, attributes=["Email", "Age", "Name"])
+    assert first == ("12", 7, dt.datetime(2030, 1, 1), ("a@x.com", "5", None))
+    assert second.attributes == ("b@x.com", "Bo", None)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from optibridge.domain import AudienceEntry, SendState
+import pytest
+
+from optibridge.domain import AudienceEntry, SendRecord, SendState
+from optibridge.pipeline import execution
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.execution import execute_send
-from optibridge.platform.api import CampaignState, ImportResult, PlatformCampaign
+from optibridge.platform.api import (
+    CampaignState,
+    ImportResult,
+    PlatformCampaign,
+    RejectedContact,
+)
 from optibridge.signing import UrlSigner
 from optibridge.store import Store, open_store
 
@@ -75,4 +84,82 @@ async def test_a_cancellation_during_campaign_creation_wins(tmp_path: Path) -> N
     assert final is not None and final.state == SendState.CANCELLED
     assert platform.deleted == [77]  # the DRAFT it had just made is removed
     assert platform.moves == []  # and nothing was ever made READY
+    await store.db.dispose()
+
+
+class ImportingPlatform(GatedPlatform):
+    """Imports in order, refuses some addresses, and fails one chunk when told to."""
+
+    def __init__(self, refuse: set[str], fail_on_chunk: int | None = None) -> None:
+        super().__init__()
+        self.refuse, self.fail_on_chunk = refuse, fail_on_chunk
+        self.chunks: list[list[str]] = []
+
+    async def add_contacts(self, list_id: int, contacts: Any) -> ImportResult:
+        addresses = [c.email for c in contacts]
+        self.chunks.append(addresses)
+        number = len(self.chunks)
+        await asyncio.sleep(0.01 * (number % 2))  # answers overtake each other
+        if number == self.fail_on_chunk:
+            raise RuntimeError("platform down")
+        rejected = tuple(RejectedContact(i, "refused") for i, a in enumerate(addresses)
+                         if a in self.refuse)
+        return ImportResult(added=len(addresses) - len(rejected), rejected=rejected)
+
+
+async def _listed_send(store: Store, count: int) -> SendRecord:
+    campaign, _ = await store.open_campaign("t", 1, 504)
+    entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+               for i in range(count)]
+    await store.store_audience_page(campaign.id, "email", 0, entries, True)
+    send_id = (await store.sends("t", list(SendState)))[0].id
+    await store.update_send(send_id, state=SendState.LISTED, list_id=11)
+    send = await store.get_send(send_id)
+    assert send is not None
+    return send
+
+
+def _dropped(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return sorted(c for (c,) in db.execute(
+            "SELECT customer_id FROM interaction WHERE event = 'dropped'"))
+
+
+async def test_uploads_overlap_but_the_upload_point_moves_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 3)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse={"c4@example.com", "c9@example.com"})
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
+    send = await _listed_send(store, 10)
+    await execution.upload_recipients(ctx, send)
+    uploaded = [address for chunk in platform.chunks for address in chunk]
+    assert uploaded == [f"c{i}@example.com" for i in range(10)]
+    assert _dropped(tmp_path / "x.db") == ["C4", "C9"]
+    done = await store.get_send(send.id)
+    assert done is not None and done.uploaded_through == 10  # every row, recorded
+    await store.db.dispose()
+
+
+async def test_a_failed_chunk_leaves_the_point_after_the_last_confirmed_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 3)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse={"c1@example.com", "c7@example.com"}, fail_on_chunk=3)
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
+    send = await _listed_send(store, 10)
+    with pytest.raises(RuntimeError, match="platform down"):
+        await execution.upload_recipients(ctx, send)
+    stopped = await store.get_send(send.id)
+    assert stopped is not None and stopped.uploaded_through == 6  # chunks 1 and 2 only
+    assert _dropped(tmp_path / "x.db") == ["C1"]  # chunk 3's refusal was never confirmed
+    platform.fail_on_chunk = None
+    await execution.upload_recipients(ctx, stopped)  # resumes from row 7
+    assert platform.chunks[-2:] == [[f"c{i}@example.com" for i in (6, 7, 8)],
+                                    ["c9@example.com"]]
+    assert _dropped(tmp_path / "x.db") == ["C1", "C7"]
     await store.db.dispose()

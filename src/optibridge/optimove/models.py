@@ -6,7 +6,10 @@ Field names follow Optimove's PascalCase on the wire (aliases); Python code uses
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,18 +68,23 @@ class EventListener(_Wire):
     channel_id: int | None = Field(None, alias="ChannelID")
 
 
-class CustomerSendDetail(_Wire):
-    """One row of GetCustomerSendDetailsByChannel; attributes in the order asked for."""
+class CustomerSendDetail(NamedTuple):
+    """One row of GetCustomerSendDetailsByChannel; attributes in the order asked for.
 
-    customer_id: str = Field(alias="CustomerID")
-    template_id: int = Field(alias="TemplateID")
-    scheduled_time: dt.datetime = Field(alias="ScheduledTime")  # naive, UTC (seed 002)
+    A plain tuple, not a model: a page holds 10,000 of them and the page is validated as a
+    whole when it is read (``OptimoveClient.get_customer_send_details``).
+    """
+
+    customer_id: str
+    template_id: int
+    scheduled_time: dt.datetime  # naive, UTC (seed 002)
     attributes: tuple[str | None, ...] = ()
 
 
-class SendDetailsPage(_Wire):
+@dataclass(frozen=True, slots=True)
+class SendDetailsPage:
     skip: int
-    rows: tuple[CustomerSendDetail, ...]
+    rows: Sequence[CustomerSendDetail]
 
 
 class ChannelTemplate(_Wire):

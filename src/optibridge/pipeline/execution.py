@@ -6,17 +6,20 @@ list created -> recipients uploaded -> campaign created (DRAFT) -> payload -> RE
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Mapping
 
 from optibridge.config import ChannelType
-from optibridge.domain import SendRecord, SendState
+from optibridge.domain import RecipientRow, SendRecord, SendState
 from optibridge.pipeline.context import TenantContext, each_apart
-from optibridge.platform.api import CampaignState, Contact
+from optibridge.platform.api import CampaignState, Contact, ImportResult
 from optibridge.platform.errors import PlatformNotFound
 
 UPLOAD_CHUNK = 10_000
+UPLOADS_IN_FLIGHT = 2
 
 
 def send_name(ctx: TenantContext, send: SendRecord) -> str:
@@ -24,7 +27,7 @@ def send_name(ctx: TenantContext, send: SendRecord) -> str:
             f"send {send.id}")
 
 
-def to_contact(channel_type: ChannelType, address: str, fields: dict[str, str]) -> Contact:
+def to_contact(channel_type: ChannelType, address: str, fields: Mapping[str, str]) -> Contact:
     if channel_type == ChannelType.EMAIL:
         return Contact(email=address, fields=fields)
     return Contact(telephone=address, fields=fields)
@@ -84,22 +87,43 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
 
 
 async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
-    """Upload recipients after the recorded point; refused ones become Dropped."""
+    """Upload recipients after the recorded point; refused ones become Dropped.
+
+    A pipeline of ``UPLOADS_IN_FLIGHT`` chunks: the next chunk is read and sent while the
+    platform imports this one, so the upload runs at the slower side's pace instead of at
+    the sum of both. The upload point is recorded in order and only for chunks the platform
+    confirmed; a chunk sent again after a crash only updates its contacts (seed 003).
+    """
     assert send.list_id is not None
-    channel_type = ChannelType(send.channel_type)
-    after = send.uploaded_through
-    while True:
-        rows = await ctx.store.recipients_to_upload(send.id, after, UPLOAD_CHUNK)
-        if not rows:
-            return
-        contacts = [to_contact(channel_type, r.address or "", dict(r.fields)) for r in rows]
-        result = await ctx.platform.add_contacts(send.list_id, contacts)
+    list_id, channel_type = send.list_id, ChannelType(send.channel_type)
+    uploads: deque[tuple[list[RecipientRow], asyncio.Task[ImportResult]]] = deque()
+
+    def read_after(point: int) -> asyncio.Task[list[RecipientRow]]:
+        return asyncio.create_task(ctx.store.recipients_to_upload(send.id, point, UPLOAD_CHUNK))
+
+    async def record_oldest() -> None:
+        rows, upload = uploads.popleft()
+        result = await upload
         rejected = [(rows[r.index].customer_id, r.error) for r in result.rejected]
         if rejected:
-            ctx.log.warning("execution.contacts_rejected", send=send.id, count=len(rejected),
-                            first_error=rejected[0][1])
-        after = rows[-1].id
-        await ctx.store.mark_uploaded(send, after, rejected)
+            ctx.log.warning("execution.contacts_rejected", send=send.id,
+                            count=len(rejected), first_error=rejected[0][1])
+        await ctx.store.mark_uploaded(send, rows[-1].id, rejected)
+
+    following = read_after(send.uploaded_through)
+    try:
+        while rows := await following:
+            following = read_after(rows[-1].id)
+            contacts = [to_contact(channel_type, r.address or "", r.fields) for r in rows]
+            uploads.append((rows, asyncio.create_task(
+                ctx.platform.add_contacts(list_id, contacts))))
+            if len(uploads) == UPLOADS_IN_FLIGHT:
+                await record_oldest()
+        while uploads:
+            await record_oldest()
+    finally:
+        for task in (following, *(upload for _, upload in uploads)):
+            task.cancel()
 
 
 async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:

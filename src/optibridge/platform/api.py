@@ -58,7 +58,7 @@ class MessageEvent(StrEnum):
 SMS_EVENTS = frozenset({MessageEvent.DELIVERED, MessageEvent.BOUNCED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """One recipient as the platform stores it: an address and personalization fields."""
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 
 from optibridge import observe
 from optibridge.config import ChannelType, PlatformConfig
@@ -117,8 +118,8 @@ class PlatformClient:
                 await self._limiter.acquire()
             name = f"{method} {observe.path_template(path)}"
             try:
-                response = await self._http.request(method, path, json=json, params=params,
-                                                    **_form_body(form))
+                response = await self._http.request(method, path, params=params,
+                                                    **_form_body(form), **_json_body(json))
                 observe.api_call("platform", name, response.status_code, attempt > 1)
             except httpx.TransportError as error:
                 observe.api_call("platform", name, "error", attempt > 1)
@@ -269,6 +270,14 @@ def _form_body(form: Form | None) -> dict[str, Any]:
         return {}
     return {"content": urlencode(form).encode("ascii"),
             "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+def _json_body(data: Any) -> dict[str, Any]:
+    """JSON-encode ``data`` with orjson: a contacts upload is 10,000 rows, and the standard
+    library's encoder is most of the upload's cost on our side."""
+    if data is None:
+        return {}
+    return {"content": orjson.dumps(data), "headers": {"Content-Type": "application/json"}}
 
 
 def _json(call: str, response: httpx.Response) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -41,6 +42,10 @@ def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = await build_service(config, timing=timing, platform_factory=platform_factory)
         app.state.service = service
+        # What start-up built lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise rescan it while pages of 10,000 rows
+        # are decoded (measured: a fifth of a page's decoding time).
+        gc.freeze()
         worker_task = None
         if run_worker:
             worker = service.worker(lease_ttl=lease_ttl or config.timing.lease_ttl,

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +22,7 @@ from optibridge.domain import (
     SendRecord,
     SendState,
 )
-from optibridge.store.base import StoreBase, chunks
+from optibridge.store.base import StoreBase
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
 
 
@@ -136,12 +137,12 @@ class CampaignStore(StoreBase):
                     taken[(send_id, address)] = e.customer_id
                 recipients.append({"send_id": send_id, "customer_id": e.customer_id,
                                    "address": address,
-                                   "fields": json.dumps(dict(e.fields)) if e.fields else None})
+                                   "fields": orjson.dumps(e.fields).decode() if e.fields else None})
                 if not address:
                     dropped.append({"send_id": send_id, "customer_id": e.customer_id,
                                     "event": Event.DROPPED, "day": e.scheduled_time.date(),
                                     "created_at": now})
-            await self.insert_many_ignoring(session, Recipient, recipients)
+            await self.insert_many_ignoring(session, Recipient, recipients, plain=True)
             await self.insert_many_ignoring(session, Interaction, dropped)
             current.next_skip = skip + len(entries)
             current.pulled = current.pulled + len(entries)
@@ -157,14 +158,14 @@ class CampaignStore(StoreBase):
                                ) -> dict[tuple[int, str], str]:
         """Which customer of an earlier page holds each (send, address) of this page."""
         wanted = sorted({e.address for e in entries if e.address})
-        taken: dict[tuple[int, str], str] = {}
-        for part in chunks(wanted, 900):
-            rows = await session.execute(
-                select(Recipient.send_id, Recipient.address, Recipient.customer_id).where(
-                    Recipient.send_id.in_(set(send_ids.values())), Recipient.address.in_(part)))
-            taken.update({(send_id, address): customer for send_id, address, customer in rows
-                          if address})
-        return taken
+        if not wanted:
+            return {}
+        rows = await session.execute(
+            select(Recipient.send_id, Recipient.address, Recipient.customer_id).where(
+                Recipient.send_id.in_(set(send_ids.values())),
+                self.one_of(Recipient.address, wanted)))
+        return {(send_id, address): customer for send_id, address, customer in rows
+                if address}
 
     async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
                          entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:
@@ -234,7 +235,7 @@ class CampaignStore(StoreBase):
                        Recipient.address.is_not(None))
                 .order_by(Recipient.id).limit(limit))
             return [RecipientRow(id=i, customer_id=c, address=a,
-                                 fields=json.loads(f) if f else {}) for i, c, a, f in rows]
+                                 fields=orjson.loads(f) if f else {}) for i, c, a, f in rows]
 
     async def mark_uploaded(self, send: SendRecord, through_id: int,
                             rejected: Sequence[tuple[str, str]]) -> None:
