@@ -9,6 +9,7 @@ customers before anything is sent again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from optibridge.config import ChannelType, TenantConfig
 from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord
@@ -32,6 +33,8 @@ from optibridge.pipeline.lease import LeaseLost
 from optibridge.store import Store
 
 IN_FLIGHT = 4  # concurrent report calls: enough to use the rate limit at real latencies
+LOOKAHEAD = 8  # formed batches waiting for a call
+PENDING_PER_PASS = 1_000  # batches formed earlier that one pass takes (more wait a pass)
 
 
 async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState:
@@ -114,39 +117,67 @@ async def _settle(ctx: TenantContext, group: list[int], landed: int) -> int:
 
 
 async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) -> int:
-    """Send the pending batches while the next ones form; returns batches sent.
+    """Send the pending batches and every batch ready to form now; returns batches sent.
 
-    Forming a batch (marking 10,000 interactions) and sending one (a rate-limited call)
-    take about as long, so they overlap: each pass sends what the last one formed.
+    Forming (one short transaction per batch) feeds ``IN_FLIGHT`` senders through a queue
+    of ``LOOKAHEAD`` formed batches, so calls go at the rate limit's pace instead of
+    waiting for forming in turns. A failure stops the feeding; the calls in flight end
+    before it is raised, so nothing is left half-known.
     """
     # Nothing of ours is in flight between passes: a batch still 'sending' was cut off
     # (crash, lost lease) and may or may not have landed.
     await ctx.store.suspect_interrupted_sends(ctx.name)
     await resolve_in_doubt(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
-    per_pass = IN_FLIGHT * 2
+    ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
+    stopped = asyncio.Event()
+    failures: list[BaseException] = []
+    sent = 0
 
-    async def form() -> int:
-        return await ctx.store.form_report_batches(ctx.name, ready_before,
-                                                   MAX_INTERACTION_CUSTOMERS, per_pass)
+    def fail(error: BaseException) -> None:
+        failures.append(error)
+        stopped.set()
 
-    pending = await ctx.store.batches(ctx.name, [BatchState.PENDING], limit=per_pass)
-    if not pending:
-        if not await form():
-            return 0
-        pending = await ctx.store.batches(ctx.name, [BatchState.PENDING], limit=per_pass)
-    gate = asyncio.Semaphore(IN_FLIGHT)
+    async def feed() -> None:
+        try:
+            async for batch in _batches_to_send(ctx, ready_before):
+                if stopped.is_set():
+                    break
+                await ready.put(batch)
+        except Exception as error:  # raised below, once the calls in flight have ended
+            fail(error)
+        for _ in range(IN_FLIGHT):
+            await ready.put(None)  # the senders drain the queue, so this never blocks
 
-    async def one(batch: ReportBatchRecord) -> BatchState:
-        async with gate:
-            return await send_batch(ctx, batch)
+    async def send() -> None:
+        nonlocal sent
+        while (batch := await ready.get()) is not None:
+            if stopped.is_set():
+                continue  # left pending for the next pass
+            try:
+                sent += await send_batch(ctx, batch) == BatchState.SENT
+            except Exception as error:  # raised below, once the others have ended
+                fail(error)
 
-    outcomes = await asyncio.gather(form(), *(one(b) for b in pending),
-                                    return_exceptions=True)
-    for outcome in outcomes:  # every call has ended; now let a failure through
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return sum(1 for s in outcomes[1:] if s == BatchState.SENT)
+    await asyncio.gather(feed(), *(send() for _ in range(IN_FLIGHT)))
+    if failures:
+        raise failures[0]
+    return sent
+
+
+async def _batches_to_send(ctx: TenantContext, ready_before: float
+                           ) -> AsyncIterator[ReportBatchRecord]:
+    """Batches formed earlier and still pending, then new ones, one at a time."""
+    for batch in await ctx.store.batches(ctx.name, [BatchState.PENDING],
+                                         limit=PENDING_PER_PASS):
+        yield batch
+    size = MAX_INTERACTION_CUSTOMERS
+    for group in await ctx.store.report_groups(ctx.name, ready_before, size):
+        for _ in range(-(-group.count // size)):
+            formed = await ctx.store.form_report_batch(ctx.name, group, size)
+            if formed is None:
+                break
+            yield formed
 
 
 def _with_sms_sent(tenant: TenantConfig, totals: dict[tuple[int, int, int, int], int]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, case, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import CursorResult, and_, case, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.domain import (
@@ -39,16 +40,36 @@ def _batch(row: ReportBatch) -> ReportBatchRecord:
         updated_at=row.updated_at)
 
 
+@dataclass(frozen=True)
+class ReportGroup:
+    """Unreported interactions that go into the same UpdateCampaignInteractions calls."""
+
+    send_id: int
+    event: Event
+    day: dt.date
+    count: int
+
+
 class ReportStore(StoreBase):
     async def form_report_batches(self, tenant: str, ready_before: float,
                                   max_size: int = 10_000, limit: int | None = None) -> int:
-        """Group unreported interactions into pending batches of at most ``max_size``
-        (at most ``limit`` batches in this call, so sending can start while more form).
+        """Form every batch that is ready now (at most ``limit``); the number formed."""
+        formed = 0
+        for group in await self.report_groups(tenant, ready_before, max_size):
+            for _ in range(-(-group.count // max_size)):
+                if limit is not None and formed >= limit:
+                    return formed
+                if await self.form_report_batch(tenant, group, max_size) is None:
+                    break
+                formed += 1
+        return formed
 
-        A group becomes a batch when it is full or its oldest interaction was stored before
-        ``ready_before`` (so small groups wait for the next flush instead of trickling).
-        """
-        async with self.db.write() as session:
+    async def report_groups(self, tenant: str, ready_before: float, max_size: int
+                            ) -> list[ReportGroup]:
+        """Groups ready to become batches: full, or their oldest interaction was stored
+        before ``ready_before`` (so small groups wait for the next flush instead of
+        trickling out one customer a call)."""
+        async with self.db.read() as session:
             groups = await session.execute(
                 select(Interaction.send_id, Interaction.event, Interaction.day,
                        func.count(), func.min(Interaction.created_at))
@@ -57,45 +78,44 @@ class ReportStore(StoreBase):
                 # The partial index's own predicate, literally, so the planners use it.
                 .where(Campaign.tenant == tenant, text(UNREPORTED))
                 .group_by(Interaction.send_id, Interaction.event, Interaction.day))
-            formed = 0
-            for send_id, event, day, count, oldest in list(groups):
-                if count < max_size and oldest > ready_before:
-                    continue
-                room = None if limit is None else limit - formed
-                if room is not None and room <= 0:
-                    break
-                formed += await self._form(session, tenant, send_id, Event(event), day,
-                                           count, max_size, room)
-            return formed
+            return [ReportGroup(send_id, Event(event), day, count)
+                    for send_id, event, day, count, oldest in groups
+                    if count >= max_size or oldest <= ready_before]
 
-    async def _form(self, session: AsyncSession, tenant: str, send_id: int, event: Event,
-                    day: dt.date, count: int, max_size: int, room: int | None) -> int:
-        send = await session.get(Send, send_id)
-        assert send is not None
-        campaign = await session.get(Campaign, send.campaign_pk)
-        assert campaign is not None
-        formed = 0
-        now = self.clock()
-        while count > 0 and (room is None or formed < room):
-            size = min(count, max_size)
+    async def form_report_batch(self, tenant: str, group: ReportGroup, max_size: int
+                                ) -> ReportBatchRecord | None:
+        """One pending batch of the group's oldest unreported interactions, in a short
+        transaction of its own (the write connection is shared with the callback inbox);
+        None when the group has none left."""
+        async with self.db.write() as session:
+            send = await session.get(Send, group.send_id)
+            assert send is not None
+            campaign = await session.get(Campaign, send.campaign_pk)
+            assert campaign is not None
+            now = self.clock()
             batch = ReportBatch(
                 tenant=tenant, campaign_id=campaign.campaign_id,
                 channel_id=campaign.channel_id, template_id=send.template_id,
-                event_id=int(REPORTED_AS[event]), recipient_group_id=1,
-                interaction_date=day, size=size, state=BatchState.PENDING, attempts=0,
+                event_id=int(REPORTED_AS[group.event]), recipient_group_id=1,
+                interaction_date=group.day, size=0, state=BatchState.PENDING, attempts=0,
                 created_at=now, updated_at=now)
             session.add(batch)
             await session.flush()
             members = (select(Interaction.id).where(
-                Interaction.send_id == send_id, Interaction.event == event,
-                Interaction.day == day, Interaction.batch_id.is_(None))
-                .order_by(Interaction.id).limit(size))
-            await session.execute(update(Interaction).where(Interaction.id.in_(members),
-                                                            Interaction.batch_id.is_(None))
-                                  .values(batch_id=batch.id))
-            count -= size
-            formed += 1
-        return formed
+                Interaction.send_id == group.send_id, Interaction.event == group.event,
+                Interaction.day == group.day, Interaction.batch_id.is_(None))
+                .order_by(Interaction.id).limit(max_size))
+            marked = await session.execute(
+                update(Interaction).where(Interaction.id.in_(members),
+                                          Interaction.batch_id.is_(None))
+                .values(batch_id=batch.id))
+            size = cast(CursorResult[Any], marked).rowcount
+            if not size:
+                await session.delete(batch)
+                return None
+            batch.size = size
+            await session.flush()
+            return _batch(batch)
 
     async def batches(self, tenant: str, states: Sequence[BatchState], limit: int = 100
                       ) -> list[ReportBatchRecord]:
