@@ -80,7 +80,9 @@ async def test_callbacks_map_to_customers_once(database_url: str) -> None:
     assert await store.process_inbox() == 2
     assert await store.process_inbox() == 0
     assert (await store.event_counts("t"))["opened"] == (2, 0)
-    assert (await store.problem_counts())["unknown_address"] == 2
+    assert (await store.problem_counts())["unknown_address"] == 1  # one problem, counted
+    assert any("stranger@example.com (heard 2 times)" in e.message
+               for e in await store.recent_errors())
     await store.db.dispose()
 
 

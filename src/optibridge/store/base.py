@@ -12,7 +12,6 @@ from sqlalchemy import (
     SQLColumnExpression,
     String,
     Table,
-    any_,
     bindparam,
     func,
     select,
@@ -20,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from optibridge.store.db import Database
 from optibridge.store.schema import Base
@@ -71,12 +71,17 @@ class StoreBase:
             else:  # named placeholders (psycopg's "%(name)s")
                 await connection.exec_driver_sql(sql, list(part))
 
+    def values_table(self, values: Sequence[str]) -> TableValuedAlias:
+        """``values`` as a one-column table (column ``value``) bound as one parameter: lets
+        SQL join a few thousand addresses without one placeholder each."""
+        if self.db.sqlite:
+            text_ = orjson.dumps(list(values)).decode()
+            return func.json_each(bindparam(None, text_, type_=String)).table_valued("value")
+        array = bindparam(None, list(values), type_=postgresql.ARRAY(String))
+        return func.unnest(array).table_valued("value").render_derived()
+
     def one_of(self, column: SQLColumnExpression[Any], values: Sequence[str]
                ) -> ColumnElement[bool]:
         """``column IN values`` with the values as one parameter, however many there are
         (no chunking under SQLite's variable limit, one statement to prepare)."""
-        if self.db.sqlite:
-            listed = func.json_each(bindparam(None, orjson.dumps(list(values)).decode(),
-                                              type_=String)).table_valued("value")
-            return column.in_(select(listed.c.value))
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+        return column.in_(select(self.values_table(values).c.value))

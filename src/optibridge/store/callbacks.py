@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Date, Float, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem
-from optibridge.store.base import StoreBase, chunks
+from optibridge.store.base import StoreBase
 from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
 
 # Events that prove a message was sent. One that arrives for a customer already reported
@@ -38,11 +38,11 @@ class CallbackStore(StoreBase):
     async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
         """Store verified callbacks in one transaction (the HTTP answer waits for it)."""
         now = self.clock()
-        rows = [{"send_id": i.send_id, "event": i.event, "event_time": i.event_time,
+        rows = [{"send_id": i.send_id, "event": str(i.event), "event_time": i.event_time,
                  "addresses": "\n".join(i.addresses), "count": len(i.addresses),
                  "received_at": now} for i in items]
         async with self.db.write() as session:
-            await session.execute(insert(CallbackInbox), rows)
+            await self.insert_many_ignoring(session, CallbackInbox, rows, plain=True)
 
     async def record_callback_problem(self, kind: str, send_id: int | None, detail: str) -> None:
         async with self.db.write() as session:
@@ -59,7 +59,7 @@ class CallbackStore(StoreBase):
                             ) -> int:
         """Turn stored callbacks into interactions; returns how many callbacks it handled.
 
-        Each address maps back to its customers through the send's recipients; each
+        Each address maps back to its customer through the send's recipients; each
         (send, customer, event, day) is stored once however often it is heard. Unknown
         addresses are kept as problems, never dropped silently.
         """
@@ -74,57 +74,55 @@ class CallbackStore(StoreBase):
             known = set(await session.scalars(select(Send.id).where(
                 Send.id.in_({i.send_id for i in items}))))
             now = self.clock()
-            interactions: list[dict[str, object]] = []
+            heard: dict[tuple[int, Event, dt.date], Counter[str]] = defaultdict(Counter)
             for item in items:
                 if item.send_id not in known:
                     session.add(CallbackProblem(kind="unknown_send", send_id=item.send_id,
                                                 detail=f"{item.event} x{item.count}",
                                                 received_at=now))
                     continue
-                interactions.extend(await self._interactions_of(session, item, now))
-            await self.insert_many_ignoring(session, Interaction, interactions)
+                day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
+                if item.addresses:
+                    heard[(item.send_id, Event(item.event), day)].update(
+                        item.addresses.split("\n"))
+            for (send_id, event, day), addresses in heard.items():
+                await self._map(session, send_id, event, day, addresses, now)
             await session.execute(update(CallbackInbox)
                                   .where(CallbackInbox.id.in_([i.id for i in items]))
                                   .values(processed_at=now))
             return len(items)
 
-    async def _interactions_of(self, session: AsyncSession, item: CallbackInbox, now: float
-                               ) -> list[dict[str, object]]:
-        addresses = item.addresses.split("\n") if item.addresses else []
-        customers: dict[str, list[str]] = defaultdict(list)
-        for part in chunks(sorted(set(addresses)), 900):
-            rows = await session.execute(
-                select(Recipient.address, Recipient.customer_id)
-                .where(Recipient.send_id == item.send_id, Recipient.address.in_(list(part))))
-            for address, customer_id in rows:
-                if address is not None:
-                    customers[address].append(customer_id)
-        unknown = [a for a in set(addresses) if a not in customers]
-        for address in unknown:
-            session.add(CallbackProblem(
-                kind="unknown_address", send_id=item.send_id,
-                detail=f"{item.event}: {address}", received_at=now))
-        day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
-        event = Event(item.event)
-        heard = {c for address in set(addresses) for c in customers.get(address, ())}
-        if event in SENT_PROOF and heard:
-            late = await self._dropped_among(session, item.send_id, heard)
-            for customer_id in sorted(late):
-                session.add(CallbackProblem(
-                    kind="late", send_id=item.send_id, received_at=now,
-                    detail=f"{event} for customer {customer_id}, already reported Dropped"))
-            heard -= late
-        return [{"send_id": item.send_id, "customer_id": c, "event": event, "day": day,
-                 "created_at": now} for c in heard]
-
-    async def _dropped_among(self, session: AsyncSession, send_id: int,
-                             customers: set[str]) -> set[str]:
-        dropped: set[str] = set()
-        for part in chunks(sorted(customers), 900):
-            dropped.update(await session.scalars(select(Interaction.customer_id).where(
-                Interaction.send_id == send_id, Interaction.event == Event.DROPPED,
-                Interaction.customer_id.in_(list(part)))))
-        return dropped
+    async def _map(self, session: AsyncSession, send_id: int, event: Event, day: dt.date,
+                   heard: Counter[str], now: float) -> None:
+        """Store what one send's addresses heard on one day (address -> times heard), as
+        set-based SQL: addresses are joined to customers in the database, not one by one
+        in Python."""
+        addresses = sorted(heard)
+        listed = self.values_table(addresses)
+        unknown = await session.scalars(select(listed.c.value).where(~exists().where(
+            Recipient.send_id == send_id, Recipient.address == listed.c.value)))
+        session.add_all(CallbackProblem(
+            kind="unknown_address", send_id=send_id, received_at=now,
+            detail=f"{event}: {address}" + (f" (heard {heard[address]} times)"
+                                            if heard[address] > 1 else ""))
+            for address in unknown)
+        customers = select(Recipient.customer_id).where(
+            Recipient.send_id == send_id, self.one_of(Recipient.address, addresses))
+        if event in SENT_PROOF:
+            dropped = exists().where(Interaction.send_id == send_id,
+                                     Interaction.customer_id == Recipient.customer_id,
+                                     Interaction.event == Event.DROPPED)
+            late = await session.scalars(customers.where(dropped))
+            session.add_all(CallbackProblem(
+                kind="late", send_id=send_id, received_at=now,
+                detail=f"{event} for customer {customer_id}, already reported Dropped")
+                for customer_id in sorted(late))
+            customers = customers.where(~dropped)
+        rows = customers.add_columns(
+            literal(send_id).label("send_id"), literal(str(event)).label("event"),
+            literal(day, Date).label("day"), literal(now, Float).label("created_at"))
+        await session.execute(self.insert_ignoring_duplicates(Interaction).from_select(
+            ["customer_id", "send_id", "event", "day", "created_at"], rows))
 
     async def last_callback_at(self, send_id: int) -> float | None:
         """When the newest callback of a send arrived (None before the first)."""
