@@ -17,6 +17,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import TableValuedAlias
@@ -36,6 +37,7 @@ class StoreBase:
     def __init__(self, database: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = database
         self.clock = clock
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
 
     def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""
@@ -59,9 +61,7 @@ class StoreBase:
         connection = await session.connection()
         statement = self.insert_ignoring_duplicates(model)
         if plain:
-            compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
-            order = compiled.positiontup
-            sql = str(compiled)
+            sql, order = self._plain_insert(statement, list(rows[0]), connection.dialect)
         for part in chunks(rows, 5_000):
             if not plain:
                 await connection.execute(statement, list(part))
@@ -79,6 +79,17 @@ class StoreBase:
             return func.json_each(bindparam(None, text_, type_=String)).table_valued("value")
         array = bindparam(None, list(values), type_=postgresql.ARRAY(String))
         return func.unnest(array).table_valued("value").render_derived()
+
+    def _plain_insert(self, statement: Insert, keys: list[str], dialect: Dialect
+                      ) -> tuple[str, list[str] | None]:
+        """The statement's SQL for these columns and its placeholders' order (None when
+        they are named), compiled once: compiling costs more than a small insert."""
+        cache_key = (str(statement.table), tuple(keys))
+        found = self._compiled.get(cache_key)
+        if found is None:
+            compiled = statement.compile(dialect=dialect, column_keys=keys)
+            found = self._compiled[cache_key] = (str(compiled), compiled.positiontup)
+        return found
 
     def one_of(self, column: SQLColumnExpression[Any], values: Sequence[str]
                ) -> ColumnElement[bool]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Date, Float, exists, func, literal, select, update
+from sqlalchemy import CursorResult, Date, Float, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem
@@ -21,14 +22,33 @@ SENT_PROOF = frozenset({Event.SUBMITTED, Event.DELIVERED, Event.BOUNCED})
 
 # Addresses mapped in one write transaction: on SQLite the callback endpoint's own commits
 # wait for the one write connection, so mapping goes in short transactions.
-MAPPING_BUDGET = 20_000
+MAPPING_BUDGET = 5_000
 
 
-def _within_budget(items: list[CallbackInbox]) -> list[CallbackInbox]:
+class _Pending(NamedTuple):
+    """A stored callback not yet mapped."""
+
+    id: int
+    send_id: int
+    event: str
+    event_time: int
+    addresses: str
+    size: int  # addresses
+
+
+_PENDING_COLUMNS = (CallbackInbox.id, CallbackInbox.send_id, CallbackInbox.event,
+                    CallbackInbox.event_time, CallbackInbox.addresses, CallbackInbox.count)
+
+
+class _Overtaken(Exception):
+    """Callbacks being mapped were mapped by someone else first."""
+
+
+def _within_budget(items: list[_Pending]) -> list[_Pending]:
     """The first callbacks whose addresses fit the budget (always at least one)."""
     total = 0
     for index, item in enumerate(items):
-        total += item.count
+        total += item.size
         if total > MAPPING_BUDGET and index > 0:
             return items[:index]
     return items
@@ -41,11 +61,11 @@ class CallbackStore(StoreBase):
         rows = [{"send_id": i.send_id, "event": str(i.event), "event_time": i.event_time,
                  "addresses": "\n".join(i.addresses), "count": len(i.addresses),
                  "received_at": now} for i in items]
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             await self.insert_many_ignoring(session, CallbackInbox, rows, plain=True)
 
     async def record_callback_problem(self, kind: str, send_id: int | None, detail: str) -> None:
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             session.add(CallbackProblem(kind=kind, send_id=send_id, detail=detail[:2000],
                                         received_at=self.clock()))
 
@@ -63,34 +83,46 @@ class CallbackStore(StoreBase):
         (send, customer, event, day) is stored once however often it is heard. Unknown
         addresses are kept as problems, never dropped silently.
         """
-        async with self.db.write() as session:
-            query = (select(CallbackInbox).where(CallbackInbox.processed_at.is_(None))
+        # Read and group outside the write transaction: the write connection is shared
+        # with the callback endpoint's own commits, so it is held only for the SQL.
+        async with self.db.read() as session:
+            query = (select(*_PENDING_COLUMNS).where(CallbackInbox.processed_at.is_(None))
                      .order_by(CallbackInbox.id).limit(limit))
             if send_ids is not None:
                 query = query.where(CallbackInbox.send_id.in_(list(send_ids)))
-            items = _within_budget(list(await session.scalars(query)))
+            items = _within_budget([_Pending(*row) for row in await session.execute(query)])
             if not items:
                 return 0
             known = set(await session.scalars(select(Send.id).where(
                 Send.id.in_({i.send_id for i in items}))))
-            now = self.clock()
-            heard: dict[tuple[int, Event, dt.date], Counter[str]] = defaultdict(Counter)
-            for item in items:
-                if item.send_id not in known:
-                    session.add(CallbackProblem(kind="unknown_send", send_id=item.send_id,
-                                                detail=f"{item.event} x{item.count}",
-                                                received_at=now))
-                    continue
+        heard: dict[tuple[int, Event, dt.date], Counter[str]] = defaultdict(Counter)
+        for item in items:
+            if item.send_id in known and item.addresses:
                 day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
-                if item.addresses:
-                    heard[(item.send_id, Event(item.event), day)].update(
-                        item.addresses.split("\n"))
+                heard[(item.send_id, Event(item.event), day)].update(
+                    item.addresses.split("\n"))
+        try:
+            await self._map_all(items, known, heard)
+        except _Overtaken:
+            return 0  # another mapper took some of them meanwhile; read again next pass
+        return len(items)
+
+    async def _map_all(self, items: list[_Pending], known: set[int],
+                       heard: dict[tuple[int, Event, dt.date], Counter[str]]) -> None:
+        """One write transaction: the callbacks marked mapped, their interactions stored."""
+        async with self.db.write() as session:
+            now = self.clock()
+            marked = await session.execute(
+                update(CallbackInbox).where(CallbackInbox.id.in_([i.id for i in items]),
+                                            CallbackInbox.processed_at.is_(None))
+                .values(processed_at=now))
+            if cast(CursorResult[Any], marked).rowcount != len(items):
+                raise _Overtaken
+            session.add_all(CallbackProblem(kind="unknown_send", send_id=i.send_id,
+                                            detail=f"{i.event} x{i.size}", received_at=now)
+                            for i in items if i.send_id not in known)
             for (send_id, event, day), addresses in heard.items():
                 await self._map(session, send_id, event, day, addresses, now)
-            await session.execute(update(CallbackInbox)
-                                  .where(CallbackInbox.id.in_([i.id for i in items]))
-                                  .values(processed_at=now))
-            return len(items)
 
     async def _map(self, session: AsyncSession, send_id: int, event: Event, day: dt.date,
                    heard: Counter[str], now: float) -> None:

@@ -47,7 +47,7 @@ class CampaignStore(StoreBase):
     # --- notifications -------------------------------------------------------------
     async def record_notification(self, tenant: str, event_type: int, campaign_id: int | None,
                                   channel_id: int | None, payload: dict[str, Any]) -> int:
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             row = Notification(tenant=tenant, event_type=event_type, campaign_id=campaign_id,
                                channel_id=channel_id, payload=json.dumps(payload),
                                received_at=self.clock())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,6 +60,49 @@ def _sqlite_pragmas(engine: AsyncEngine, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class _WriteTurns:
+    """Whose turn it is on SQLite's one write connection: urgent writers (an HTTP answer
+    waits for them) go before background ones, then first come first served."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @asynccontextmanager
+    async def turn(self, urgent: bool) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            future = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (0 if urgent else 1, next(self._order), future))
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self._next()  # granted just as we were cancelled: pass it on
+                raise
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._busy = False
+
+
+class _NoTurns(_WriteTurns):
+    """PostgreSQL: writers run side by side, nobody waits for a turn."""
+
+    @asynccontextmanager
+    async def turn(self, urgent: bool) -> AsyncIterator[None]:
+        yield
+
+
 class Database:
     """Holds the engines. On SQLite, writes go through one connection, so writers queue
     in the pool instead of racing for the file lock; reads use their own connections."""
@@ -75,12 +121,17 @@ class Database:
                 self.async_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._turns = _WriteTurns() if self.sqlite else _NoTurns()
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """One transaction that commits on success and rolls back on any error."""
-        async with self._writer() as session, session.begin():
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """One transaction that commits on success and rolls back on any error.
+
+        ``urgent``: someone is waiting for this write to answer (the callback inbox, the
+        trigger intake); on SQLite it goes before background writes that wait.
+        """
+        async with self._turns.turn(urgent), self._writer() as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -71,7 +71,7 @@ class TriggerStore(StoreBase):
     async def record_triggers(self, items: Sequence[NewTrigger]) -> list[int]:
         """Store triggers in one transaction (each HTTP answer waits for it); their IDs."""
         now = self.clock()
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             rows = [Trigger(tenant=t.tenant, campaign_id=t.campaign_id,
                             channel_id=t.channel_id, template_id=t.template_id,
                             customer_id=t.customer_id, action_id=t.action_id,
