@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import insert
 
 from optibridge.domain import (
     AudienceEntry,
@@ -16,6 +17,7 @@ from optibridge.domain import (
 )
 from optibridge.store import Store, open_store
 from optibridge.store.migrate import is_current
+from optibridge.store.schema import CallbackInbox
 
 T0 = dt.datetime(2026, 11, 20, 10, 0, 0)
 
@@ -169,4 +171,19 @@ async def test_a_second_customer_with_the_same_address_in_a_send_is_dropped(
     sends = {s.template_id: s for s in await store.sends("t", list(SendState))}
     uploads = await store.recipients_to_upload(sends[1].id, 0, 100)
     assert [(r.customer_id, r.address) for r in uploads] == [("C1", "family@example.com")]
+    await store.db.dispose()
+
+
+async def test_inbox_rows_from_before_the_json_format_still_map(database_url: str) -> None:
+    store = await open_store(database_url)
+    await pulled_campaign(store, [entry(i) for i in range(3)])
+    send = (await store.sends("t", list(SendState)))[0]
+    noon = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
+    async with store.db.write() as session:  # as an older version stored it
+        await session.execute(insert(CallbackInbox).values(
+            send_id=send.id, event="opened", event_time=noon,
+            addresses="c0@example.com\nc2@example.com", count=2, received_at=store.clock()))
+    await store.record_callbacks([InboxItem(send.id, Event.OPENED, noon, ("C1@Example.com",))])
+    assert await store.process_inbox() == 2  # one group, two stored formats
+    assert (await store.event_counts("t"))["opened"] == (3, 0)
     await store.db.dispose()

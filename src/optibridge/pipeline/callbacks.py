@@ -80,9 +80,10 @@ async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body:
                                             f"{error}: {body[:500]!r}")
         raise CallbackRefused(400, str(error)) from None
     event = Event(str(batch.event))
-    addresses = tuple(a.lower() if "@" in a else a for a in batch.addresses)
-    await writer.write(InboxItem(send_id, event, batch.when, addresses))
-    return Accepted(send_id, event, len(addresses))
+    # Stored as received; the store lowercases them in one pass (addresses are matched
+    # lowercased, and telephone numbers have no letters).
+    await writer.write(InboxItem(send_id, event, batch.when, batch.addresses))
+    return Accepted(send_id, event, len(batch.addresses))
 
 
 async def map_callbacks(store: Store, limit: int = 1_000) -> int:

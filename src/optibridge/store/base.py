@@ -75,10 +75,16 @@ class StoreBase:
         """``values`` as a one-column table (column ``value``) bound as one parameter: lets
         SQL join a few thousand addresses without one placeholder each."""
         if self.db.sqlite:
-            text_ = orjson.dumps(list(values)).decode()
-            return func.json_each(bindparam(None, text_, type_=String)).table_valued("value")
+            return self.json_values_table(orjson.dumps(list(values)).decode())
         array = bindparam(None, list(values), type_=postgresql.ARRAY(String))
         return func.unnest(array).table_valued("value").render_derived()
+
+    def json_values_table(self, array: str) -> TableValuedAlias:
+        """Like ``values_table``, from the values already encoded as one JSON array of
+        strings (SQLite reads it as it is, with no Python object per value)."""
+        if self.db.sqlite:
+            return func.json_each(bindparam(None, array, type_=String)).table_valued("value")
+        return self.values_table(orjson.loads(array))
 
     def _plain_insert(self, statement: Insert, keys: list[str], dialect: Dialect
                       ) -> tuple[str, list[str] | None]:

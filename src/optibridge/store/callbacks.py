@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
+import orjson
 from sqlalchemy import CursorResult, Date, Float, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +41,19 @@ _PENDING_COLUMNS = (CallbackInbox.id, CallbackInbox.send_id, CallbackInbox.event
                     CallbackInbox.event_time, CallbackInbox.addresses, CallbackInbox.count)
 
 
+def _json_array(stored: str) -> str:
+    """An inbox row's addresses as a JSON array (rows stored before 0004 joined them with
+    newlines)."""
+    return stored if stored.startswith("[") else orjson.dumps(stored.split("\n")).decode()
+
+
+def _joined(arrays: list[str]) -> str:
+    """Several JSON arrays as one, by text: no array is parsed."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return "[" + ",".join(a[1:-1] for a in arrays if a != "[]") + "]"
+
+
 class _Overtaken(Exception):
     """Callbacks being mapped were mapped by someone else first."""
 
@@ -56,10 +70,12 @@ def _within_budget(items: list[_Pending]) -> list[_Pending]:
 
 class CallbackStore(StoreBase):
     async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
-        """Store verified callbacks in one transaction (the HTTP answer waits for it)."""
+        """Store verified callbacks in one transaction (the HTTP answer waits for it);
+        addresses are kept lowercased, as the recipients' are."""
         now = self.clock()
         rows = [{"send_id": i.send_id, "event": str(i.event), "event_time": i.event_time,
-                 "addresses": "\n".join(i.addresses), "count": len(i.addresses),
+                 "addresses": orjson.dumps(i.addresses).decode().lower(),
+                 "count": len(i.addresses),
                  "received_at": now} for i in items]
         async with self.db.write(urgent=True) as session:
             await self.insert_many_ignoring(session, CallbackInbox, rows, plain=True)
@@ -95,12 +111,15 @@ class CallbackStore(StoreBase):
                 return 0
             known = set(await session.scalars(select(Send.id).where(
                 Send.id.in_({i.send_id for i in items}))))
-        heard: dict[tuple[int, Event, dt.date], Counter[str]] = defaultdict(Counter)
+        # Per (send, event, day), the JSON arrays of addresses as stored: the database
+        # reads them (and dedupes), so a callback of 200,000 addresses never becomes
+        # 200,000 Python strings here.
+        heard: dict[tuple[int, Event, dt.date], list[str]] = defaultdict(list)
         for item in items:
-            if item.send_id in known and item.addresses:
+            if item.send_id in known and item.size:
                 day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
-                heard[(item.send_id, Event(item.event), day)].update(
-                    item.addresses.split("\n"))
+                heard[(item.send_id, Event(item.event), day)].append(
+                    _json_array(item.addresses))
         try:
             await self._map_all(items, known, heard)
         except _Overtaken:
@@ -108,7 +127,7 @@ class CallbackStore(StoreBase):
         return len(items)
 
     async def _map_all(self, items: list[_Pending], known: set[int],
-                       heard: dict[tuple[int, Event, dt.date], Counter[str]]) -> None:
+                       heard: dict[tuple[int, Event, dt.date], list[str]]) -> None:
         """One write transaction: the callbacks marked mapped, their interactions stored."""
         async with self.db.write() as session:
             now = self.clock()
@@ -121,25 +140,25 @@ class CallbackStore(StoreBase):
             session.add_all(CallbackProblem(kind="unknown_send", send_id=i.send_id,
                                             detail=f"{i.event} x{i.size}", received_at=now)
                             for i in items if i.send_id not in known)
-            for (send_id, event, day), addresses in heard.items():
-                await self._map(session, send_id, event, day, addresses, now)
+            for (send_id, event, day), arrays in heard.items():
+                await self._map(session, send_id, event, day, _joined(arrays), now)
 
     async def _map(self, session: AsyncSession, send_id: int, event: Event, day: dt.date,
-                   heard: Counter[str], now: float) -> None:
-        """Store what one send's addresses heard on one day (address -> times heard), as
-        set-based SQL: addresses are joined to customers in the database, not one by one
-        in Python."""
-        addresses = sorted(heard)
-        listed = self.values_table(addresses)
-        unknown = await session.scalars(select(listed.c.value).where(~exists().where(
-            Recipient.send_id == send_id, Recipient.address == listed.c.value)))
+                   addresses: str, now: float) -> None:
+        """Store what one send's addresses (a JSON array) heard on one day, as set-based
+        SQL: addresses are joined to customers in the database, not one by one in Python."""
+        listed = self.json_values_table(addresses)
+        unknown = await session.execute(
+            select(listed.c.value, func.count()).where(~exists().where(
+                Recipient.send_id == send_id, Recipient.address == listed.c.value))
+            .group_by(listed.c.value))
         session.add_all(CallbackProblem(
             kind="unknown_address", send_id=send_id, received_at=now,
-            detail=f"{event}: {address}" + (f" (heard {heard[address]} times)"
-                                            if heard[address] > 1 else ""))
-            for address in unknown)
+            detail=f"{event}: {address}" + (f" (heard {times} times)" if times > 1 else ""))
+            for address, times in unknown)
         customers = select(Recipient.customer_id).where(
-            Recipient.send_id == send_id, self.one_of(Recipient.address, addresses))
+            Recipient.send_id == send_id,
+            Recipient.address.in_(select(self.json_values_table(addresses).c.value)))
         if event in SENT_PROOF:
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,

@@ -194,7 +194,7 @@ class CallbackInbox(Base):
     send_id: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(16))
     event_time: Mapped[int] = mapped_column(BigInteger)
-    addresses: Mapped[str] = mapped_column(Text)  # newline-joined
+    addresses: Mapped[str] = mapped_column(Text)  # a JSON array, lowercased
     count: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[float] = mapped_column(Float)
     processed_at: Mapped[float | None] = mapped_column(Float)
