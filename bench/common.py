@@ -119,7 +119,9 @@ def commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # BENCHMARKS.md itself does not count: earlier benchmarks of a run append to it.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", f":!{BENCHMARKS_MD.name}"],
                                cwd=ROOT, check=True, capture_output=True,
                                text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
