@@ -86,6 +86,6 @@ async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body:
     return Accepted(send_id, event, len(batch.addresses))
 
 
-async def map_callbacks(store: Store, limit: int = 1_000) -> int:
+async def map_callbacks(store: Store) -> int:
     """Turn stored callbacks into interactions; returns how many callbacks it mapped."""
-    return await store.process_inbox(limit=limit)
+    return await store.process_inbox()

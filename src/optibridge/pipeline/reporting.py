@@ -171,13 +171,9 @@ async def _batches_to_send(ctx: TenantContext, ready_before: float
     for batch in await ctx.store.batches(ctx.name, [BatchState.PENDING],
                                          limit=PENDING_PER_PASS):
         yield batch
-    size = MAX_INTERACTION_CUSTOMERS
-    for group in await ctx.store.report_groups(ctx.name, ready_before, size):
-        for _ in range(-(-group.count // size)):
-            formed = await ctx.store.form_report_batch(ctx.name, group, size)
-            if formed is None:
-                break
-            yield formed
+    async for formed in ctx.store.formed_report_batches(ctx.name, ready_before,
+                                                        MAX_INTERACTION_CUSTOMERS):
+        yield formed
 
 
 def _with_sms_sent(tenant: TenantConfig, totals: dict[tuple[int, int, int, int], int]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar, cast
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
+    Result,
     SQLColumnExpression,
     String,
     Table,
@@ -31,6 +33,11 @@ T = TypeVar("T")
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 class StoreBase:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
 import orjson
-from sqlalchemy import CursorResult, Date, Float, exists, func, literal, select, update
+from sqlalchemy import Date, Float, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem
-from optibridge.store.base import StoreBase
+from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
 
 # Events that prove a message was sent. One that arrives for a customer already reported
@@ -91,7 +91,7 @@ class CallbackStore(StoreBase):
                                          .where(CallbackInbox.processed_at.is_(None)))
             return int(count or 0)
 
-    async def process_inbox(self, send_ids: Sequence[int] | None = None, limit: int = 50
+    async def process_inbox(self, send_ids: Sequence[int] | None = None, limit: int = 1_000
                             ) -> int:
         """Turn stored callbacks into interactions; returns how many callbacks it handled.
 
@@ -135,7 +135,7 @@ class CallbackStore(StoreBase):
                 update(CallbackInbox).where(CallbackInbox.id.in_([i.id for i in items]),
                                             CallbackInbox.processed_at.is_(None))
                 .values(processed_at=now))
-            if cast(CursorResult[Any], marked).rowcount != len(items):
+            if rowcount(marked) != len(items):
                 raise _Overtaken
             session.add_all(CallbackProblem(kind="unknown_send", send_id=i.send_id,
                                             detail=f"{i.event} x{i.size}", received_at=now)
@@ -158,7 +158,7 @@ class CallbackStore(StoreBase):
             for address, times in unknown)
         customers = select(Recipient.customer_id).where(
             Recipient.send_id == send_id,
-            Recipient.address.in_(select(self.json_values_table(addresses).c.value)))
+            Recipient.address.in_(select(listed.c.value)))
         if event in SENT_PROOF:
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,

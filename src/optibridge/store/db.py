@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator
@@ -95,14 +96,6 @@ class _WriteTurns:
         self._busy = False
 
 
-class _NoTurns(_WriteTurns):
-    """PostgreSQL: writers run side by side, nobody waits for a turn."""
-
-    @asynccontextmanager
-    async def turn(self, urgent: bool) -> AsyncIterator[None]:
-        yield
-
-
 class Database:
     """Holds the engines. On SQLite, writes go through one connection, so writers queue
     in the pool instead of racing for the file lock; reads use their own connections."""
@@ -121,7 +114,8 @@ class Database:
                 self.async_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        self._turns = _WriteTurns() if self.sqlite else _NoTurns()
+        # PostgreSQL writers run side by side: nobody waits for a turn there.
+        self._turns = _WriteTurns() if self.sqlite else None
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -131,7 +125,8 @@ class Database:
         ``urgent``: someone is waiting for this write to answer (the callback inbox, the
         trigger intake); on SQLite it goes before background writes that wait.
         """
-        async with self._turns.turn(urgent), self._writer() as session, session.begin():
+        turn = self._turns.turn(urgent) if self._turns else contextlib.nullcontext()
+        async with turn, self._writer() as session, session.begin():
             yield session
 
     @asynccontextmanager

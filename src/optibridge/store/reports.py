@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, case, func, select, text, update
+from sqlalchemy import and_, case, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.domain import (
@@ -18,7 +18,7 @@ from optibridge.domain import (
     MetricTotal,
     ReportBatchRecord,
 )
-from optibridge.store.base import StoreBase
+from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.schema import (
     UNREPORTED,
     Campaign,
@@ -55,14 +55,25 @@ class ReportStore(StoreBase):
                                   max_size: int = 10_000, limit: int | None = None) -> int:
         """Form every batch that is ready now (at most ``limit``); the number formed."""
         formed = 0
+        if limit is not None and limit <= 0:
+            return formed
+        async with aclosing(self.formed_report_batches(tenant, ready_before, max_size)) as each:
+            async for _ in each:
+                formed += 1
+                if formed == limit:
+                    break
+        return formed
+
+    async def formed_report_batches(self, tenant: str, ready_before: float, max_size: int
+                                    ) -> AsyncGenerator[ReportBatchRecord, None]:
+        """Each batch that is ready now, formed (one short transaction each) as it is
+        asked for, so the caller can send one while the next forms."""
         for group in await self.report_groups(tenant, ready_before, max_size):
             for _ in range(-(-group.count // max_size)):
-                if limit is not None and formed >= limit:
-                    return formed
-                if await self.form_report_batch(tenant, group, max_size) is None:
+                formed = await self.form_report_batch(tenant, group, max_size)
+                if formed is None:
                     break
-                formed += 1
-        return formed
+                yield formed
 
     async def report_groups(self, tenant: str, ready_before: float, max_size: int
                             ) -> list[ReportGroup]:
@@ -109,7 +120,7 @@ class ReportStore(StoreBase):
                 update(Interaction).where(Interaction.id.in_(members),
                                           Interaction.batch_id.is_(None))
                 .values(batch_id=batch.id))
-            size = cast(CursorResult[Any], marked).rowcount
+            size = rowcount(marked)
             if not size:
                 await session.delete(batch)
                 return None
