@@ -15,17 +15,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import (
-    Any,
-    NoReturn,
-    Required,  # pydantic needs this one before 3.12
-    Self,
-    TypeVar,
-)
+from typing import Any, NoReturn, Required, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, with_config
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from optibridge import observe
 from optibridge.config import TenantConfig
@@ -223,8 +217,7 @@ class OptimoveClient:
         await self._void(_UNREGISTER, body=body)
 
     async def get_registered_event_listeners(self) -> list[EventListener]:
-        rows = await self._list(_LISTENERS)
-        return self._models(_LISTENERS, EventListener, rows)
+        return await self._list(_LISTENERS, EventListener)
 
     # ------------------------------------------------------------------ audience pull
 
@@ -300,8 +293,7 @@ class OptimoveClient:
         await self._void(_DELETE_TEMPLATES, body=body)
 
     async def get_channel_templates(self, channel_id: int) -> list[ChannelTemplate]:
-        rows = await self._list(_TEMPLATES, params={"ChannelID": channel_id})
-        return self._models(_TEMPLATES, ChannelTemplate, rows)
+        return await self._list(_TEMPLATES, ChannelTemplate, params={"ChannelID": channel_id})
 
     # ---------------------------------------------------------------------- reporting
 
@@ -331,8 +323,7 @@ class OptimoveClient:
                                   "EndDate": end.isoformat()}
         if channel_id is not None:
             params["ChannelID"] = channel_id
-        rows = await self._list(_CHANNEL_INTERACTIONS, params=params)
-        return self._models(_CHANNEL_INTERACTIONS, ChannelInteraction, rows)
+        return await self._list(_CHANNEL_INTERACTIONS, ChannelInteraction, params=params)
 
     # -------------------------------------------------------------------- subscriptions
 
@@ -376,8 +367,7 @@ class OptimoveClient:
         await self._void(_UPDATE_ATTRIBUTES, body=body)
 
     async def get_execution_channels(self) -> list[ExecutionChannel]:
-        rows = await self._list(_CHANNELS)
-        return self._models(_CHANNELS, ExecutionChannel, rows)
+        return await self._list(_CHANNELS, ExecutionChannel)
 
     # ---------------------------------------------------------------------- transport
 
@@ -396,18 +386,16 @@ class OptimoveClient:
         # [GO] treats a bare JSON string on a 200 as an error: we do not know what happened.
         self._unexpected(call, f"answered 200 with {_body_text(response)!r}")
 
-    async def _list(self, call: _Call, *, params: Mapping[str, Any] | None = None
-                    ) -> list[Any]:
+    async def _list(self, call: _Call, model: type[_M], *,
+                    params: Mapping[str, Any] | None = None) -> list[_M]:
+        """A call that answers a JSON array, each row validated as ``model``."""
         response = await self._request(call, params, None)
-        # An empty body is not read as "no rows": it would end an audience pull early.
+        # An empty body is an error, not "no rows": it cannot be told from a cut-off answer.
         parsed = self._json(call, response)
         if not isinstance(parsed, list):
             self._unexpected(call, f"expected a JSON array, got {_body_text(response)!r}")
-        return parsed
-
-    def _models(self, call: _Call, model: type[_M], rows: list[Any]) -> list[_M]:
         try:
-            return [model.model_validate(row) for row in rows]
+            return [model.model_validate(row) for row in parsed]
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
