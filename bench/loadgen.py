@@ -32,6 +32,16 @@ def post(path: str, body: bytes, host: str, port: int,
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> int | None:
+    """Send one request and read its answer's status; None when the connection broke."""
+    writer.write(request)
+    try:
+        return await _answer(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
 async def _answer(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -76,10 +86,8 @@ async def _closed(host: str, port: int, requests: Sequence[tuple[bytes, int]],
                 index += concurrency
                 began = time.monotonic()
                 tally.sent += 1
-                writer.write(request)
-                try:
-                    status = await _answer(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                status = await _exchange(reader, writer, request)
+                if status is None:
                     tally.failed += 1
                     reader, writer = await asyncio.open_connection(host, port)
                     continue
@@ -107,10 +115,8 @@ async def _paced(host: str, port: int, requests: Sequence[tuple[bytes, int]], ra
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         reader, writer = await pool.get()
         tally.sent += 1
-        writer.write(request)
-        try:
-            status = await _answer(reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        status = await _exchange(reader, writer, request)
+        if status is None:
             tally.failed += 1
             pool.put_nowait(await asyncio.open_connection(host, port))
             return
