@@ -102,9 +102,13 @@ def run(name: str, quick: bool) -> Result:
         load = loadgen.closed_loop("127.0.0.1", world.service_port, requests,
                                    concurrency=concurrency, duration=duration)
         cores = probe.cores()
+        stopped = time.monotonic()
+        backlog_sql = ("SELECT coalesce(sum(count), 0) FROM callback_inbox "
+                       "WHERE processed_at IS NULL")
+        backlog = int(world.scalar(backlog_sql))
+        mapped = wait_for("the inbox mapped", lambda: world.scalar(backlog_sql) == 0,
+                          timeout=600, poll=0.2, alive=process)
         stored_inbox = int(world.scalar("SELECT coalesce(sum(count), 0) FROM callback_inbox"))
-        backlog = int(world.scalar(
-            "SELECT coalesce(sum(count), 0) FROM callback_inbox WHERE processed_at IS NULL"))
         p50, p99 = (1000 * percentile(load.latencies, s) for s in (0.5, 0.99))
         full = not quick
         if single:
@@ -120,6 +124,7 @@ def run(name: str, quick: bool) -> Result:
         result.add("non-2xx answers", load.failed, "", 0, "<=")
         result.add("address-events in the inbox (check)", stored_inbox, "")
         result.add("mapping backlog at the end (address-events)", backlog, "")
+        result.add("seconds to map that backlog after the load", mapped - stopped, "s")
         result.add("service CPU (cores, average)", cores, "cores")
         result.add("service peak RSS", probe.peak_mb(), "MB")
         result.add("concurrent connections", concurrency, "")
