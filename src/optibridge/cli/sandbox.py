@@ -28,14 +28,39 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, help="optimove, platform, 
                                              envvar="OPTIBRIDGE_SANDBOX_PLATFORM_KEY"),
             callback_window: float = typer.Option(
                 300.0, help="Seconds the platform aggregates events before a callback."),
-            seed: int = typer.Option(0, help="Seed of the random event model.")) -> None:
+            seed: int = typer.Option(0, help="Seed of the random event model."),
+            lost_response_rate: float = typer.Option(
+                0.0, help="Optimove: share of calls applied whose answer is then lost."),
+            readback_delay: float = typer.Option(
+                0.0, help="Optimove: seconds before an applied call shows in "
+                          "GetCustomerChannelInteractions."),
+            readback_rows: str = typer.Option(
+                "per_call", help="Optimove: a read-back row per applied call (per_call) or "
+                                 "per distinct key (distinct)."),
+            readback_date: str = typer.Option(
+                "interaction", help="Optimove: StartDate..EndDate filters on the "
+                                    "interaction date (interaction) or the send date (send)."),
+            auth_failure_status: int | None = typer.Option(
+                None, help="Optimove: refuse every call with 401 or 403 (a revoked key)..."),
+            auth_failure_seconds: float | None = typer.Option(
+                None, help="... for this many seconds after start (default: until stopped)."),
+            ) -> None:
     """Serve the sandboxes until Ctrl-C; prints their URLs and API keys."""
     running: list[RunningServer] = []
     if which in (Which.BOTH, Which.OPTIMOVE):
-        from optibridge.sandbox.optimove import OptimoveSandbox
+        from optibridge.sandbox.optimove import FaultPlan, OptimoveSandbox
         from optibridge.sandbox.optimove import create_app as optimove_app
 
-        server = start_server(optimove_app(OptimoveSandbox({optimove_key: tenant}, seed=seed)),
+        try:
+            plan = FaultPlan.from_json({
+                "lost_response_rate": lost_response_rate,
+                "readback_delay_seconds": readback_delay, "readback_rows": readback_rows,
+                "readback_date": readback_date, "auth_failure_status": auth_failure_status,
+                "auth_failure_seconds": auth_failure_seconds})
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        server = start_server(optimove_app(OptimoveSandbox({optimove_key: tenant}, seed=seed,
+                                                           faults=plan)),
                               host=host, port=optimove_port)
         running.append(server)
         console.print(f"Optimove sandbox  {server.url}   X-API-KEY: {optimove_key} "

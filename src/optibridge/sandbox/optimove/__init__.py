@@ -15,11 +15,15 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
 - ``POST /sandbox/{tenant}/notify``: ``{EventTypeID, CampaignID?, ChannelID?, ...extra}``
 - ``GET /sandbox/{tenant}/journal`` | ``/interactions`` | ``/metrics``
 - ``PUT /sandbox/faults``: a FaultPlan as JSON (``{"error_rate": 0.1, "functions": [...]}``),
-  ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it.
+  ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it. Besides fault
+  rates it holds GetCustomerChannelInteractions' undocumented semantics
+  (``readback_delay_seconds``, ``readback_rows`` ``per_call|distinct``, ``readback_date``
+  ``interaction|send``) and a revoked key (``auth_failure_status`` 401/403 for
+  ``auth_failure_seconds``, on ``auth_failure_functions`` or every call).
 """
 
 from optibridge.sandbox.optimove.app import create_app
-from optibridge.sandbox.optimove.faults import Fault, FaultPlan
+from optibridge.sandbox.optimove.faults import Fault, FaultPlan, ReadbackDate, ReadbackRows
 from optibridge.sandbox.optimove.sandbox import RATE_LIMIT_BODY, OptimoveSandbox
 from optibridge.sandbox.optimove.state import (
     AttributeDefinition,
@@ -40,6 +44,8 @@ __all__ = [
     "JournalEntry",
     "Notification",
     "OptimoveSandbox",
+    "ReadbackDate",
+    "ReadbackRows",
     "ReportedInteraction",
     "create_app",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -13,11 +14,32 @@ class Fault(StrEnum):
     RATE_LIMIT = "rate_limit"  # 429 before applying
     LOST_RESPONSE = "lost_response"  # applied, then the connection drops mid-answer
     SLOW = "slow"  # applied, answered after slow_seconds
+    AUTH = "auth"  # refused with auth_failure_status (a revoked key), not applied
+
+
+class ReadbackRows(StrEnum):
+    """What one row of GetCustomerChannelInteractions stands for (no source says)."""
+
+    PER_CALL = "per_call"  # one row per applied UpdateCampaignInteractions call (as before)
+    DISTINCT = "distinct"  # one row per distinct (campaign, channel, template, event, ...)
+
+
+class ReadbackDate(StrEnum):
+    """Which date StartDate..EndDate filters on (seed 001 says 'campaigns sent during')."""
+
+    INTERACTION = "interaction"  # the reported InteractionDate (as before)
+    SEND = "send"  # the customer's send date; the row's Date is then the send date too
 
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Rates are probabilities per request, drawn from one seeded random stream."""
+    """Rates are probabilities per request, drawn from one seeded random stream.
+
+    The ``readback_*`` settings are not faults but the undocumented semantics of
+    GetCustomerChannelInteractions, so a test can run the product under each reading.
+    ``auth_failure_status`` (401 or 403) refuses every covered call for
+    ``auth_failure_seconds`` after the plan is set (None: until it is replaced).
+    """
 
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
@@ -25,6 +47,12 @@ class FaultPlan:
     slow_seconds: float = 0.0
     functions: frozenset[str] | None = None  # Function names (any case); None = every one
     seed: int = 0
+    readback_delay_seconds: float = 0.0  # an applied call shows in read-backs this late
+    readback_rows: ReadbackRows = ReadbackRows.PER_CALL
+    readback_date: ReadbackDate = ReadbackDate.INTERACTION
+    auth_failure_status: int | None = None
+    auth_failure_seconds: float | None = None
+    auth_failure_functions: frozenset[str] | None = None  # None = every Function
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.rate_limit_rate, self.lost_response_rate)
@@ -32,12 +60,30 @@ class FaultPlan:
             raise ValueError("fault rates must be within 0..1 and add up to at most 1")
         if self.slow_seconds < 0:
             raise ValueError("slow_seconds must be >= 0")
-        if self.functions is not None:
-            object.__setattr__(self, "functions",
-                               frozenset(name.lower() for name in self.functions))
+        if self.readback_delay_seconds < 0:
+            raise ValueError("readback_delay_seconds must be >= 0")
+        if self.auth_failure_status not in (None, 401, 403):
+            raise ValueError("auth_failure_status must be 401, 403 or null")
+        if self.auth_failure_seconds is not None and self.auth_failure_seconds < 0:
+            raise ValueError("auth_failure_seconds must be >= 0 or null")
+        object.__setattr__(self, "readback_rows", ReadbackRows(self.readback_rows))
+        object.__setattr__(self, "readback_date", ReadbackDate(self.readback_date))
+        for name in ("functions", "auth_failure_functions"):
+            names = getattr(self, name)
+            if names is not None:
+                object.__setattr__(self, name, frozenset(n.lower() for n in names))
 
     def covers(self, function: str) -> bool:
         return self.functions is None or function.lower() in self.functions
+
+    def refuses(self, function: str, since_set: float) -> bool:
+        """Whether the revoked-key fault refuses this call ``since_set`` s after the plan."""
+        if self.auth_failure_status is None:
+            return False
+        if self.auth_failure_seconds is not None and since_set >= self.auth_failure_seconds:
+            return False
+        names = self.auth_failure_functions
+        return names is None or function.lower() in names
 
     @classmethod
     def from_json(cls, data: Any) -> FaultPlan | None:
@@ -46,30 +92,52 @@ class FaultPlan:
             return None
         if not isinstance(data, dict):
             raise ValueError("a fault plan is a JSON object or null")
-        known = {"error_rate", "rate_limit_rate", "lost_response_rate", "slow_seconds",
-                 "functions", "seed"}
+        known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault plan keys: {sorted(unknown)}")
-        functions = data.get("functions")
-        if functions is not None and (not isinstance(functions, list)
-                                      or not all(isinstance(f, str) for f in functions)):
-            raise ValueError("functions must be a list of Function names or null")
-        numbers = {key: data[key] for key in known - {"functions", "seed"} if key in data}
-        for key, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
+        values: dict[str, Any] = {}
+        for key in ("functions", "auth_failure_functions"):
+            names = data.get(key)
+            if names is not None and (not isinstance(names, list)
+                                      or not all(isinstance(f, str) for f in names)):
+                raise ValueError(f"{key} must be a list of Function names or null")
+            values[key] = None if names is None else frozenset(names)
+        for key in ("error_rate", "rate_limit_rate", "lost_response_rate", "slow_seconds",
+                    "readback_delay_seconds", "auth_failure_seconds"):
+            value = data.get(key)
+            if value is None and key == "auth_failure_seconds":
+                continue
+            if key in data and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ValueError(f"{key} must be a number")
-        seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError("seed must be an integer")
-        return cls(**numbers, seed=seed,
-                   functions=None if functions is None else frozenset(functions))
+            if key in data:
+                values[key] = float(value)  # type: ignore[arg-type]
+        for key in ("seed", "auth_failure_status"):
+            value = data.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{key} must be an integer")
+            if value is not None:
+                values[key] = value
+        for key, kind in (("readback_rows", ReadbackRows), ("readback_date", ReadbackDate)):
+            if key in data:
+                try:
+                    values[key] = kind(data[key])
+                except ValueError:
+                    raise ValueError(f"{key} must be one of {[str(k) for k in kind]}") from None
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         return {"error_rate": self.error_rate, "rate_limit_rate": self.rate_limit_rate,
                 "lost_response_rate": self.lost_response_rate,
                 "slow_seconds": self.slow_seconds, "seed": self.seed,
-                "functions": None if self.functions is None else sorted(self.functions)}
+                "functions": None if self.functions is None else sorted(self.functions),
+                "readback_delay_seconds": self.readback_delay_seconds,
+                "readback_rows": str(self.readback_rows),
+                "readback_date": str(self.readback_date),
+                "auth_failure_status": self.auth_failure_status,
+                "auth_failure_seconds": self.auth_failure_seconds,
+                "auth_failure_functions": None if self.auth_failure_functions is None
+                else sorted(self.auth_failure_functions)}
 
 
 class FaultRoller:
@@ -81,7 +149,15 @@ class FaultRoller:
 
     def __init__(self, plan: FaultPlan | None, sandbox_seed: int = 0) -> None:
         self.plan = plan
+        self.set_at = time.monotonic()
         self._random = random.Random((sandbox_seed << 32) ^ (plan.seed if plan else 0))
+
+    def refusal(self, function: str, now: float) -> int | None:
+        """The status of the revoked-key fault for this call, if it is refused."""
+        plan = self.plan
+        if plan is None or not plan.refuses(function, now - self.set_at):
+            return None
+        return plan.auth_failure_status
 
     def draw(self, function: str) -> Fault | None:
         plan = self.plan

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import unquote
 
+from optibridge.sandbox.optimove.faults import FaultPlan, ReadbackDate, ReadbackRows
 from optibridge.sandbox.optimove.state import (
     AttributeDefinition,
     ReportedInteraction,
@@ -50,6 +51,8 @@ class Context:
     max_top: int
     max_attribute_customers: int
     attributes_as_string: bool
+    plan: FaultPlan | None = None  # its readback_* settings shape GetCustomerChannelInteractions
+    now: float = 0.0  # time.monotonic() at the request's arrival
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,8 @@ def update_interactions(state: TenantState, request: Request, context: Context) 
     # Optimove adds up repeated calls (seed 000): every accepted call appends its rows.
     for customer in customers:
         state.add_interaction(ReportedInteraction(
-            campaign, channel, template, event, group, when, customer, app, context.seq))
+            campaign, channel, template, event, group, when, customer, app, context.seq,
+            context.now))
 
 
 def action_id(campaign_id: int) -> int:
@@ -237,7 +241,17 @@ def action_id(campaign_id: int) -> int:
     return 100_000 + campaign_id
 
 
-def channel_interactions(state: TenantState, request: Request, _: Context) -> Any:
+def _shown_date(state: TenantState, row: ReportedInteraction, by: ReadbackDate) -> date:
+    """The date a read-back filters on and shows: the interaction's, or the send's."""
+    if by is ReadbackDate.INTERACTION:
+        return row.interaction_date
+    audience = state.audiences.get((row.campaign_id, row.channel_id))
+    sent = None if audience is None else audience.send_day(
+        row.customer_id, row.template_id, row.interaction_date)
+    return row.interaction_date if sent is None else sent
+
+
+def channel_interactions(state: TenantState, request: Request, context: Context) -> Any:
     query = query_map(request.query, {"CustomerID", "StartDate", "EndDate", "ChannelID"})
     customer = as_str(query.get("CustomerID"), "CustomerID")
     start: date = as_date(query.get("StartDate"), "StartDate")
@@ -246,13 +260,22 @@ def channel_interactions(state: TenantState, request: Request, _: Context) -> An
         raise Invalid("EndDate", "must not be before StartDate")
     channel = (query_int(query, "ChannelID", required=True)
                if query.get("ChannelID") not in (None, "") else None)
-    return [{"Date": row.interaction_date.isoformat(), "CampaignID": row.campaign_id,
-             "RecipientGroupID": row.recipient_group_id, "ActionID": action_id(row.campaign_id),
-             "ChannelID": row.channel_id, "TemplateID": row.template_id,
-             "EventID": row.event_id}
-            for row in state.by_customer.get(customer, [])
-            if start <= row.interaction_date <= end
-            and (channel is None or row.channel_id == channel)]
+    plan = context.plan or FaultPlan()
+    shown: list[dict[str, Any]] = []
+    for row in state.by_customer.get(customer, []):
+        if context.now - row.applied_at < plan.readback_delay_seconds:
+            continue  # applied, not visible yet
+        day = _shown_date(state, row, plan.readback_date)
+        if not start <= day <= end or (channel is not None and row.channel_id != channel):
+            continue
+        item = {"Date": day.isoformat(), "CampaignID": row.campaign_id,
+                "RecipientGroupID": row.recipient_group_id,
+                "ActionID": action_id(row.campaign_id), "ChannelID": row.channel_id,
+                "TemplateID": row.template_id, "EventID": row.event_id}
+        if plan.readback_rows is ReadbackRows.DISTINCT and item in shown:
+            continue
+        shown.append(item)
+    return shown
 
 
 # ------------------------------------------------------------------------- subscriptions

@@ -275,6 +275,12 @@ class OptimoveSandbox:
     def _decide(self, record: _Record, api_key: str, function: Function, body: Any,
                 bad_json: bool = False) -> Outcome:
         with self._lock:
+            refused = self._roller.refusal(function.name, record.arrived)
+            if refused is not None:
+                # Authentication comes before the rate limit: a refused call is not counted.
+                return record.answer(refused, {"error": "the API key was revoked",
+                                               "field": "X-API-KEY"}, fault=Fault.AUTH,
+                                     locked=True)
             window = self._windows.get(api_key)
             if window is None:
                 window = self._windows[api_key] = _Window(*self._rate_limit)
@@ -302,7 +308,7 @@ class OptimoveSandbox:
         self._seq += 1
         seq = self._seq
         context = Context(seq, self.max_top, self.max_attribute_customers,
-                          self.attributes_as_string)
+                          self.attributes_as_string, self._roller.plan, record.arrived)
         state = self._tenants[record.tenant]
         try:
             result = function.handle(state, Request(record.query_items, body), context)

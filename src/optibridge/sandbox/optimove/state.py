@@ -69,6 +69,7 @@ class ReportedInteraction:
     customer_id: str
     app_id: str | None
     call_seq: int  # journal seq of the call that reported it
+    applied_at: float = 0.0  # time.monotonic() when the call was applied
 
     def key(self) -> tuple[int, int, int, int, int, date, str]:
         return (self.campaign_id, self.channel_id, self.template_id, self.event_id,
@@ -128,11 +129,28 @@ class Audience:
         self.times: list[str] = []
         self._time_ids: dict[str, int] = {}
         self.columns: dict[str, list[str | None]] = {}
+        self._rows_of: dict[str, list[int]] | None = None  # built on first send_day
 
     def __len__(self) -> int:
         return len(self.customer_ids)
 
+    def send_day(self, customer_id: str, template_id: int, not_after: date) -> date | None:
+        """The day of the customer's latest send of the template on or before ``not_after``
+        (the first one when every send is later); None when the customer has none."""
+        if self._rows_of is None:
+            self._rows_of = {}
+            for index, customer in enumerate(self.customer_ids):
+                self._rows_of.setdefault(customer, []).append(index)
+        days = sorted(date.fromisoformat(self.times[self.time_index[i]][:10])
+                      for i in self._rows_of.get(customer_id, [])
+                      if self.template_ids[i] == template_id)
+        if not days:
+            return None
+        earlier = [day for day in days if day <= not_after]
+        return earlier[-1] if earlier else days[0]
+
     def add(self, rows: Iterable[AudienceRow]) -> int:
+        self._rows_of = None
         count = 0
         for row in rows:
             self._add_row(row)
