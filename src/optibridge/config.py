@@ -12,10 +12,12 @@ import hashlib
 import hmac
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from difflib import get_close_matches
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -29,10 +31,33 @@ from pydantic import (
 )
 
 ENV_PREFIX = "OPTIBRIDGE__"
+# Secret variables that may be left unset (then /ui and /metrics answer only localhost).
+OPTIONAL_VARIABLES = frozenset({"admin_token_env"})
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with the configuration, and where it came from."""
+
+    where: str  # the key path, e.g. "tenants.acme.page_size", or "(top level)"
+    message: str
+    variable: str | None = None  # the environment variable at fault, if one is
+    missing: bool = False  # the variable is not set: the fix is to export it
+
+    def fix(self, source: str) -> str:
+        if self.missing:
+            return f"export {self.variable}=..."
+        if self.variable:
+            return f"fix {self.variable} in the environment"
+        return f"fix {self.where} in {source}"
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
+
+    def __init__(self, message: str, problems: tuple[ConfigProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class ChannelType(StrEnum):
@@ -50,15 +75,21 @@ def _environ(info: ValidationInfo) -> Mapping[str, str]:
     return environ
 
 
+def _scanned(info: ValidationInfo) -> bool:
+    """Whether the caller reports missing variables itself, all at once (parse_config)."""
+    return bool((info.context or {}).get("scanned"))
+
+
 def _read_secret(value: str | None, env_name: str | None, what: str,
-                 environ: Mapping[str, str]) -> SecretStr | None:
+                 info: ValidationInfo, optional: bool = False) -> SecretStr | None:
     if value:
         return SecretStr(value)
     if env_name:
-        found = environ.get(env_name)
-        if not found:
+        found = _environ(info).get(env_name)
+        if found:
+            return SecretStr(found)
+        if not optional and not _scanned(info):
             raise ValueError(f"{what}: environment variable {env_name} is not set or empty")
-        return SecretStr(found)
     return None
 
 
@@ -89,8 +120,8 @@ class _WithApiKey(_Strict):
     def _secret(self, info: ValidationInfo) -> Self:
         key = _read_secret(
             self.api_key.get_secret_value() if self.api_key else None, self.api_key_env,
-            "api_key_env", _environ(info))
-        if key is None:
+            "api_key_env", info)
+        if key is None and not self.api_key_env:
             raise ValueError(f"set api_key_env (the variable holding {self._key_of} API key)")
         object.__setattr__(self, "api_key", key)
         return self
@@ -170,17 +201,18 @@ class ServerConfig(_Strict):
 
     @model_validator(mode="after")
     def _secrets(self, info: ValidationInfo) -> Self:
-        environ = _environ(info)
         secret = _read_secret(
             self.signing_secret.get_secret_value() if self.signing_secret else None,
-            self.signing_secret_env, "signing_secret_env", environ)
-        if secret is None or len(secret.get_secret_value()) < 16:
+            self.signing_secret_env, "signing_secret_env", info)
+        missing = secret is None and bool(self.signing_secret_env)  # reported with the others
+        if not missing and (secret is None or len(secret.get_secret_value()) < 16):
             raise ValueError("signing secret: set signing_secret_env to a variable holding "
                              "at least 16 characters")
         object.__setattr__(self, "signing_secret", secret)
+        # Optional: without the variable, /ui and /metrics answer only this machine.
         token = _read_secret(
             self.admin_token.get_secret_value() if self.admin_token else None,
-            self.admin_token_env, "admin_token_env", environ)
+            self.admin_token_env, "admin_token_env", info, optional=True)
         object.__setattr__(self, "admin_token", token)
         return self
 
@@ -248,11 +280,18 @@ class Config(_Strict):
         return digest.hexdigest()[:32]
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+KeyPath = tuple[str, ...]
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[KeyPath, str]:
+    """Apply the ``OPTIBRIDGE__...`` overrides; returns which key path each one set."""
+    applied: dict[KeyPath, str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        if not path:
+            continue
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -260,25 +299,104 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
                 raise ConfigError(f"{name}: {'.'.join(path)} is not a table in the file")
             node = child
         node[path[-1]] = value
+        applied[tuple(path)] = name
+    return applied
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def _missing_variables(data: Any, environ: Mapping[str, str], path: KeyPath = ()
+                       ) -> Iterator[ConfigProblem]:
+    """Every ``*_env`` key naming a variable that is not set (all of them, not the first)."""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        here = (*path, str(key))
+        if isinstance(value, dict):
+            yield from _missing_variables(value, environ, here)
+        elif (str(key).endswith("_env") and isinstance(value, str) and value
+              and key not in OPTIONAL_VARIABLES and not data.get(str(key)[:-4])
+              and not environ.get(value)):
+            yield ConfigProblem(".".join(here), f"environment variable {value} is not set "
+                                "or empty", variable=value, missing=True)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that holds the keys at ``loc`` (dict keys such as tenant names skipped)."""
+    model: type[BaseModel] = Config
+    parts = [str(part) for part in loc]
+    while parts:
+        field = model.model_fields.get(parts.pop(0))
+        if field is None:
+            return None
+        annotation = field.annotation
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            if not parts:
+                return None
+            parts.pop(0)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return ""
+    close = get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _problems(error: ValidationError, overrides: dict[KeyPath, str]) -> list[ConfigProblem]:
+    problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        loc = tuple(item["loc"])
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key{_did_you_mean(loc)}"
+        as_text = tuple(str(part) for part in loc)
+        variable = next((name for path, name in overrides.items()
+                         if as_text[:len(path)] == path), None)
+        problems.append(ConfigProblem(where, message, variable=variable))
+    return problems
+
+
+def _describe(problems: list[ConfigProblem], source: str) -> str:
+    lines = []
+    in_file = [p for p in problems if p.variable is None]
+    overridden = [p for p in problems if p.variable and not p.missing]
+    missing = [p for p in problems if p.missing]
+    if in_file:
+        lines.append(f"invalid configuration in {source}:")
+        lines += [f"  {p.where}: {p.message}" for p in in_file]
+    if overridden:
+        lines.append("invalid environment override:")
+        lines += [f"  {p.variable} (sets {p.where}): {p.message}" for p in overridden]
+    if missing:
+        lines.append(f"environment variables named in {source} are not set; export them:")
+        width = max(len(p.fix(source)) for p in missing)
+        lines += [f"  {p.fix(source):<{width}}  # {p.where}" for p in missing]
     return "\n".join(lines)
 
 
 def parse_config(data: dict[str, Any], source: str = "<memory>",
                  environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a configuration mapping, with environment overrides applied first."""
+    """Validate a configuration mapping, with environment overrides applied first.
+
+    Every problem is reported at once: the file's, the overrides' and every secret variable
+    that is not set."""
     environ = os.environ if environ is None else environ
-    _apply_env(data, environ)
+    overrides = _apply_env(data, environ)
+    problems = list(_missing_variables(data, environ))
+    config = None
     try:
-        return Config.model_validate(data, context={"environ": environ})
+        config = Config.model_validate(data, context={"environ": environ, "scanned": True})
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        problems = _problems(error, overrides) + problems
+    if problems or config is None:
+        raise ConfigError(_describe(problems, source), tuple(problems))
+    return config
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -84,12 +84,13 @@ def test_console_format_is_readable_lines() -> None:
 def test_a_full_demo_run_logs_no_key_and_no_customer_address(tmp_path: Path) -> None:
     customers = 300
     env = {**os.environ, "COLUMNS": "400", "TMPDIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "optibridge", "demo", "-n", str(customers)],
+    run = subprocess.run([sys.executable, "-m", "optibridge", "demo", "-n", str(customers),
+                          "--keep"],
                          capture_output=True, text=True, timeout=300, env=env, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    found = re.search(r"logs in (\S+demo\.log)", run.stdout)
+    found = re.search(r"working folder (\S+)", run.stdout)
     assert found, run.stdout
-    text = Path(found.group(1)).read_text()
+    text = (Path(found.group(1)) / "demo.log").read_text()
     events = [json.loads(line) for line in text.splitlines()]
     # The logs are there and carry the IDs of each step ...
     ready = [e for e in events if e["event"] == "execution.ready"]

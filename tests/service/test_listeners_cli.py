@@ -49,3 +49,31 @@ def test_listeners_register_list_unregister(tmp_path: Path,
         assert sandbox.listeners("acme") == []
         wrong = runner.invoke(app, ["listeners", "list", "-t", "nobody", "-c", str(path)])
         assert wrong.exit_code == 2 and "unknown tenant 'nobody'" in wrong.output
+
+
+def test_listeners_without_tenant_when_one_is_configured(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The README says -t may be left out with one tenant: register, list, unregister."""
+    sandbox = OptimoveSandbox({"key-acme": "acme"})
+    with serving(create_app(sandbox)) as running:
+        path = tmp_path / "optibridge.toml"
+        path.write_text(tomli_w.dumps({
+            "server": {"public_url": "https://bridge.example", "signing_secret_env": "S"},
+            "tenants": {"acme": {
+                "optimove_url": running.url, "api_key_env": "K",
+                "channels": {"504": {"type": "email", "address_attribute": "Email"}},
+                "platform": {"base_url": "http://127.0.0.1:9", "api_key_env": "P",
+                             "bounce_domain": 1}}}}))
+        for name, value in {"S": "s" * 20, "K": "key-acme", "P": "p"}.items():
+            monkeypatch.setenv(name, value)
+        runner = CliRunner()
+        done = runner.invoke(app, ["listeners", "register", "-c", str(path)])
+        assert done.exit_code == 0, done.output
+        assert "registered EventTypeID 13 on channel 504" in done.output
+        assert len(sandbox.listeners("acme")) == 3
+        listed = runner.invoke(app, ["listeners", "list", "-c", str(path)])
+        assert listed.exit_code == 0 and "504" in listed.output, listed.output
+        gone = runner.invoke(app, ["listeners", "unregister", "-c", str(path)])
+        assert gone.exit_code == 0, gone.output
+        assert sandbox.listeners("acme") == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import time
@@ -56,3 +58,25 @@ def test_sandbox_command_serves_both_emulators_and_their_admin_api() -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert "X-API-KEY: k1" in output and "Bearer k2" in output
+
+
+def test_the_admin_urls_the_sandbox_prints_answer() -> None:
+    optimove_port, platform_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optibridge", "sandbox", "--optimove-port", str(optimove_port),
+         "--platform-port", str(platform_port)], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until_up(f"http://127.0.0.1:{optimove_port}", process)
+        wait_until_up(f"http://127.0.0.1:{platform_port}", process)
+        assert process.stdout is not None
+        lines = [process.stdout.readline().decode() for _ in range(2)]  # printed when up
+        admin_urls = re.findall(r"admin: (\S+)", "".join(lines))
+        assert len(admin_urls) == 2, lines
+        for url in admin_urls:
+            answer = httpx.get(url)
+            assert answer.status_code == 200, (url, answer.text)
+            assert answer.json()["admin"], answer.text
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

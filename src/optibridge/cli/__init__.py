@@ -16,8 +16,24 @@ from optibridge.cli import (
 )
 
 app = typer.Typer(
-    name="optibridge", no_args_is_help=True, add_completion=False,
+    name="optibridge", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Runs Optimove campaigns on an email/SMS platform and reports back exactly once.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"optibridge {version('optibridge')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit.")) -> None:
+    """Runs Optimove campaigns on an email/SMS platform and reports back exactly once."""
+
+
 serve.register(app)
 demo.register(app)
 sandbox.register(app)

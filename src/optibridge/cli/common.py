@@ -1,4 +1,8 @@
-"""What every command shares: loading the config and turning errors into messages."""
+"""What every command shares: loading the config and turning errors into messages.
+
+The command modules import only typer, rich and the standard library at module level; what a
+command needs (pydantic, SQLAlchemy, httpx, the pipeline) is imported when it runs, so that
+``optibridge --help`` and ``--version`` answer at once."""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import asyncio
 import os
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from optibridge.config import Config, ConfigError, load_config
+if TYPE_CHECKING:
+    from optibridge.config import Config
 
 T = TypeVar("T")
 console = Console()
@@ -28,6 +33,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def config_from(path: Path | None) -> Config:
+    from optibridge.config import ConfigError, load_config
+
     path = path or Path(os.environ.get("OPTIBRIDGE_CONFIG", "optibridge.toml"))
     try:
         return load_config(path)

@@ -3,65 +3,97 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from optibridge.cli.common import console, fail
-from optibridge.demo import ReconciliationRow, Rehearsal
-from optibridge.logs import configure_logging
-from optibridge.pipeline.progress import Progress as WorkProgress
+
+if TYPE_CHECKING:
+    from optibridge.demo import ReconciliationRow, Rehearsal
+    from optibridge.pipeline.progress import Progress as WorkProgress
+
+
+class Counts(ProgressColumn):
+    """done/total with thousands separators; "…" until the total is known."""
+
+    def render(self, task: Task) -> Text:
+        total = "…" if task.total is None else f"{task.total:,.0f}"
+        return Text(f"{task.completed:,.0f}/{total}")
 
 
 def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
                                        help="How many customers the campaigns target."),
          timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
-         sample: int = typer.Option(20, help="Customers to read back from Optimove.")) -> None:
+         sample: int = typer.Option(20, help="Customers to read back from Optimove."),
+         keep: bool = typer.Option(False, "--keep",
+                                   help="Keep the working folder (database and logs) after "
+                                        "a run that reconciles.")) -> None:
     """Run both sandboxes and the service here, send one campaign end to end, reconcile."""
+    from optibridge.demo import Rehearsal
+    from optibridge.logs import configure_logging
+
     rehearsal = Rehearsal(customers=customers)
     log_path = rehearsal.workdir / "demo.log"
     log_file = log_path.open("a", encoding="utf-8")
     configure_logging("json", file=log_file)
-    console.print(f"[bold]optibridge demo[/]: {customers:,} customers; logs in {log_path}")
+    console.print(f"[bold]optibridge demo[/]: {customers:,} customers", highlight=False)
+    console.print(f"working folder {rehearsal.workdir} (SQLite database, logs in demo.log); "
+                  + ("kept" if keep else "removed after a run that reconciles (--keep keeps "
+                                         "it)"), highlight=False, soft_wrap=True)
     try:
         rows = asyncio.run(_run(rehearsal, timeout, sample))
     except TimeoutError as error:
-        raise fail(str(error), 1) from None
+        raise fail(f"{error}; the working folder {rehearsal.workdir} is kept", 1) from None
     finally:
         rehearsal.close()
         log_file.close()
     console.print(_table(rows))
     if not all(row.matches for row in rows):
-        raise fail("the reconciliation does not match (see the table)", 1)
+        raise fail("the reconciliation does not match (see the table); the working folder "
+                   f"{rehearsal.workdir} is kept", 1)
     console.print("[bold green]every interaction reached Optimove exactly once[/]")
+    if not keep:
+        shutil.rmtree(rehearsal.workdir, ignore_errors=True)
+        console.print(f"removed {rehearsal.workdir}", highlight=False)
 
 
 async def _run(rehearsal: Rehearsal, within: float, sample: int) -> list[ReconciliationRow]:
+    from optibridge.cli.serve import reach_lines
+
     started = time.monotonic()
     await asyncio.to_thread(rehearsal.start_sandboxes)
-    console.print(f"Optimove sandbox {rehearsal.optimove_url}, platform sandbox "
-                  f"{rehearsal.platform_url}, service {rehearsal.service_url}")
-    console.print(f"status page {rehearsal.service_url}/ui · metrics "
-                  f"{rehearsal.service_url}/metrics (while the demo runs)")
+    console.print(f"Optimove sandbox {rehearsal.optimove_url}   platform sandbox "
+                  f"{rehearsal.platform_url}", highlight=False)
+    console.print(f"service listening on {rehearsal.service_url} (while the demo runs)",
+                  highlight=False)
+    for line in reach_lines(rehearsal.config, rehearsal.service_url):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     # Listeners first: the service's own calls must not compete for the key's rate limit.
     await asyncio.to_thread(rehearsal.register_and_load)
     await asyncio.to_thread(rehearsal.start_service)
     await asyncio.to_thread(rehearsal.fire)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(),
-                  TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),
+                  Counts(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
         pulled = bars.add_task("audience pulled", total=rehearsal.customers)
-        ready = bars.add_task("sends READY on the platform", total=1)
-        final = bars.add_task("sends finished", total=1)
-        reported = bars.add_task("interactions reported", total=1)
+        ready = bars.add_task("sends READY on the platform", total=None)
+        final = bars.add_task("sends finished", total=None)
+        reported = bars.add_task("interactions reported", total=None)
 
         def show(p: WorkProgress) -> None:
             bars.update(pulled, completed=p.customers_pulled)
-            bars.update(ready, completed=p.sends_ready, total=max(p.sends, 1))
-            bars.update(final, completed=p.sends_final, total=max(p.sends, 1))
-            bars.update(reported, completed=0 if p.unreported else 1, total=1)
+            if p.sends:
+                bars.update(ready, completed=p.sends_ready, total=p.sends)
+                bars.update(final, completed=p.sends_final, total=p.sends)
+            if p.reported + p.unreported:
+                # The total grows while callbacks arrive: what is stored so far.
+                bars.update(reported, completed=p.reported, total=p.reported + p.unreported)
 
         await rehearsal.wait_settled(within, show)
     rehearsal.stop_service()

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import httpx
 import typer
 from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, console
-from optibridge.config import Config, ConfigError, TenantConfig, load_config
-from optibridge.optimove.client import OptimoveClient
-from optibridge.optimove.errors import OptimoveAuthError, OptimoveError
-from optibridge.platform.client import PlatformClient
-from optibridge.platform.errors import PlatformAuthError, PlatformError
-from optibridge.retry import RetryPolicy
-from optibridge.store.migrate import is_current
 
-QUICK = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
+if TYPE_CHECKING:
+    from optibridge.config import Config, ConfigError, TenantConfig
+    from optibridge.retry import RetryPolicy
+
 TIMEOUT = 10.0
+
+
+def _quick() -> RetryPolicy:
+    """Two tries: doctor says what is wrong rather than waiting it out."""
+    from optibridge.retry import RetryPolicy
+
+    return RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,39 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False  # fine to run with, but worth a look (the exit status stays 0)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:200]
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 async def check_database(config: Config) -> Check:
+    from optibridge.store.migrate import is_current
+
     url = config.server.database_url
+    try:
+        sqlite_file = _sqlite_file(url)
+    except Exception as error:
+        return Check("database", False, _short(error), "fix server.database_url")
+    if sqlite_file is not None and not sqlite_file.exists():
+        # Connecting would create an empty file here; serve creates and migrates it.
+        return Check("database", True, f"{sqlite_file} does not exist yet",
+                     "`optibridge serve` creates and migrates it at start-up", warn=True)
     try:
         current = await asyncio.to_thread(is_current, url)
     except Exception as error:
@@ -49,9 +79,14 @@ async def check_database(config: Config) -> Check:
 
 
 async def check_optimove(name: str, tenant: TenantConfig) -> Check:
+    import httpx
+
+    from optibridge.optimove.client import OptimoveClient
+    from optibridge.optimove.errors import OptimoveAuthError, OptimoveError
+
     what = f"tenant {name}: Optimove key"
     client = OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
-                            retry=QUICK, timeout=TIMEOUT)
+                            retry=_quick(), timeout=TIMEOUT)
     try:
         listeners = await client.get_registered_event_listeners()
     except OptimoveAuthError as error:
@@ -65,9 +100,14 @@ async def check_optimove(name: str, tenant: TenantConfig) -> Check:
 
 
 async def check_platform(name: str, tenant: TenantConfig) -> Check:
+    import httpx
+
+    from optibridge.platform.client import PlatformClient
+    from optibridge.platform.errors import PlatformAuthError, PlatformError
+
     what = f"tenant {name}: platform key"
     platform = tenant.platform
-    client = PlatformClient(platform.base_url, platform.key(), retry=QUICK, timeout=TIMEOUT)
+    client = PlatformClient(platform.base_url, platform.key(), retry=_quick(), timeout=TIMEOUT)
     try:
         domains = await client.list_domains()
     except PlatformAuthError as error:
@@ -85,7 +125,35 @@ async def check_platform(name: str, tenant: TenantConfig) -> Check:
     return Check(what, True, f"accepted; bounce domain {platform.bounce_domain} is bouncing")
 
 
+def check_public_scheme(config: Config) -> Check | None:
+    """Optimove and the platform call public_url over the Internet: it must be HTTPS."""
+    public = config.server.public_url
+    if public.startswith("https://"):
+        return None
+    host = urlsplit(public).hostname or ""
+    local = host in ("localhost", "127.0.0.1", "::1")
+    return Check("public URL scheme", True,
+                 f"{public} is plain HTTP" + (" (fine for a rehearsal on this machine)"
+                                              if local else ""),
+                 "use an https:// public_url for Optimove and the platform: put the service "
+                 "behind a TLS-terminating proxy (README: Deploying)", warn=True)
+
+
+def check_admin_token(config: Config) -> Check:
+    server = config.server
+    if server.admin_token is not None:
+        return Check("admin token", True, "/ui and /metrics need the admin token")
+    named = f"${server.admin_token_env} is not set" if server.admin_token_env \
+        else "no admin_token_env is configured"
+    fix = f"export {server.admin_token_env}=..." if server.admin_token_env \
+        else "set server.admin_token_env and export that variable"
+    return Check("admin token", True, f"{named}: /ui and /metrics answer only requests "
+                 "from this machine", f"{fix} to reach them from elsewhere", warn=True)
+
+
 async def check_public_url(config: Config) -> Check:
+    import httpx
+
     url = f"{config.server.public_url}/healthz"
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
@@ -105,6 +173,10 @@ async def run_checks(config: Config) -> list[Check]:
     for name, tenant in config.tenants.items():
         checks.append(await check_optimove(name, tenant))
         checks.append(await check_platform(name, tenant))
+    checks.append(check_admin_token(config))
+    scheme = check_public_scheme(config)
+    if scheme is not None:
+        checks.append(scheme)
     checks.append(await check_public_url(config))
     return checks
 
@@ -112,20 +184,34 @@ async def run_checks(config: Config) -> list[Check]:
 def table(checks: list[Check]) -> Table:
     result = Table("check", "", "what we found", "what to do", title="optibridge doctor")
     for check in checks:
-        result.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FIX[/]",
-                       check.detail, check.fix)
+        status = "[red]FIX[/]" if not check.ok else "[yellow]warn[/]" if check.warn \
+            else "[green]ok[/]"
+        result.add_row(check.name, status, check.detail, check.fix)
     return result
+
+
+def config_checks(error: ConfigError, path: Path) -> list[Check]:
+    """One row per problem, each with its own fix (export a variable, or edit a key)."""
+    if not error.problems:
+        return [Check("config", False, str(error), f"fix {path}")]
+    return [Check(f"config: {problem.where}", False,
+                  f"{problem.variable} (environment): {problem.message}"
+                  if problem.variable and not problem.missing else problem.message,
+                  problem.fix(str(path)))
+            for problem in error.problems]
 
 
 def doctor(config: Path | None = ConfigOption) -> None:
     """Check the config, the database, each tenant's keys and the public URL."""
-    path = config or Path("optibridge.toml")
+    from optibridge.config import ConfigError, load_config
+
+    path = config or Path(os.environ.get("OPTIBRIDGE_CONFIG", "optibridge.toml"))
     try:
         loaded = load_config(path)
     except ConfigError as error:
-        checks = [Check("config", False, str(error), f"fix {path}")]
+        checks = config_checks(error, path)
     else:
-        checks = [Check("config", True, f"{path}: {len(loaded.tenants)} tenants"),
+        checks = [Check("config", True, f"{path}: {plural(len(loaded.tenants), 'tenant')}"),
                   *asyncio.run(run_checks(loaded))]
     console.print(table(checks))
     if not all(c.ok for c in checks):

@@ -4,39 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
-from optibridge.config import Config, ConfigError
-from optibridge.optimove.client import OptimoveClient
-from optibridge.optimove.errors import OptimoveError
-from optibridge.pipeline.listener import (
-    ListenerRegistration,
-    register_listeners,
-    unregister_listeners,
-)
+from optibridge.cli.tenants import TenantOption, pick_tenant
+
+if TYPE_CHECKING:
+    from optibridge.config import Config
+    from optibridge.optimove.client import OptimoveClient
+    from optibridge.pipeline.listener import ListenerRegistration
+
+    Change = Callable[[Config, str, OptimoveClient], Awaitable[list[ListenerRegistration]]]
 
 app = typer.Typer(help="Register the service's listeners with Optimove (flow 1).",
-                  no_args_is_help=True)
-TenantOption = typer.Option(..., "--tenant", "-t", help="The tenant, as named in the config.")
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
-def _client(config: Path | None, tenant: str) -> tuple[OptimoveClient, str]:
+def _client(loaded: Config, tenant: str | None) -> tuple[OptimoveClient, str]:
+    from optibridge.optimove.client import OptimoveClient
+
+    name = pick_tenant(loaded, tenant)
+    return OptimoveClient.from_tenant(loaded.tenant(name)), name
+
+
+def _apply(change: Change, verb: str, tenant: str | None, config: Path | None) -> None:
+    from optibridge.optimove.errors import OptimoveError
+
     loaded = config_from(config)
-    try:
-        return OptimoveClient.from_tenant(loaded.tenant(tenant)), tenant
-    except ConfigError as error:
-        raise fail(str(error)) from None
-
-
-Change = Callable[[Config, str, OptimoveClient], Awaitable[list[ListenerRegistration]]]
-
-
-def _apply(change: Change, verb: str, tenant: str, config: Path | None) -> None:
-    loaded = config_from(config)
-    client, _ = _client(config, tenant)
+    client, tenant = _client(loaded, tenant)
 
     async def go() -> None:
         async with client:
@@ -51,21 +50,27 @@ def _apply(change: Change, verb: str, tenant: str, config: Path | None) -> None:
 
 
 @app.command()
-def register(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
+def register(tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Register EventTypeIDs 13, 1 and 4 per scheduled channel, 11 on the triggered one."""
+    from optibridge.pipeline.listener import register_listeners
+
     _apply(register_listeners, "registered", tenant, config)
 
 
 @app.command()
-def unregister(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
-    """Remove the listeners ``register`` added."""
+def unregister(tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Remove the listeners that register added."""
+    from optibridge.pipeline.listener import unregister_listeners
+
     _apply(unregister_listeners, "unregistered", tenant, config)
 
 
 @app.command("list")
-def list_(tenant: str = TenantOption, config: Path | None = ConfigOption) -> None:
+def list_(tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Show what Optimove has registered for the tenant."""
-    client, _ = _client(config, tenant)
+    from optibridge.optimove.errors import OptimoveError
+
+    client, _ = _client(config_from(config), tenant)
 
     async def go() -> None:
         async with client:

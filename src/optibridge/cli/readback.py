@@ -6,31 +6,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
 from optibridge.cli.tenants import TenantOption, pick_tenant, tenant_context
-from optibridge.config import Config
-from optibridge.optimove.client import OptimoveClient
-from optibridge.optimove.errors import OptimoveError
-from optibridge.optimove.models import ChannelInteraction, InteractionEvent
-from optibridge.pipeline.readback import (
-    Reconciliation,
-    customer_interactions,
-    reconcile_campaign,
-)
+
+if TYPE_CHECKING:
+    from optibridge.config import Config
+    from optibridge.optimove.models import ChannelInteraction
+    from optibridge.pipeline.readback import Reconciliation
 
 ChannelOption = typer.Option(None, "--channel", help="Only this Optimove ChannelID.")
 FromOption = Annotated[dt.datetime, typer.Option(
-    "--from", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD).")]
+    "--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First day.")]
 ToOption = Annotated[dt.datetime, typer.Option(
-    "--to", formats=["%Y-%m-%d"], help="Last day (YYYY-MM-DD).")]
+    "--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last day.")]
 
 
 def _event(event_id: int) -> str:
+    from optibridge.optimove.models import InteractionEvent
+
     try:
         return f"{event_id} {InteractionEvent(event_id).name.lower()}"
     except ValueError:
@@ -47,12 +45,20 @@ def interactions_table(customer: str, rows: list[ChannelInteraction]) -> Table:
     return table
 
 
-def interactions(customer_id: Annotated[str, typer.Argument(help="Optimove's CustomerID.")],
+CustomerArgument = Annotated[str, typer.Argument(metavar="CUSTOMER_ID",
+                                                help="Optimove's CustomerID.")]
+
+
+def interactions(customer_id: CustomerArgument,
                  start: FromOption, end: ToOption,
                  channel: int | None = ChannelOption,
                  as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
                  tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Print what Optimove holds for one customer (GetCustomerChannelInteractions)."""
+    from optibridge.optimove.client import OptimoveClient
+    from optibridge.optimove.errors import OptimoveError
+    from optibridge.pipeline.readback import customer_interactions
+
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
     if end < start:
@@ -83,18 +89,23 @@ def difference_lines(result: Reconciliation) -> list[str]:
 
 async def _reconcile(config: Config, name: str, campaign_id: int, sample: int,
                      channel: int | None, seed: int | None) -> Reconciliation:
+    from optibridge.pipeline.readback import reconcile_campaign
+
     async with tenant_context(config, name) as ctx:
         return await reconcile_campaign(ctx.store, ctx.optimove, name, campaign_id, sample,
                                         channel_id=channel, seed=seed)
 
 
-def reconcile(campaign_id: int = typer.Argument(..., help="Optimove's CampaignID."),
+def reconcile(campaign_id: int = typer.Argument(..., metavar="CAMPAIGN_ID",
+                                               help="Optimove's CampaignID."),
               sample: int = typer.Option(20, "--sample", "-n", min=1,
                                          help="How many reported customers to read back."),
               channel: int | None = ChannelOption,
               seed: int | None = typer.Option(None, help="Seed of the sample's choice."),
               tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Compare what the store reported for a campaign with what Optimove returns."""
+    from optibridge.optimove.errors import OptimoveError
+
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
 from optibridge.cli.common import console
-from optibridge.serving import RunningServer, start_server
+
+if TYPE_CHECKING:
+    from optibridge.serving import RunningServer
 
 
 class Which(StrEnum):
@@ -17,15 +20,18 @@ class Which(StrEnum):
     PLATFORM = "platform"
 
 
-def sandbox(which: Which = typer.Argument(Which.BOTH, help="optimove, platform, or both"),
+def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
+                                           help="optimove, platform, or both (default)."),
             host: str = typer.Option("127.0.0.1", help="Address to listen on."),
             optimove_port: int = typer.Option(8701, help="Port of the Optimove sandbox."),
             platform_port: int = typer.Option(8702, help="Port of the platform sandbox."),
             tenant: str = typer.Option("demo", help="Tenant name of the Optimove key."),
             optimove_key: str = typer.Option("sandbox-optimove-key",
-                                             envvar="OPTIBRIDGE_SANDBOX_OPTIMOVE_KEY"),
+                                             envvar="OPTIBRIDGE_SANDBOX_OPTIMOVE_KEY",
+                                             help="The X-API-KEY the Optimove sandbox accepts."),
             platform_key: str = typer.Option("sandbox-platform-key",
-                                             envvar="OPTIBRIDGE_SANDBOX_PLATFORM_KEY"),
+                                             envvar="OPTIBRIDGE_SANDBOX_PLATFORM_KEY",
+                                             help="The Bearer key the platform sandbox accepts."),
             callback_window: float = typer.Option(
                 300.0, help="Seconds the platform aggregates events before a callback."),
             seed: int = typer.Option(0, help="Seed of the random event model."),
@@ -46,6 +52,8 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, help="optimove, platform, 
                 None, help="... for this many seconds after start (default: until stopped)."),
             ) -> None:
     """Serve the sandboxes until Ctrl-C; prints their URLs and API keys."""
+    from optibridge.serving import start_server
+
     running: list[RunningServer] = []
     if which in (Which.BOTH, Which.OPTIMOVE):
         from optibridge.sandbox.optimove import FaultPlan, OptimoveSandbox
@@ -64,7 +72,7 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, help="optimove, platform, 
                               host=host, port=optimove_port)
         running.append(server)
         console.print(f"Optimove sandbox  {server.url}   X-API-KEY: {optimove_key} "
-                      f"(tenant {tenant})   admin: {server.url}/sandbox/")
+                      f"(tenant {tenant})   admin: {server.url}/sandbox/", soft_wrap=True)
     if which in (Which.BOTH, Which.PLATFORM):
         from optibridge.sandbox.platform import PlatformSandbox
         from optibridge.sandbox.platform import create_app as platform_app
@@ -74,7 +82,7 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, help="optimove, platform, 
             host=host, port=platform_port)
         running.append(server)
         console.print(f"platform sandbox  {server.url}   Authorization: Bearer {platform_key}"
-                      f"   admin: {server.url}/sandbox/")
+                      f"   admin: {server.url}/sandbox/", soft_wrap=True)
     console.print("Ctrl-C stops them.")
     try:
         while all(s.thread.is_alive() for s in running):

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from optibridge.cli.common import ConfigOption, config_from, console, errors, fail, run
 from optibridge.cli.tenants import TenantOption, pick_tenant, tenant_context
-from optibridge.config import Config
-from optibridge.optimove.errors import OptimoveError
-from optibridge.optimove.models import MAX_PREFERENCE_CUSTOMERS
-from optibridge.pipeline.subscriptions import (
-    Mode,
-    Source,
-    bounced_source,
-    push_attributes,
-    push_preferences,
-    read_csv,
-    write_batch_file,
-    write_rejects,
-)
 
-app = typer.Typer(help="Share customers' opt-in states with Optimove.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from optibridge.config import Config
+    from optibridge.pipeline.subscriptions import Source
+
+app = typer.Typer(help="Share customers' opt-in states with Optimove.", no_args_is_help=True,
+                  rich_markup_mode=None)
+
+
+class Mode(StrEnum):
+    """The choices of --mode; the same values as the pipeline's Mode, declared here so that
+    the command's help does not import the pipeline."""
+
+    ATTRIBUTE = "attribute"
+    PREFERENCE = "preference"
+    FILE = "file"
 
 
 def _csv_source(path: Path, reject_file: Path | None) -> Source:
+    from optibridge.pipeline.subscriptions import read_csv, write_rejects
+
     try:
         source = read_csv(path)
     except (OSError, UnicodeDecodeError) as error:
@@ -46,6 +50,14 @@ async def _push(config: Config, name: str, mode: Mode, csv_path: Path | None,
                 channel: int | None, attribute: str, batch_size: int | None,
                 output: Path | None, modes: tuple[int, int], reject_file: Path | None
                 ) -> int:
+    from optibridge.optimove.models import MAX_PREFERENCE_CUSTOMERS
+    from optibridge.pipeline.subscriptions import (
+        bounced_source,
+        push_attributes,
+        push_preferences,
+        write_batch_file,
+    )
+
     async with tenant_context(config, name) as ctx:
         if csv_path is not None:
             source = _csv_source(csv_path, reject_file)
@@ -112,6 +124,8 @@ def push(mode: ModeOption, csv_path: CsvOption = None,
          reject_file: RejectOption = None,
          tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Push opt-in states to Optimove as an attribute, a channel preference or a file."""
+    from optibridge.optimove.errors import OptimoveError
+
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
     _check(mode, csv_path, bounces, channel, output, loaded, name)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
 from optibridge.cli.tenants import pick_tenant, tenant_context
-from optibridge.config import Config
-from optibridge.optimove.errors import OptimoveError
-from optibridge.pipeline.templates import TemplateDiff, sync_templates
-from optibridge.platform.errors import PlatformError
-from optibridge.store.triggers import TemplateIdConflict
+
+if TYPE_CHECKING:
+    from optibridge.config import Config
+    from optibridge.pipeline.templates import TemplateDiff
 
 app = typer.Typer(help="Keep Optimove's channel templates equal to the platform's (flow 2).",
-                  no_args_is_help=True)
+                  no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 def show(tenant: str, diff: TemplateDiff, dry_run: bool) -> None:
@@ -32,6 +33,8 @@ def show(tenant: str, diff: TemplateDiff, dry_run: bool) -> None:
 
 
 async def _sync(config: Config, tenants: list[str], dry_run: bool) -> None:
+    from optibridge.pipeline.templates import sync_templates
+
     for name in tenants:
         async with tenant_context(config, name) as ctx:
             for diff in await sync_templates(ctx, dry_run=dry_run):
@@ -45,6 +48,10 @@ def sync(tenant: str | None = typer.Option(None, "--tenant", "-t",
                                       help="Show the diff without changing Optimove."),
          config: Path | None = ConfigOption) -> None:
     """Add new, delete removed and rename changed templates on every configured channel."""
+    from optibridge.optimove.errors import OptimoveError
+    from optibridge.platform.errors import PlatformError
+    from optibridge.store.triggers import TemplateIdConflict
+
     loaded = config_from(config)
     tenants = [pick_tenant(loaded, tenant)] if tenant else sorted(loaded.tenants)
     try:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
 from optibridge.cli.common import fail
-from optibridge.config import Config
-from optibridge.optimove.client import OptimoveClient
-from optibridge.pipeline.context import TenantContext
-from optibridge.platform.client import PlatformClient
-from optibridge.signing import UrlSigner
-from optibridge.store import open_store
+
+if TYPE_CHECKING:
+    from optibridge.config import Config
+    from optibridge.pipeline.context import TenantContext
 
 TenantOption = typer.Option(None, "--tenant", "-t",
                             help="The tenant, as named in the config (default: the only one).")
@@ -35,6 +34,12 @@ def pick_tenant(config: Config, tenant: str | None) -> str:
 @asynccontextmanager
 async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantContext]:
     """A context like the service's, for one command; closed afterwards."""
+    from optibridge.optimove.client import OptimoveClient
+    from optibridge.pipeline.context import TenantContext
+    from optibridge.platform.client import PlatformClient
+    from optibridge.signing import UrlSigner
+    from optibridge.store import open_store
+
     tenant = config.tenant(name)
     store = await open_store(config.server.database_url)
     optimove = OptimoveClient.from_tenant(tenant)

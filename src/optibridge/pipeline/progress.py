@@ -8,6 +8,7 @@ from optibridge.config import TenantConfig
 from optibridge.domain import FINAL_SEND_STATES, BatchState, CampaignStatus, SendState
 from optibridge.pipeline.reporting import metrics_due
 from optibridge.store import Store
+from optibridge.store.reports import REPORTED_EVENTS
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Progress:
     inbox_backlog: int
     unreported: int
     oldest_unreported: float | None
+    reported: int  # interactions in a sent report batch (reported + unreported: all so far)
     batches_open: int  # pending, sending or in doubt
     metrics_due: int
 
@@ -36,6 +38,8 @@ async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
     pulled = await store.campaigns_in(name, CampaignStatus.PULLED)
     sends = await store.sends(name, list(SendState))
     unreported, oldest = await store.unreported_backlog(name)
+    reported = sum(sent for event, (_, sent) in (await store.event_counts(name)).items()
+                   if event in REPORTED_EVENTS)
     batches = await store.batches(name, [BatchState.PENDING, BatchState.SENDING,
                                          BatchState.IN_DOUBT], limit=1_000_000)
     due = await metrics_due(store, name, tenant, refresh=float("inf"))
@@ -47,5 +51,5 @@ async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
                         or s.state in FINAL_SEND_STATES),
         sends_final=sum(1 for s in sends if s.state in FINAL_SEND_STATES),
         inbox_backlog=await store.inbox_backlog(),
-        unreported=unreported, oldest_unreported=oldest,
+        unreported=unreported, oldest_unreported=oldest, reported=reported,
         batches_open=len(batches), metrics_due=len(due))

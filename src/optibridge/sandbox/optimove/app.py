@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +63,22 @@ def create_app(sandbox: OptimoveSandbox) -> Starlette:
         return _response(outcome)
 
     admin = _Admin(sandbox)
+    index = _index({
+        "PUT /sandbox/faults": "fault plan: error_rate, rate_limit_rate, lost_response_rate, ...",
+        "GET /sandbox/faults": "the fault plan in force",
+        "POST /sandbox/{tenant}/audiences/{campaign_id}/{channel_id}":
+            "load audience rows: [{CustomerID, TemplateID, ScheduledTime, Attributes}]",
+        "POST /sandbox/{tenant}/channels": "add a channel",
+        "POST /sandbox/{tenant}/notify":
+            "fire a notification to the registered listeners: {EventTypeID, CampaignID, "
+            "ChannelID}",
+        "GET /sandbox/{tenant}/journal": "every API call the sandbox served",
+        "GET /sandbox/{tenant}/interactions": "what UpdateCampaignInteractions added up",
+        "GET /sandbox/{tenant}/metrics": "what UpdateCampaignMetrics holds",
+    })
     routes = [
+        Route("/sandbox", index, methods=["GET"]),
+        Route("/sandbox/", index, methods=["GET"]),
         Route("/sandbox/faults", admin.faults, methods=["PUT", "GET"]),
         Route("/sandbox/{tenant}/audiences/{campaign_id:int}/{channel_id:int}",
               admin.audience, methods=["POST"]),
@@ -74,6 +90,15 @@ def create_app(sandbox: OptimoveSandbox) -> Starlette:
         Route("/{path:path}", api, methods=_METHODS),
     ]
     return Starlette(routes=routes)
+
+
+def _index(endpoints: dict[str, str]) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /sandbox/``: what the admin API offers (the URL ``optibridge sandbox`` prints)."""
+
+    async def index(_: Request) -> Response:
+        return JSONResponse({"sandbox": "optimove", "admin": endpoints})
+
+    return index
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:

@@ -149,7 +149,17 @@ def _admin_routes(sandbox: PlatformSandbox) -> list[Route]:
             return _error(400, f"template: needs name, type (email|sms) and body ({error})")
         return JSONResponse({"id": template_id}, status_code=201)
 
-    return [Route("/sandbox/ground-truth", ground_truth, methods=["GET"]),
+    async def index(_: Request) -> Response:
+        return JSONResponse({"sandbox": "platform", "admin": {
+            "POST /sandbox/templates": "add a template: {name, type: email|sms, body}",
+            "GET /sandbox/campaigns": "every campaign with its state and contacts",
+            "GET /sandbox/ground-truth": "every event the platform emitted",
+            "PUT /sandbox/faults": "fault plan for the API and the callbacks",
+        }})
+
+    return [Route("/sandbox", index, methods=["GET"]),
+            Route("/sandbox/", index, methods=["GET"]),
+            Route("/sandbox/ground-truth", ground_truth, methods=["GET"]),
             Route("/sandbox/campaigns", campaigns, methods=["GET"]),
             Route("/sandbox/faults", faults, methods=["PUT"]),
             Route("/sandbox/templates", templates, methods=["POST"])]
