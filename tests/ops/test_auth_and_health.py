@@ -5,44 +5,64 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from optibridge.service.app import create_app
 from optibridge.service.auth import COOKIE
+from optibridge.serving import serving
 from tests.ops.conftest import small_config
 
 TOKEN = "admin-token-0123456789"
 
 
-def client(tmp_path: Path, host: str = "testclient", **server: str) -> TestClient:
+class FromHost:
+    """The app as a caller at ``host`` reaches it: a real server on loopback can only be
+    called from 127.0.0.1, so the peer address is set here, as a proxy-less network would."""
+
+    def __init__(self, app: ASGIApp, host: str) -> None:
+        self.app, self.host = app, host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "client": (self.host, 50000)}
+        await self.app(scope, receive, send)
+
+
+@contextmanager
+def client(tmp_path: Path, host: str = "192.0.2.10", **server: str) -> Iterator[httpx.Client]:
+    """The service on a real loopback server, called as if from ``host``."""
     app = create_app(small_config(tmp_path, **server), run_worker=False)
-    return TestClient(app, client=(host, 50000), follow_redirects=False)
+    with serving(FromHost(app, host)) as running, httpx.Client(
+            base_url=running.url, follow_redirects=False) as test:
+        yield test
 
 
 @pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[TestClient]:
+def guarded(tmp_path: Path) -> Iterator[httpx.Client]:
     with client(tmp_path, admin_token_env="T") as test:
         yield test
 
 
 @pytest.mark.parametrize("path", ["/ui", "/metrics"])
-def test_without_the_token_the_answer_is_401(guarded: TestClient, path: str) -> None:
+def test_without_the_token_the_answer_is_401(guarded: httpx.Client, path: str) -> None:
     assert guarded.get(path).status_code == 401
     assert guarded.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert guarded.get(path, params={"token": "wrong"}).status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/ui", "/metrics"])
-def test_a_bearer_token_opens(guarded: TestClient, path: str) -> None:
+def test_a_bearer_token_opens(guarded: httpx.Client, path: str) -> None:
     response = guarded.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
 
 
 def test_a_token_in_the_query_sets_a_cookie_and_leaves_the_address_bar(
-        guarded: TestClient) -> None:
+        guarded: httpx.Client) -> None:
     response = guarded.get("/ui", params={"token": TOKEN, "x": "1"})
     assert response.status_code == 303
     assert "token" not in response.headers["location"]
@@ -53,7 +73,7 @@ def test_a_token_in_the_query_sets_a_cookie_and_leaves_the_address_bar(
     page = guarded.get("/ui")  # the client keeps the cookie
     assert page.status_code == 200 and "Tenants" in page.text
     guarded.cookies.clear()
-    guarded.cookies.set(COOKIE, "forged")
+    guarded.cookies.set(COOKIE, "forged", domain="127.0.0.1")
     assert guarded.get("/ui").status_code == 401
 
 
@@ -91,7 +111,7 @@ def test_an_empty_status_page_renders(tmp_path: Path) -> None:
     assert "No campaign yet." in page.text and "acme" in page.text
 
 
-def test_probes_need_no_token(guarded: TestClient) -> None:
+def test_probes_need_no_token(guarded: httpx.Client) -> None:
     assert guarded.get("/healthz").text == "ok"
     ready = guarded.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True}

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
-
 from optibridge.sandbox.optimove import OptimoveSandbox, create_app
+from optibridge.serving import serving
 
 from .conftest import EMAIL, KEY, TENANT, rows, state_of
 
@@ -63,10 +60,11 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], Any]] = [
 
 
 @pytest.fixture(scope="module")
-def fuzz() -> Iterator[tuple[OptimoveSandbox, TestClient]]:
+def fuzz() -> Iterator[tuple[OptimoveSandbox, httpx.Client]]:
     sandbox = OptimoveSandbox({KEY: TENANT}, rate_limit=(10**9, 1.0))
     sandbox.load_audience(TENANT, 1, EMAIL, rows(5))
-    with TestClient(create_app(sandbox), headers={"X-API-KEY": KEY}) as client:
+    with serving(create_app(sandbox)) as running, httpx.Client(
+            base_url=running.url, headers={"X-API-KEY": KEY}) as client:
         yield sandbox, client
 
 
@@ -128,7 +126,7 @@ def requests(draw: st.DrawFn) -> Fuzzed:
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=requests())
 def test_fuzzed_requests_never_5xx_and_refusals_change_nothing(
-        fuzz: tuple[OptimoveSandbox, TestClient], request: Fuzzed) -> None:
+        fuzz: tuple[OptimoveSandbox, httpx.Client], request: Fuzzed) -> None:
     sandbox, client = fuzz
     mode, method, path, params, body = request
     before = state_of(sandbox)
