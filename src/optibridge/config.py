@@ -239,6 +239,10 @@ class TimingConfig(_Strict):
     callback_margin: float = Field(60.0, ge=0)
     metrics_refresh: float = Field(4 * 3600.0, gt=0)
     lease_ttl: float = Field(30.0, ge=3)
+    # After an error a later call can get past (a revoked key, a proxy, 429, 5xx), reporting
+    # pauses this long, doubling each time it fails again, up to the longest.
+    report_retry_first: float = Field(1.0, gt=0)
+    report_retry_max: float = Field(60.0, gt=0)
 
 
 class Config(_Strict):

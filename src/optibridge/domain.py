@@ -70,7 +70,9 @@ class BatchState(StrEnum):
     SENDING = "sending"  # the call is (or was, if we crashed) under way
     SENT = "sent"
     IN_DOUBT = "in_doubt"  # the call's outcome is unknown: read back before re-sending
-    FAILED = "failed"  # Optimove refused it (4xx): kept for an operator
+    # Optimove refused the batch's own content (a 400): final until an operator requeues
+    # it; the answer is kept. Every other error leaves the batch pending or in doubt.
+    DEAD_LETTER = "dead_letter"
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class ReportBatchRecord:
     state: BatchState
     attempts: int
     updated_at: float
+    epoch: int | None = None  # the lease epoch of the last state change (None: an operator)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from enum import IntEnum
+from typing import Protocol
 
 
 class Priority(IntEnum):
@@ -21,6 +22,21 @@ class Priority(IntEnum):
     REPORT = 2
 
 
+class SharedWindow(Protocol):
+    """The key's window as every process sees it (the database counts the calls): a call
+    enters it before it goes out and leaves it when its answer is back."""
+
+    async def enter(self) -> int:
+        """Wait until the key's window has room; a token for ``leave``."""
+        ...
+
+    async def leave(self, token: int) -> None: ...
+
+    def check(self) -> None:
+        """Raise if a call must not go out right now (called just before it does)."""
+        ...
+
+
 class SlidingWindowLimiter:
     """Never lets more than ``requests`` calls reach the server in any window of
     ``per_seconds``, whatever the network does.
@@ -29,10 +45,14 @@ class SlidingWindowLimiter:
     answer came back (``slot``): the server received it somewhere in between, so any window
     of the server's contains only calls whose slots we still count. ``margin`` absorbs
     clock differences. Waiters are served by priority, then first come first served.
+
+    With ``shared``, a call also takes its place in the key's window that other processes
+    count too (after this process's own window let it go, so priorities still hold here).
     """
 
     def __init__(self, requests: int, per_seconds: float, *, margin: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 shared: SharedWindow | None = None) -> None:
         if requests < 1 or per_seconds <= 0:
             raise ValueError("a rate limit needs requests >= 1 and per_seconds > 0")
         self.requests = requests
@@ -45,6 +65,7 @@ class SlidingWindowLimiter:
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
+        self.shared = shared
 
     def in_use(self) -> float:
         """Share of the window's budget held right now (0..1)."""
@@ -58,11 +79,30 @@ class SlidingWindowLimiter:
     async def slot(self, priority: Priority = Priority.NORMAL) -> AsyncIterator[None]:
         """Hold one slot around one HTTP call (request sent to answer received)."""
         slot = await self._take(priority)
+        token: int | None = None
         try:
+            if self.shared is not None:
+                token = await self.shared.enter()
             yield
         finally:
             self._slots[slot] = self._clock()
             self._grant()
+            if token is not None and self.shared is not None:
+                await self._leave(self.shared, token)
+
+    def check(self) -> None:
+        """Raise if the call about to go out must not (see ``SharedWindow.check``)."""
+        if self.shared is not None:
+            self.shared.check()
+
+    @staticmethod
+    async def _leave(shared: SharedWindow, token: int) -> None:
+        # Shielded: a cancelled caller's call still leaves the window. If leaving fails,
+        # the call counts until it would have timed out: too many counted, never too few.
+        try:
+            await asyncio.shield(shared.leave(token))
+        except Exception:
+            return
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
         """Take a slot for a call that is over at once (counted from now)."""

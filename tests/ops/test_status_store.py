@@ -44,12 +44,13 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         counts = await store.batch_state_counts(summary)
         assert counts == {("acme", "pending"): 3}
         await store.mark_batch(batches[0].id, BatchState.SENT)
-        await store.mark_batch(batches[1].id, BatchState.FAILED, error="400: bad CustomerIDs")
+        await store.mark_batch(batches[1].id, BatchState.DEAD_LETTER,
+                               error="400: bad CustomerIDs")
         left = await store.report_backlog("acme")
         assert (left.count, left.oldest) == await store.unreported_backlog("acme")
         assert left.count == 4 - batches[0].size
         assert await store.batch_state_counts() == {
-            ("acme", "sent"): 1, ("acme", "failed"): 1, ("acme", "pending"): 1}
+            ("acme", "sent"): 1, ("acme", "dead_letter"): 1, ("acme", "pending"): 1}
 
         await store.record_problem("acme", "pull", "OptimoveUnavailable: no connection")
         await store.record_callback_problem("malformed", first.id, "bad JSON")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -136,16 +137,21 @@ async def test_drop_unsent_reports_only_the_silent_recipients(database_url: str)
     await store.db.dispose()
 
 
-async def test_lease_has_one_holder_until_it_expires(database_url: str) -> None:
-    now = [1000.0]
+async def test_lease_has_one_holder_until_it_expires_by_the_database_clock(
+        database_url: str) -> None:
     store = await open_store(database_url)
-    store.clock = lambda: now[0]
-    assert await store.acquire_lease("t", "a", ttl=10) == (True, None)
-    assert await store.acquire_lease("t", "b", ttl=10) == (False, None)
-    assert await store.acquire_lease("t", "a", ttl=10) == (True, None)
-    now[0] += 11
-    assert await store.acquire_lease("t", "b", ttl=10) == (True, "a")
-    assert await store.acquire_lease("t", "a", ttl=10) == (False, None)
+    store.clock = lambda: 0.0  # the lease ignores the process's clock: the database's counts
+    first = await store.acquire_lease("t", "a", ttl=1.0)
+    assert (first.held, first.previous, first.epoch) == (True, None, 1)
+    assert not (await store.acquire_lease("t", "b", ttl=1.0)).held
+    assert (await store.acquire_lease("t", "a", ttl=1.0)).epoch == 1  # renewed, same epoch
+    await asyncio.sleep(1.1)
+    taken = await store.acquire_lease("t", "b", ttl=10)
+    assert (taken.held, taken.previous, taken.epoch) == (True, "a", 2)
+    assert not (await store.acquire_lease("t", "a", ttl=10)).held
+    await store.release_lease("t", "b")
+    again = await store.acquire_lease("t", "a", ttl=10)
+    assert (again.held, again.epoch) == (True, 3)  # a release never resets the epoch
     await store.db.dispose()
 
 

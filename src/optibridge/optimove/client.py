@@ -28,6 +28,7 @@ from optibridge.optimove.errors import (
     EmptyBatch,
     OptimoveAuthError,
     OptimoveError,
+    OptimoveNotReached,
     OptimoveOutcomeUnknown,
     OptimoveRateLimited,
     OptimoveRequestRejected,
@@ -140,6 +141,12 @@ def _page_problem(error: ValidationError, response: httpx.Response) -> str:
         return f"expected a JSON array, got {_body_text(response)!r}"
     where = ".".join(str(part) for part in first["loc"])
     return f"a row does not fit: {where}: {first['msg']}"
+
+
+def _proxy_page(response: httpx.Response) -> bool:
+    """An HTML error page: what a proxy or load balancer answers, not Optimove's API."""
+    kind = response.headers.get("Content-Type", "")
+    return "html" in kind or response.text.lstrip()[:1] == "<"
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -434,6 +441,7 @@ class OptimoveClient:
 
     async def _attempt(self, call: _Call, url: str, params: Mapping[str, Any] | None,
                        content: str | None, retried: bool = False) -> httpx.Response:
+        self._limiter.check()  # the last moment before the call goes out
         try:
             response = await self._http.request(call.method, url, params=params,
                                                 content=content)
@@ -458,7 +466,11 @@ class OptimoveClient:
                 call.function, f"server error {status}: {_body_text(response)}", status))
         if status in (401, 403):
             raise OptimoveAuthError(call.function, status, response.text)
-        raise OptimoveRequestRejected(call.function, status, response.text)
+        if status == 408 and call.retried:  # a proxy gave up waiting for our request
+            raise _Retryable(OptimoveNotReached(call.function, status, response.text))
+        if status == 400 and not _proxy_page(response):
+            raise OptimoveRequestRejected(call.function, status, response.text)
+        raise OptimoveNotReached(call.function, status, response.text)
 
     def _transport_failure(self, call: _Call, error: httpx.TransportError) -> Exception:
         what = f"{type(error).__name__}: {error}"[:300]

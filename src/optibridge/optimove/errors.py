@@ -17,15 +17,32 @@ class BatchTooLarge(OptimoveError, ValueError):
 
 
 class OptimoveRequestRejected(OptimoveError):
-    """Optimove answered 4xx (other than 429): the request is wrong and retrying won't help."""
+    """Optimove answered 400: the request's own content is wrong and sending it again as it
+    is won't help. The only final answer (a report batch becomes a dead letter)."""
 
     def __init__(self, call: str, status: int, body: str) -> None:
         super().__init__(call, f"rejected with {status}: {body[:300]}", status)
         self.body = body
 
 
-class OptimoveAuthError(OptimoveRequestRejected):
-    """401/403: the tenant's API key is missing, wrong, or lacks the permission."""
+class OptimoveAuthError(OptimoveError):
+    """401/403: the tenant's API key is missing, wrong, revoked or lacks the permission.
+    Not final: someone fixes the key and the same call then works."""
+
+    def __init__(self, call: str, status: int, body: str) -> None:
+        super().__init__(call, f"the API key was refused ({status}): {body[:300]}", status)
+        self.body = body
+
+
+class OptimoveNotReached(OptimoveError):
+    """Another 4xx (404, 405, 408, 413, ...) or a 400 that is a proxy's HTML page: the call
+    did not reach the Function as it should (a proxy, a wrong URL). Not applied, not final:
+    the same call works once the way to Optimove is fixed."""
+
+    def __init__(self, call: str, status: int, body: str) -> None:
+        super().__init__(call, f"answered {status}, the call did not reach Optimove's "
+                               f"Function: {body[:300]}", status)
+        self.body = body
 
 
 class OptimoveRateLimited(OptimoveError):
@@ -52,3 +69,9 @@ class EmptyBatch(OptimoveError, ValueError):
 
 class OptimoveUnexpectedResponse(OptimoveError):
     """A 2xx whose body the call cannot use (not JSON, a bare string, the wrong shape)."""
+
+
+# Errors after which the same call can work later: pause and try again, never give up.
+RECOVERABLE: tuple[type[OptimoveError], ...] = (
+    OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveServerError,
+    OptimoveUnavailable, OptimoveOutcomeUnknown, OptimoveUnexpectedResponse)

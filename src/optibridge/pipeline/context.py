@@ -12,7 +12,8 @@ import structlog
 from optibridge.config import Config, TenantConfig, TimingConfig
 from optibridge.domain import SendRecord
 from optibridge.optimove.client import OptimoveClient
-from optibridge.pipeline.lease import LeaseLost
+from optibridge.pipeline.lease import LeasedWindow, LeaseLost
+from optibridge.pipeline.pause import Pause
 from optibridge.platform.api import Platform
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
@@ -30,13 +31,17 @@ class Timing:
     follow_max: float = 60.0  # ... and the longest
     callback_margin: float = 60.0  # after DONE, wait window + margin for late callbacks
     metrics_refresh: float = 4 * 3600.0  # re-send unchanged totals this often (seed 002)
+    report_retry_first: float = 1.0  # reporting's pause after a recoverable error ...
+    report_retry_max: float = 60.0  # ... doubling up to this
 
     @classmethod
     def from_config(cls, config: TimingConfig) -> Timing:
         return cls(idle=config.idle, in_doubt_wait=config.in_doubt_wait,
                    follow_min=config.follow_min, follow_max=config.follow_max,
                    callback_margin=config.callback_margin,
-                   metrics_refresh=config.metrics_refresh)
+                   metrics_refresh=config.metrics_refresh,
+                   report_retry_first=config.report_retry_first,
+                   report_retry_max=config.report_retry_max)
 
 
 @dataclass
@@ -57,6 +62,19 @@ class TenantContext:
     started_at: float = 0.0
     flagged_sends: set[int] = field(default_factory=set)  # stuck SENDING, already reported
     metrics_reported_at: float = 0.0
+    lease: LeasedWindow | None = None  # None outside ``serve`` (CLI commands)
+    report_pause: Pause = field(default_factory=Pause)
+
+    @property
+    def epoch(self) -> int | None:
+        """The lease epoch this process's writes carry (None: not under a lease; 0, which
+        every write refuses, once the lease is lost)."""
+        return self.lease.epoch if self.lease is not None else None
+
+    @property
+    def actor(self) -> str:
+        """Who this process is, in a batch's history."""
+        return self.lease.holder if self.lease is not None else "cli"
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:

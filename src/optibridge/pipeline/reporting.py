@@ -14,8 +14,12 @@ from collections.abc import AsyncIterator
 from optibridge.config import ChannelType, TenantConfig
 from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord
 from optibridge.optimove.errors import (
+    RECOVERABLE,
+    BatchTooLarge,
+    EmptyBatch,
+    OptimoveAuthError,
     OptimoveError,
-    OptimoveOutcomeUnknown,
+    OptimoveNotReached,
     OptimoveRateLimited,
     OptimoveRequestRejected,
     OptimoveUnavailable,
@@ -29,8 +33,8 @@ from optibridge.optimove.models import (
     Metric,
 )
 from optibridge.pipeline.context import TenantContext
-from optibridge.pipeline.lease import LeaseLost
 from optibridge.store import Store
+from optibridge.store.leases import LeaseLost
 
 IN_FLIGHT = 4  # concurrent report calls: enough to use the rate limit at real latencies
 LOOKAHEAD = 8  # formed batches waiting for a call
@@ -38,34 +42,74 @@ PENDING_PER_PASS = 1_000  # batches formed earlier that one pass takes (more wai
 
 
 async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState:
-    """Send one pending batch once; the state it ends in says what is known."""
-    if not await ctx.store.mark_batch(batch.id, BatchState.SENDING, expect=BatchState.PENDING):
+    """Send one pending batch once; the state it ends in says what is known.
+
+    Only a refusal of the batch's own content (a 400) is final: the batch becomes a dead
+    letter with Optimove's answer kept. Any other error pauses the tenant's reporting
+    (``ctx.report_pause``) and leaves the batch pending (surely not applied) or in doubt.
+    """
+    if not await ctx.store.mark_batch(batch.id, BatchState.SENDING, expect=BatchState.PENDING,
+                                      epoch=ctx.epoch):
         return batch.state
     customers = await ctx.store.batch_customers(batch.id)
-    call = CampaignInteractions(
-        campaign_id=batch.campaign_id, channel_id=batch.channel_id,
-        interaction_date=batch.interaction_date, template_id=batch.template_id,
-        event_id=InteractionEvent(batch.event_id),
-        recipient_group_id=batch.recipient_group_id, customer_ids=tuple(customers))
     note: str | None = None
+    answer: str | None = None
     try:
+        call = CampaignInteractions(
+            campaign_id=batch.campaign_id, channel_id=batch.channel_id,
+            interaction_date=batch.interaction_date, template_id=batch.template_id,
+            event_id=InteractionEvent(batch.event_id),
+            recipient_group_id=batch.recipient_group_id, customer_ids=tuple(customers))
         await ctx.optimove.update_campaign_interactions(call)
     except LeaseLost:
-        # Refused by our own limiter before anything was sent.
-        await ctx.store.mark_batch(batch.id, BatchState.PENDING, expect=BatchState.SENDING)
+        # Refused before anything was sent (our lease lapsed or moved): as it was.
+        await ctx.store.mark_batch(batch.id, BatchState.PENDING, expect=BatchState.SENDING,
+                                   epoch=ctx.epoch)
         raise
-    except (OptimoveRateLimited, OptimoveUnavailable) as error:
-        state, note = BatchState.PENDING, str(error)  # certainly not applied
-    except OptimoveRequestRejected as error:
-        state, note = BatchState.FAILED, str(error)
-    except (TimeoutError, OptimoveOutcomeUnknown, OptimoveError, OSError) as error:
+    except (OptimoveRequestRejected, EmptyBatch, BatchTooLarge, ValueError) as error:
+        state, note = BatchState.DEAD_LETTER, str(error)
+        answer = getattr(error, "body", None) or note
+    except NOT_APPLIED as error:
+        state, note = BatchState.PENDING, str(error)
+        await _pause(ctx, error)
+    except (TimeoutError, OptimoveError, OSError) as error:
         state, note = BatchState.IN_DOUBT, str(error)
+        await _pause(ctx, error)
     else:
         state = BatchState.SENT
-    await ctx.store.mark_batch(batch.id, state, expect=BatchState.SENDING, error=note)
+        await _resume(ctx)
+    await ctx.store.mark_batch(batch.id, state, expect=BatchState.SENDING, error=note,
+                               answer=answer, epoch=ctx.epoch, event="call", actor=ctx.actor)
     ctx.log.info("report.batch", batch=batch.id, campaign=batch.campaign_id,
                  event_id=batch.event_id, customers=len(customers), state=str(state))
     return state
+
+
+# Answers that prove UpdateCampaignInteractions was not applied, and that a later call
+# can get past: the batch stays pending and reporting pauses.
+NOT_APPLIED = (OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveUnavailable)
+
+
+async def _pause(ctx: TenantContext, error: BaseException) -> None:
+    """One problem row per pause (not one per try), and a log line per try."""
+    pause = ctx.report_pause
+    pause.first, pause.longest = ctx.timing.report_retry_first, ctx.timing.report_retry_max
+    if pause.failed(f"{type(error).__name__}: {error}"):
+        ctx.log.warning("report.paused", error=pause.reason, retry_in=pause.delay())
+        await ctx.store.record_problem(
+            ctx.name, "report", "reporting paused (nothing is lost; it resumes by itself "
+            f"when a call works, retrying with back-off): {pause.reason}")
+    else:
+        ctx.log.info("report.still_paused", error=pause.reason, failures=pause.failures,
+                     retry_in=pause.delay())
+
+
+async def _resume(ctx: TenantContext) -> None:
+    lasted = ctx.report_pause.succeeded()
+    if lasted is not None:
+        ctx.log.warning("report.resumed", paused_seconds=round(lasted, 1))
+        await ctx.store.record_problem(ctx.name, "report",
+                                       f"reporting resumed after {lasted:.0f} s paused")
 
 
 async def resolve_in_doubt(ctx: TenantContext) -> int:
@@ -77,8 +121,9 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
             continue
         customers = await ctx.store.batch_customers(batch.id)
         if not customers:
-            await ctx.store.mark_batch(batch.id, BatchState.FAILED,
-                                       expect=BatchState.IN_DOUBT, error="empty report batch")
+            await ctx.store.mark_batch(batch.id, BatchState.DEAD_LETTER,
+                                       expect=BatchState.IN_DOUBT, error="empty report batch",
+                                       answer="empty report batch", epoch=ctx.epoch)
             continue
         # Prefer a customer no other unresolved batch with this Optimove key reports: a row
         # read back for them can only come from this batch. Otherwise the batches sharing
@@ -109,11 +154,12 @@ async def _settle(ctx: TenantContext, group: list[int], landed: int) -> int:
             ctx.name, "report", f"report batches {group} are in doubt and {landed} of them "
             "landed; which ones cannot be read back: check them in Optimove")
         return 0
-    state = BatchState.SENT if landed >= len(group) else BatchState.PENDING
-    for batch_id in group:
-        await ctx.store.mark_batch(batch_id, state, expect=BatchState.IN_DOUBT)
-    ctx.log.info("report.in_doubt_resolved", batches=group, landed=state == BatchState.SENT)
-    return len(group)
+    landed_all = landed >= len(group)
+    settled = await ctx.store.settle_in_doubt(
+        group, landed_all, kind="read_back", actor=ctx.actor, epoch=ctx.epoch,
+        detail=f"read back: {landed} of {len(group)} landed")
+    ctx.log.info("report.in_doubt_resolved", batches=settled, landed=landed_all)
+    return len(settled)
 
 
 async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) -> int:
@@ -124,9 +170,11 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     waiting for forming in turns. A failure stops the feeding; the calls in flight end
     before it is raised, so nothing is left half-known.
     """
+    if ctx.report_pause.active:
+        return 0  # backing off after a recoverable error; the next try is a normal pass
     # Nothing of ours is in flight between passes: a batch still 'sending' was cut off
     # (crash, lost lease) and may or may not have landed.
-    await ctx.store.suspect_interrupted_sends(ctx.name)
+    await ctx.store.suspect_interrupted_sends(ctx.name, ctx.epoch)
     await resolve_in_doubt(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
@@ -141,7 +189,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     async def feed() -> None:
         try:
             async for batch in _batches_to_send(ctx, ready_before):
-                if stopped.is_set():
+                if stopped.is_set() or ctx.report_pause.active:
                     break
                 await ready.put(batch)
         except Exception as error:  # raised below, once the calls in flight have ended
@@ -152,7 +200,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     async def send() -> None:
         nonlocal sent
         while (batch := await ready.get()) is not None:
-            if stopped.is_set():
+            if stopped.is_set() or ctx.report_pause.active:
                 continue  # left pending for the next pass
             try:
                 sent += await send_batch(ctx, batch) == BatchState.SENT
@@ -209,13 +257,21 @@ async def metrics_due(store: Store, name: str, tenant: TenantConfig, refresh: fl
 
 
 async def report_metrics(ctx: TenantContext) -> int:
-    """Send due running totals; totals are idempotent, so retries are safe."""
+    """Send due running totals; totals are idempotent, so retries are safe. A recoverable
+    error pauses reporting like an interaction call's."""
+    if ctx.report_pause.active:
+        return 0
     due = await metrics_due(ctx.store, ctx.name, ctx.tenant, ctx.timing.metrics_refresh)
     for start in range(0, len(due), MAX_METRICS_PER_CALL):
         part = due[start:start + MAX_METRICS_PER_CALL]
-        await ctx.optimove.update_campaign_metrics([
-            CampaignMetric(channel_id=t.channel_id, campaign_id=t.campaign_id,
-                           template_id=t.template_id, metric_id=Metric(t.metric_id),
-                           metric_value=t.value) for t in part])
+        try:
+            await ctx.optimove.update_campaign_metrics([
+                CampaignMetric(channel_id=t.channel_id, campaign_id=t.campaign_id,
+                               template_id=t.template_id, metric_id=Metric(t.metric_id),
+                               metric_value=t.value) for t in part])
+        except RECOVERABLE as error:
+            await _pause(ctx, error)
+            return start
+        await _resume(ctx)
         await ctx.store.record_metrics_reported(ctx.name, part)
     return len(due)

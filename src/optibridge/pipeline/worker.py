@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from optibridge.pipeline.listener import handle_pending_notifications
 from optibridge.pipeline.reporting import report_interactions, report_metrics
 from optibridge.pipeline.templates import template_sync_step
 from optibridge.pipeline.triggered import gather_step
+from optibridge.store.leases import LeaseGrant
 
 log = structlog.get_logger("optibridge.worker")
 Step = Callable[[TenantContext], Awaitable[int]]
@@ -98,14 +100,18 @@ async def _pause(ctx: TenantContext, seconds: float) -> None:
     ctx.wake.clear()
 
 
+def new_holder() -> str:
+    """This process's name as a lease holder (host, pid and a random part)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 @dataclass
 class Worker:
     contexts: dict[str, TenantContext]
     limiters: dict[str, LeasedLimiter]
     lease_ttl: float = 30.0
     takeover_wait: bool = True
-    holder: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    holder: str = field(default_factory=new_holder)
     _tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
 
     async def run(self) -> None:
@@ -121,23 +127,28 @@ class Worker:
                 await ctx.store.release_lease(name, self.holder)
 
     async def _keep_lease(self, name: str, ctx: TenantContext) -> None:
+        limiter = self.limiters[name]
+        asked = time.monotonic()
         try:
-            held, previous = await ctx.store.acquire_lease(name, self.holder, self.lease_ttl)
+            grant = await ctx.store.acquire_lease(name, self.holder, self.lease_ttl)
         except Exception as error:  # the database is away: stop calling until it is back
             log.warning("worker.lease_unavailable", tenant=name, error=str(error))
-            held, previous = False, None
-        limiter = self.limiters[name]
-        if not held:
+            grant = LeaseGrant(False)
+        if grant.held and limiter.epoch not in (None, grant.epoch):
+            # Our lease lapsed (we were paused) and we took it again: what the old epoch
+            # had under way is in doubt, and its loops must not write with the old epoch.
+            await self._stop(name)
+        if not grant.held:
             limiter.lost()
             await self._stop(name)
             return
         fresh = name not in self._tasks
-        limiter.held(ctx.store.clock() + self.lease_ttl, took_over=fresh,
-                     wait=self.takeover_wait or previous is not None)
+        limiter.held(grant, asked, took_over=fresh,
+                     wait=self.takeover_wait or grant.previous is not None)
         if fresh:
             log.info("worker.lease_taken", tenant=name, holder=self.holder,
-                     previous=previous)
-            await ctx.store.suspect_interrupted_sends(name)
+                     previous=grant.previous, epoch=grant.epoch)
+            await ctx.store.suspect_interrupted_sends(name, grant.epoch)
             ctx.started_at = ctx.store.clock()
             self._tasks[name] = [asyncio.create_task(run_loop(ctx, step, fn), name=step)
                                  for step, fn in STEPS.items()]

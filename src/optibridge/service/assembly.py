@@ -9,8 +9,8 @@ from optibridge.config import Config, TenantConfig
 from optibridge.optimove.client import OptimoveClient
 from optibridge.pipeline.callbacks import InboxWriter
 from optibridge.pipeline.context import TenantContext, Timing
-from optibridge.pipeline.lease import LeasedLimiter
-from optibridge.pipeline.worker import Worker
+from optibridge.pipeline.lease import LeasedLimiter, LeasedWindow
+from optibridge.pipeline.worker import Worker, new_holder
 from optibridge.platform.api import Platform
 from optibridge.platform.client import PlatformClient
 from optibridge.signing import UrlSigner
@@ -27,10 +27,11 @@ class Service:
     contexts: dict[str, TenantContext]
     limiters: dict[str, LeasedLimiter]
     writer: InboxWriter
+    holder: str
 
     def worker(self, *, lease_ttl: float = 30.0, takeover_wait: bool = True) -> Worker:
         return Worker(self.contexts, self.limiters, lease_ttl=lease_ttl,
-                      takeover_wait=takeover_wait)
+                      takeover_wait=takeover_wait, holder=self.holder)
 
     async def close(self) -> None:
         for ctx in self.contexts.values():
@@ -49,13 +50,17 @@ async def build_service(config: Config, *, timing: Timing | None = None,
     signer = UrlSigner(config.server.secret(), config.server.public_url)
     contexts: dict[str, TenantContext] = {}
     limiters: dict[str, LeasedLimiter] = {}
+    holder = new_holder()
     for name, tenant in config.tenants.items():
-        limiter = LeasedLimiter(tenant.rate_limit.requests, tenant.rate_limit.per_seconds)
-        limiters[name] = limiter
+        # The key's window is counted in the database: other tenants with the same key,
+        # other replicas and CLI commands share it.
+        window = LeasedWindow(store, tenant.key(), tenant.rate_limit.requests,
+                              tenant.rate_limit.per_seconds, tenant=name, holder=holder)
+        limiter = limiters[name] = LeasedLimiter(window)
         optimove = OptimoveClient(tenant.optimove_url, tenant.key(),
                                   path_prefix=tenant.path_prefix, limiter=limiter)
         contexts[name] = TenantContext(
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
-            timing=timing or Timing.from_config(config.timing))
-    return Service(config, store, signer, contexts, limiters, InboxWriter(store))
+            timing=timing or Timing.from_config(config.timing), lease=window)
+    return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from optibridge.store.callbacks import CallbackStore
+from optibridge.store.calls import CallStore
 from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
-from optibridge.store.leases import LeaseStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.readback import ReadbackStore
@@ -14,7 +14,7 @@ from optibridge.store.status import StatusStore
 from optibridge.store.triggers import TriggerStore
 
 
-class Store(CampaignStore, CallbackStore, ReportStore, LeaseStore, OpsStore, TriggerStore,
+class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
             ReadbackStore, StatusStore):
     """The pipeline's one handle on the database."""
 

@@ -61,6 +61,17 @@ def _sqlite_pragmas(engine: AsyncEngine, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# A process frozen (SIGSTOP, a VM pause) inside a transaction must not hold its locks for
+# long: the server ends such a session after 5 s idle in it, and a statement gives up
+# waiting for a lock after 10 s (the step then fails and runs again) instead of waiting
+# behind it. ``?options=...`` in the database URL replaces these.
+POSTGRES_OPTIONS = "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=10000"
+
+
+def _postgres_options(url: URL) -> dict[str, Any]:
+    return {} if "options" in url.query else {"options": POSTGRES_OPTIONS}
+
+
 class _WriteTurns:
     """Whose turn it is on SQLite's one write connection: urgent writers (an HTTP answer
     waits for them) go before background ones, then first come first served."""
@@ -111,7 +122,8 @@ class Database:
             _sqlite_pragmas(self.read_engine, immediate=False)
         else:
             self.write_engine = create_async_engine(
-                self.async_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+                self.async_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                connect_args=_postgres_options(self.async_url))
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         # PostgreSQL writers run side by side: nobody waits for a turn there.

@@ -1,41 +1,93 @@
-"""Tenant leases: one process at a time does a tenant's background work."""
+"""Tenant leases: one process at a time does a tenant's background work.
+
+Lease times are the database's clock, never a process's: a holder that was paused (or
+whose clock drifts) learns how long its lease has left from the database itself.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from dataclasses import dataclass
+
+from sqlalchemy import Float, cast, func, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.store.base import StoreBase
 from optibridge.store.schema import TenantLease
 
 
+def database_now(sqlite: bool) -> ColumnElement[float]:
+    """Now, in Unix seconds, by the database server's clock."""
+    if sqlite:
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
+    return cast(func.extract("epoch", func.clock_timestamp()), Float)
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the tenant's lease: stop calling Optimove, and its
+    writes (which carry the old epoch) are refused."""
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """The answer to taking or renewing a lease."""
+
+    held: bool
+    previous: str | None = None  # the holder it was taken over from
+    epoch: int = 0  # grows by one each time the lease changes hands
+    remaining: float = 0.0  # seconds the lease has left, by the database's clock
+
+
 class LeaseStore(StoreBase):
-    async def acquire_lease(self, tenant: str, holder: str, ttl: float
-                            ) -> tuple[bool, str | None]:
-        """Take or renew the lease; returns (held, previous holder if we took it over)."""
+    async def database_time(self, session: AsyncSession | None = None) -> float:
+        """The database's clock (what lease expiries are compared with)."""
+        if session is not None:
+            return float(await session.scalar(select(database_now(self.db.sqlite))) or 0.0)
+        async with self.db.read() as fresh:
+            return await self.database_time(fresh)
+
+    async def acquire_lease(self, tenant: str, holder: str, ttl: float) -> LeaseGrant:
+        """Take or renew the lease."""
         async with self.db.write() as session:
             query = select(TenantLease).where(TenantLease.tenant == tenant)
             if not self.db.sqlite:
                 query = query.with_for_update()
             lease = await session.scalar(query)
-            now = self.clock()
+            now = await self.database_time(session)
             if lease is None:
-                session.add(TenantLease(tenant=tenant, holder=holder, expires_at=now + ttl))
-                return True, None
-            if lease.holder == holder:
+                session.add(TenantLease(tenant=tenant, holder=holder, expires_at=now + ttl,
+                                        epoch=1))
+                return LeaseGrant(True, None, 1, ttl)
+            if lease.holder == holder and lease.expires_at > now:
                 lease.expires_at = now + ttl
-                return True, None
+                return LeaseGrant(True, None, lease.epoch, ttl)
             if lease.expires_at > now:
-                return False, None
-            previous = lease.holder
+                return LeaseGrant(False, None, lease.epoch, 0.0)
+            # Lapsed (even if it was ours: calls we had queued belong to the old epoch).
+            previous = None if lease.holder == holder else lease.holder
             lease.holder, lease.expires_at = holder, now + ttl
-            return True, previous
+            lease.epoch = lease.epoch + 1
+            return LeaseGrant(True, previous, lease.epoch, ttl)
 
     async def release_lease(self, tenant: str, holder: str) -> None:
+        """Let the lease lapse now; the row (and its epoch) stays, so the next holder's
+        epoch is still greater than every earlier one."""
         async with self.db.write() as session:
-            await session.execute(delete(TenantLease).where(
-                TenantLease.tenant == tenant, TenantLease.holder == holder))
+            await session.execute(update(TenantLease).where(
+                TenantLease.tenant == tenant, TenantLease.holder == holder)
+                .values(expires_at=database_now(self.db.sqlite)))
 
     async def lease_holder(self, tenant: str) -> tuple[str, float] | None:
         async with self.db.read() as session:
             lease = await session.get(TenantLease, tenant)
             return None if lease is None else (lease.holder, lease.expires_at)
+
+    async def lease_left(self, session: AsyncSession, tenant: str, holder: str, epoch: int
+                         ) -> float:
+        """Seconds the lease (holder, epoch) has left by the database's clock; 0 if it
+        lapsed or moved."""
+        row = (await session.execute(
+            select(TenantLease.expires_at - database_now(self.db.sqlite))
+            .where(TenantLease.tenant == tenant, TenantLease.holder == holder,
+                   TenantLease.epoch == epoch))).scalar()
+        return max(float(row), 0.0) if row is not None else 0.0

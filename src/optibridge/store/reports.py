@@ -7,7 +7,8 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select, text, update
+from sqlalchemy import and_, case, exists, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.domain import (
@@ -19,13 +20,16 @@ from optibridge.domain import (
     ReportBatchRecord,
 )
 from optibridge.store.base import StoreBase, rowcount
+from optibridge.store.leases import LeaseLost
 from optibridge.store.schema import (
     UNREPORTED,
+    BatchEvent,
     Campaign,
     Interaction,
     MetricReport,
     ReportBatch,
     Send,
+    TenantLease,
 )
 
 REPORTED_EVENTS = [str(e) for e in REPORTED_AS]
@@ -37,7 +41,38 @@ def _batch(row: ReportBatch) -> ReportBatchRecord:
         template_id=row.template_id, event_id=row.event_id,
         recipient_group_id=row.recipient_group_id, interaction_date=row.interaction_date,
         size=row.size, state=BatchState(row.state), attempts=row.attempts,
-        updated_at=row.updated_at)
+        updated_at=row.updated_at, epoch=row.epoch)
+
+
+@dataclass(frozen=True)
+class BatchEventRecord:
+    """One entry of a batch's story: a call, a read-back or an operator's action."""
+
+    kind: str  # call, read_back, requeue, resolve
+    actor: str
+    state: str | None
+    detail: str | None
+    epoch: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class BatchDetail:
+    """A batch as ``batches show`` prints it."""
+
+    batch: ReportBatchRecord
+    created_at: float
+    last_error: str | None
+    answer: str | None
+    events: tuple[BatchEventRecord, ...]
+
+
+def _fenced(epoch: int | None) -> list[ColumnElement[bool]]:
+    """A batch write by a lease holder: only while its epoch is still the tenant's."""
+    if epoch is None:
+        return []
+    return [exists(select(TenantLease.tenant).where(TenantLease.tenant == ReportBatch.tenant,
+                                                    TenantLease.epoch == epoch))]
 
 
 @dataclass(frozen=True)
@@ -128,14 +163,35 @@ class ReportStore(StoreBase):
             await session.flush()
             return _batch(batch)
 
-    async def batches(self, tenant: str, states: Sequence[BatchState], limit: int = 100
+    async def batches(self, tenant: str, states: Sequence[BatchState], limit: int = 100, *,
+                      campaign_id: int | None = None, after: int = 0
                       ) -> list[ReportBatchRecord]:
+        """Batches in ``states`` by id (those after ``after``, to page on)."""
+        query = (select(ReportBatch).where(ReportBatch.tenant == tenant, ReportBatch.id > after,
+                                           ReportBatch.state.in_([str(s) for s in states]))
+                 .order_by(ReportBatch.id).limit(limit))
+        if campaign_id is not None:
+            query = query.where(ReportBatch.campaign_id == campaign_id)
         async with self.db.read() as session:
-            rows = await session.scalars(
-                select(ReportBatch).where(ReportBatch.tenant == tenant,
-                                          ReportBatch.state.in_([str(s) for s in states]))
-                .order_by(ReportBatch.id).limit(limit))
-            return [_batch(r) for r in rows]
+            return [_batch(r) for r in await session.scalars(query)]
+
+    async def batch_counts(self, tenant: str) -> dict[BatchState, int]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(ReportBatch.state, func.count()).where(ReportBatch.tenant == tenant)
+                .group_by(ReportBatch.state))
+            return {BatchState(state): int(n) for state, n in rows}
+
+    async def batch_detail(self, batch_id: int) -> BatchDetail | None:
+        async with self.db.read() as session:
+            row = await session.get(ReportBatch, batch_id)
+            if row is None:
+                return None
+            events = await session.scalars(select(BatchEvent).where(
+                BatchEvent.batch_id == batch_id).order_by(BatchEvent.id))
+            return BatchDetail(_batch(row), row.created_at, row.last_error, row.answer,
+                               tuple(BatchEventRecord(e.kind, e.actor, e.state, e.detail,
+                                                      e.epoch, e.at) for e in events))
 
     async def batch_customers(self, batch_id: int) -> list[str]:
         async with self.db.read() as session:
@@ -145,28 +201,106 @@ class ReportStore(StoreBase):
             return list(rows)
 
     async def mark_batch(self, batch_id: int, state: BatchState, *,
-                         expect: BatchState | None = None, error: str | None = None) -> bool:
-        """Move a batch to ``state`` (only from ``expect`` when given); False if it was not."""
+                         expect: BatchState | None = None, error: str | None = None,
+                         epoch: int | None = None, answer: str | None = None,
+                         event: str | None = None, actor: str = "") -> bool:
+        """Move a batch to ``state`` (only from ``expect`` when given); False if it was not.
+
+        ``epoch``: the lease epoch of the writer; refused with ``LeaseLost`` once the
+        tenant's lease moved on. ``event``: also log this (kind, actor, error) on the batch.
+        """
         async with self.db.write() as session:
-            query = update(ReportBatch).where(ReportBatch.id == batch_id)
+            query = update(ReportBatch).where(ReportBatch.id == batch_id, *_fenced(epoch))
             if expect is not None:
                 query = query.where(ReportBatch.state == expect)
-            values: dict[str, object] = {"state": state, "updated_at": self.clock()}
+            values: dict[str, object] = {"state": state, "updated_at": self.clock(),
+                                         "epoch": epoch}
             if state == BatchState.SENDING:
                 values["attempts"] = ReportBatch.attempts + 1
             if error is not None:
                 values["last_error"] = error[:2000]
-            result = await session.execute(query.values(**values))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            if answer is not None:
+                values["answer"] = answer[:10_000]
+            moved = bool(rowcount(await session.execute(query.values(**values))))
+            if not moved:
+                await self._check_epoch(session, batch_id, epoch)
+            elif event is not None:
+                self._log_event(session, batch_id, event, actor, state, error, epoch)
+            return moved
 
-    async def suspect_interrupted_sends(self, tenant: str) -> int:
+    async def _check_epoch(self, session: AsyncSession, batch_id: int, epoch: int | None
+                           ) -> None:
+        if epoch is None:
+            return
+        current = await session.scalar(
+            select(TenantLease.epoch).join(ReportBatch, ReportBatch.tenant == TenantLease.tenant)
+            .where(ReportBatch.id == batch_id))
+        if current is not None and current != epoch:
+            raise LeaseLost(f"report batch {batch_id}: the tenant's lease is at epoch "
+                            f"{current}, this process holds epoch {epoch}")
+
+    def _log_event(self, session: AsyncSession, batch_id: int, kind: str, actor: str,
+                   state: BatchState | None, detail: str | None, epoch: int | None) -> None:
+        session.add(BatchEvent(batch_id=batch_id, kind=kind, actor=actor[:128],
+                               state=None if state is None else str(state),
+                               detail=None if detail is None else detail[:2000], epoch=epoch,
+                               at=self.clock()))
+
+    async def record_batch_event(self, batch_id: int, kind: str, actor: str,
+                                 detail: str | None = None, epoch: int | None = None) -> None:
+        """Log something that happened to a batch without changing its state (a read-back
+        that settled nothing, say)."""
+        async with self.db.write() as session:
+            self._log_event(session, batch_id, kind, actor, None, detail, epoch)
+
+    async def settle_in_doubt(self, batch_ids: Sequence[int], landed: bool, *, kind: str,
+                              actor: str, detail: str | None = None, epoch: int | None = None
+                              ) -> list[int]:
+        """The one way an in-doubt batch is settled (by a read-back or an operator): sent
+        if it landed, pending (to be sent again) if it did not, each logged; all in one
+        transaction. Returns the batches that were in doubt and are settled now."""
+        state = BatchState.SENT if landed else BatchState.PENDING
+        settled: list[int] = []
+        async with self.db.write() as session:
+            for batch_id in batch_ids:
+                result = await session.execute(
+                    update(ReportBatch).where(ReportBatch.id == batch_id,
+                                              ReportBatch.state == BatchState.IN_DOUBT,
+                                              *_fenced(epoch))
+                    .values(state=state, updated_at=self.clock(), epoch=epoch))
+                if not rowcount(result):
+                    await self._check_epoch(session, batch_id, epoch)
+                    continue
+                self._log_event(session, batch_id, kind, actor, state, detail, epoch)
+                settled.append(batch_id)
+        return settled
+
+    async def requeue_dead_letters(self, batch_ids: Sequence[int], *, actor: str,
+                                   detail: str | None = None) -> list[int]:
+        """An operator sends dead-letter batches again (after fixing what Optimove refused);
+        returns those that were dead letters and are pending now."""
+        requeued: list[int] = []
+        async with self.db.write() as session:
+            for batch_id in batch_ids:
+                result = await session.execute(
+                    update(ReportBatch).where(ReportBatch.id == batch_id,
+                                              ReportBatch.state == BatchState.DEAD_LETTER)
+                    .values(state=BatchState.PENDING, updated_at=self.clock(), epoch=None))
+                if rowcount(result):
+                    self._log_event(session, batch_id, "requeue", actor, BatchState.PENDING,
+                                    detail, None)
+                    requeued.append(batch_id)
+        return requeued
+
+    async def suspect_interrupted_sends(self, tenant: str, epoch: int | None = None) -> int:
         """Batches left 'sending' by a process that died are in doubt, not pending."""
         async with self.db.write() as session:
             result = await session.execute(
                 update(ReportBatch).where(ReportBatch.tenant == tenant,
-                                          ReportBatch.state == BatchState.SENDING)
-                .values(state=BatchState.IN_DOUBT, updated_at=self.clock()))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+                                          ReportBatch.state == BatchState.SENDING,
+                                          *_fenced(epoch))
+                .values(state=BatchState.IN_DOUBT, updated_at=self.clock(), epoch=epoch))
+            return rowcount(result)
 
     async def times_reported(self, batch: ReportBatchRecord, customer_id: str) -> int:
         """How many sent batches other than ``batch`` reported this customer with its key."""

@@ -152,7 +152,8 @@ class Interaction(Base):
 
 
 class ReportBatch(Base):
-    """One UpdateCampaignInteractions call: pending -> sending -> sent, or in_doubt."""
+    """One UpdateCampaignInteractions call: pending -> sending -> sent, or in_doubt (read
+    back, then sent or pending again), or dead_letter (a 400 about its content)."""
 
     __tablename__ = "report_batch"
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -169,8 +170,27 @@ class ReportBatch(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)  # Optimove's body when it refused it
+    epoch: Mapped[int | None] = mapped_column(BigInteger)  # lease epoch of the last change
 
     __table_args__ = (Index("ix_report_batch_state", "tenant", "state"),)
+
+
+class BatchEvent(Base):
+    """What happened to a report batch: each call and its outcome, each read-back, each
+    operator action (who and when), so ``batches show`` can tell its story."""
+
+    __tablename__ = "batch_event"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("report_batch.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # call, read_back, requeue, resolve
+    actor: Mapped[str] = mapped_column(String(128))  # lease holder or operator
+    state: Mapped[str | None] = mapped_column(String(16))  # the state it led to
+    detail: Mapped[str | None] = mapped_column(Text)
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_batch_event_batch", "batch_id"),)
 
 
 class MetricReport(Base):
@@ -220,7 +240,23 @@ class TenantLease(Base):
     __tablename__ = "tenant_lease"
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)  # the database's clock
+    # Grows by one each time the lease changes hands: a write that carries an older epoch
+    # comes from a holder that lost the lease and is refused.
+    epoch: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+
+
+class ApiCall(Base):
+    """One call under way or recently made with an API key (by its fingerprint), so
+    every process using the key (replicas, CLI commands) counts the same window."""
+
+    __tablename__ = "api_call"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[float] = mapped_column(Float)  # the database's clock
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_api_call_key", "key", "started_at"),)
 
 
 class Problem(Base):

@@ -1,0 +1,50 @@
+"""A tenant's reporting, held back after an error that a later call can recover from
+(a revoked key, a proxy's 404/408/413, 429, 5xx, timeouts): nothing is given up, the next
+try waits longer each time, and the first call that works resumes reporting."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Pause:
+    """Back-off state of one tenant's reporting (in this process, which holds its lease)."""
+
+    first: float = 1.0  # seconds before the first retry
+    longest: float = 60.0  # the back-off stops growing here
+    failures: int = 0  # in a row, since the last call that worked
+    until: float = 0.0  # monotonic: no report call before then
+    since: float | None = None  # wall clock: when the trouble started
+    reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.failures > 0 and time.monotonic() < self.until
+
+    @property
+    def paused(self) -> bool:
+        """Reporting is in trouble (paused, or trying again after a pause)."""
+        return self.failures > 0
+
+    def failed(self, reason: str) -> bool:
+        """Note one more failure; True when this starts a pause (worth telling someone)."""
+        started = self.failures == 0
+        self.failures += 1
+        self.reason = reason
+        if started:
+            self.since = time.time()
+        self.until = time.monotonic() + self.delay()
+        return started
+
+    def delay(self) -> float:
+        return min(self.longest, self.first * 2.0 ** max(self.failures - 1, 0))
+
+    def succeeded(self) -> float | None:
+        """A call worked: resume. Seconds the pause lasted, if there was one."""
+        if not self.failures:
+            return None
+        lasted = time.time() - (self.since or time.time())
+        self.failures, self.until, self.since, self.reason = 0, 0.0, None, None
+        return lasted

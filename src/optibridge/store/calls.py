@@ -1,0 +1,81 @@
+"""The calls made with each API key, counted in the database, so that every process that
+uses a key (replicas of ``serve``, CLI commands beside it) shares one window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, or_, select, text, update
+
+from optibridge.store.base import StoreBase
+from optibridge.store.leases import LeaseStore, database_now
+from optibridge.store.schema import ApiCall
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """Whose lease a call is made under: it goes out only while that lease is current."""
+
+    tenant: str
+    holder: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    call_id: int | None  # None: the key's window is full
+    wait: float  # when full: seconds until the oldest counted call leaves the window
+    lease_left: float  # seconds the claimed lease has left (inf when no lease was claimed)
+
+
+class CallStore(LeaseStore, StoreBase):
+    async def reserve_call(self, key: str, requests: int, span: float,
+                           lease: LeaseClaim | None = None, *, min_lease_left: float = 0.0,
+                           unended_for: float = 30.0) -> Reservation:
+        """Count the key's calls in the last ``span`` seconds (and those under way) and,
+        if fewer than ``requests``, record one more as started now.
+
+        With ``lease``, nothing is recorded unless that lease is current by the database's
+        clock with more than ``min_lease_left`` seconds left. A call whose end was never
+        recorded (its process died or froze) counts as if it ended ``unended_for`` (its
+        timeout) after it started."""
+        async with self.db.write() as session:
+            if not self.db.sqlite:  # SQLite's write transactions are one at a time already
+                await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                      {"key": key})
+            now = await self.database_time(session)
+            left = float("inf")
+            if lease is not None:
+                left = await self.lease_left(session, lease.tenant, lease.holder, lease.epoch)
+                if left <= min_lease_left:
+                    return Reservation(None, 0.0, left)
+            await session.execute(delete(ApiCall).where(
+                ApiCall.key == key, ApiCall.started_at < now - unended_for - span))
+            # When each counted call leaves the window: span after it ended, or (no end
+            # recorded) after it would have timed out.
+            leaves = func.coalesce(ApiCall.ended_at, ApiCall.started_at + unended_for) + span
+            counted = (await session.execute(
+                select(func.count(), func.min(leaves)).where(
+                    ApiCall.key == key,
+                    or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span)))).one()
+            if int(counted[0]) >= requests:
+                # Unended calls of this process end soon; poll rather than wait them out.
+                return Reservation(None, min(max(float(counted[1]) - now, 0.01), 1.0), left)
+            call = ApiCall(key=key, started_at=now)
+            session.add(call)
+            await session.flush()
+            return Reservation(call.id, 0.0, left)
+
+    async def end_call(self, call_id: int) -> None:
+        """The call's answer came back (or it was never sent): it leaves the window
+        ``span`` seconds from now."""
+        async with self.db.write() as session:
+            await session.execute(update(ApiCall).where(ApiCall.id == call_id)
+                                  .values(ended_at=database_now(self.db.sqlite)))
+
+    async def calls_in_window(self, key: str, span: float) -> int:
+        async with self.db.read() as session:
+            now = await self.database_time(session)
+            return int(await session.scalar(select(func.count()).where(
+                ApiCall.key == key,
+                or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span))) or 0)

@@ -1,0 +1,188 @@
+"""Recoverable errors never make a report batch final: each pauses reporting with back-off
+and leaves the batch pending (surely not applied) or in doubt; a 400 about the batch's
+own content makes a dead letter with the answer kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from optibridge.config import parse_config
+from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
+from optibridge.optimove.client import OptimoveClient
+from optibridge.pipeline.context import TenantContext, Timing
+from optibridge.pipeline.reporting import report_interactions
+from optibridge.ratelimit import SlidingWindowLimiter
+from optibridge.retry import RetryPolicy
+from optibridge.sandbox.optimove import OptimoveSandbox, create_app
+from optibridge.serving import serving
+from optibridge.signing import UrlSigner
+from optibridge.store import open_store
+
+NOON = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
+
+
+@dataclass
+class Outage:
+    """Between us and the sandbox: answers ``status`` (or times out) instead, while on."""
+
+    status: int | None = None  # None: pass everything through
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    applied_then_lost: bool = False  # forward the call, then lose its answer
+    seen: int = 0
+
+
+class OutageTransport(httpx.AsyncBaseTransport):
+    def __init__(self, outage: Outage) -> None:
+        self.outage = outage
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        outage = self.outage
+        if outage.status is None or "UpdateCampaign" not in request.url.path:
+            return await self.inner.handle_async_request(request)
+        outage.seen += 1
+        if outage.applied_then_lost:
+            await (await self.inner.handle_async_request(request)).aread()
+            if outage.status == 0:
+                raise httpx.ReadTimeout("answer lost", request=request)
+        if outage.status == 0:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(outage.status, content=outage.body, headers=outage.headers)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str
+                ) -> AsyncIterator[tuple[TenantContext, OptimoveSandbox, Outage]]:
+    sandbox = OptimoveSandbox({"k": "t"})
+    outage = Outage()
+    with serving(create_app(sandbox)) as running:
+        config = parse_config({
+            "server": {"public_url": "http://127.0.0.1:9", "signing_secret": "s" * 16},
+            "tenants": {"t": {"optimove_url": running.url, "api_key": "k",
+                              "channels": {"504": {"type": "email",
+                                                   "address_attribute": "Email"}},
+                              "platform": {"base_url": "http://127.0.0.1:9",
+                                           "api_key": "p", "bounce_domain": 1}}}})
+        store = await open_store(database_url)
+        client = OptimoveClient(running.url, "k", limiter=SlidingWindowLimiter(1000, 1.0),
+                                retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+                                transport=OutageTransport(outage))
+        ctx = TenantContext(name="t", tenant=config.tenant("t"), config=config, store=store,
+                            optimove=client, platform=None,  # type: ignore[arg-type]
+                            signer=UrlSigner(b"s" * 16, "http://x"),
+                            timing=Timing(in_doubt_wait=0.0, report_retry_first=0.05,
+                                          report_retry_max=0.2))
+        yield ctx, sandbox, outage
+        await client.aclose()
+        await store.db.dispose()
+
+
+async def opened_by(ctx: TenantContext, customers: int) -> None:
+    """``customers`` opened one send: one report batch each (campaigns 42..)."""
+    for n in range(customers):
+        campaign, _ = await ctx.store.open_campaign("t", 42 + n, 504)
+        entries = [AudienceEntry(f"C{n}", 7, dt.datetime(2026, 11, 20, 9), f"c{n}@x.com")]
+        await ctx.store.store_audience_page(campaign.id, "email", 0, entries, True)
+    for send in await ctx.store.sends("t", list(SendState)):
+        customer = (await ctx.store.send_recipients(send.id))[0][1]
+        assert customer is not None
+        await ctx.store.record_callbacks([InboxItem(send.id, Event.OPENED, NOON, (customer,))])
+    await ctx.store.process_inbox()
+
+
+def held(sandbox: OptimoveSandbox) -> list[str]:
+    return sorted(row.customer_id for row in sandbox.reported_interactions("t"))
+
+
+async def states(ctx: TenantContext) -> dict[BatchState, int]:
+    return await ctx.store.batch_counts("t")
+
+
+RECOVERABLE = {
+    "revoked key 401": Outage(401, b'{"error":"unauthorized"}'),
+    "forbidden 403": Outage(403, b"Forbidden"),
+    "proxy 404": Outage(404, b"<html>Not Found</html>", {"Content-Type": "text/html"}),
+    "proxy 408": Outage(408, b"<html>Request Timeout</html>"),
+    "proxy 413": Outage(413, b"<html>Request Entity Too Large</html>"),
+    "proxy 400 page": Outage(400, b"<html><body>400 Bad Request</body></html>",
+                             {"Content-Type": "text/html"}),
+    "rate limited 429": Outage(429, b'{"status":429}'),
+    "refused 503": Outage(503, b"Service Unavailable"),
+    "500 after applying": Outage(500, b"oops", applied_then_lost=True),
+    "timeout after applying": Outage(0, applied_then_lost=True),
+}
+
+
+@pytest.mark.parametrize("fault", list(RECOVERABLE), ids=list(RECOVERABLE))
+async def test_a_recoverable_error_pauses_reporting_and_nothing_is_final(
+        world: tuple[TenantContext, OptimoveSandbox, Outage], fault: str) -> None:
+    ctx, sandbox, outage = world
+    template = RECOVERABLE[fault]
+    outage.__dict__.update(template.__dict__, seen=0)
+    await opened_by(ctx, 6)
+    assert await report_interactions(ctx, flush_all=True) == 0
+    counts = await states(ctx)
+    assert BatchState.DEAD_LETTER not in counts and BatchState.SENT not in counts, counts
+    assert ctx.report_pause.paused and ctx.report_pause.active
+    # The pause holds reporting back: no call goes out until it is over.
+    tried = outage.seen
+    assert tried <= 4  # the calls already under way when the first error came back
+    assert await report_interactions(ctx, flush_all=True) == 0
+    assert outage.seen == tried
+    problems = [p for p in await ctx.store.recent_problems() if p.where == "report"]
+    assert len(problems) == 1 and "paused" in problems[0].message
+    # Still failing after the back-off: one more try, a longer pause, no new problem row.
+    first_delay = ctx.report_pause.delay()
+    while ctx.report_pause.active:
+        await _tick()
+    await report_interactions(ctx, flush_all=True)
+    assert outage.seen > tried and ctx.report_pause.delay() > first_delay
+    assert len([p for p in await ctx.store.recent_problems() if p.where == "report"]) == 1
+    # The way to Optimove works again: reporting resumes by itself, each customer once.
+    outage.status = None
+    for _ in range(200):
+        if not ctx.report_pause.active:
+            await report_interactions(ctx, flush_all=True)
+        if (await states(ctx)) == {BatchState.SENT: 6}:
+            break
+        await _tick()
+    assert await states(ctx) == {BatchState.SENT: 6}
+    assert held(sandbox) == [f"C{n}" for n in range(6)]
+    assert not ctx.report_pause.paused
+    messages = [p.message for p in await ctx.store.recent_problems() if p.where == "report"]
+    assert "resumed" in messages[0]
+
+
+async def test_a_400_about_the_batch_is_a_dead_letter_and_the_others_go_on(
+        world: tuple[TenantContext, OptimoveSandbox, Outage]) -> None:
+    ctx, sandbox, outage = world
+    await opened_by(ctx, 3)
+    outage.status, outage.body = 400, b'{"error":"TemplateID 7 is not a template"}'
+    await report_interactions(ctx, flush_all=True)
+    assert await states(ctx) == {BatchState.DEAD_LETTER: 3}
+    assert not ctx.report_pause.paused  # one bad batch does not stop the others
+    dead = (await ctx.store.batches("t", [BatchState.DEAD_LETTER]))[0]
+    detail = await ctx.store.batch_detail(dead.id)
+    assert detail is not None and detail.answer == '{"error":"TemplateID 7 is not a template"}'
+    assert [(e.kind, e.state) for e in detail.events] == [("call", "dead_letter")]
+    outage.status = None
+    assert await ctx.store.requeue_dead_letters([dead.id], actor="ops") == [dead.id]
+    assert await report_interactions(ctx, flush_all=True) == 1
+    assert await states(ctx) == {BatchState.DEAD_LETTER: 2, BatchState.SENT: 1}
+    assert len(held(sandbox)) == 1
+
+
+async def _tick() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.02)
