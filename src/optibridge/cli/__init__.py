@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optibridge.cli import (
+    batches,
     demo,
     doctor,
     listeners,
@@ -40,6 +41,7 @@ sandbox.register(app)
 app.add_typer(listeners.app, name="listeners")
 app.add_typer(templates.app, name="templates")
 app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(batches.app, name="batches")
 readback.register(app)
 doctor.register(app)
 

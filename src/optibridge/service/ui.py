@@ -47,6 +47,7 @@ class TenantRow:
     platform_in_use: float
     batches: dict[str, int]
     lease: str | None
+    paused: str | None = None  # why reporting is paused (known to the lease holder)
 
 
 def funnel(send: SendFunnel) -> list[Bar]:
@@ -106,8 +107,14 @@ async def tenant_rows(service: Service) -> list[TenantRow]:
             backlog_age=backlog.age(now), optimove_in_use=shares.get((name, "optimove"), 0.0),
             platform_in_use=shares.get((name, "platform"), 0.0),
             batches={str(s): batches.get((name, s), 0) for s in BatchState},
-            lease=lease[0] if lease and lease[1] > now else None))
+            lease=lease[0] if lease and lease[1] > now else None,
+            paused=_paused(service, name)))
     return rows
+
+
+def _paused(service: Service, name: str) -> str | None:
+    pause = service.contexts[name].report_pause
+    return pause.reason if pause.paused else None
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status: int = 200
@@ -142,8 +149,48 @@ async def campaign_page(request: Request) -> Response:
     })
 
 
+BATCH_PAGE = 100
+
+
+def _int(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@protected
+async def batches_page(request: Request) -> Response:
+    """Report batches of a tenant, by state and campaign."""
+    service: Service = request.app.state.service
+    tenant = request.query_params.get("tenant") or next(iter(service.config.tenants))
+    if tenant not in service.config.tenants:
+        return _page(request, "missing.html", {"pk": tenant, "what": "tenant"}, 404)
+    known = {str(s): s for s in BatchState}
+    asked = [v for v in request.query_params.get("state", "").split(",") if v in known]
+    states = [known[v] for v in asked] or list(BatchState)
+    campaign = _int(request, "campaign")
+    batches = await service.store.batches(tenant, states, BATCH_PAGE, campaign_id=campaign,
+                                          after=_int(request, "after") or 0)
+    counts = await service.store.batch_counts(tenant)
+    return _page(request, "batches.html", {
+        "tenant": tenant, "campaign": campaign, "batches": batches, "limit": BATCH_PAGE,
+        "states": [str(s) for s in states],
+        "counts": {str(s): counts.get(s, 0) for s in BatchState}})
+
+
+@protected
+async def batch_page(request: Request) -> Response:
+    service: Service = request.app.state.service
+    detail = await service.store.batch_detail(int(request.path_params["id"]))
+    if detail is None or detail.batch.tenant not in service.config.tenants:
+        return _page(request, "missing.html", {"pk": request.path_params["id"],
+                                               "what": "report batch"}, 404)
+    return _page(request, "batch.html", {"d": detail})
+
+
 routes: list[BaseRoute] = [
     Route("/ui", overview),
     Route("/ui/campaigns/{pk:int}", campaign_page),
+    Route("/ui/batches", batches_page),
+    Route("/ui/batches/{id:int}", batch_page),
     Mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]
