@@ -3,19 +3,27 @@ batch with its calls."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
 
 from optibridge.demo import EMAIL_CAMPAIGN, TENANT, Rehearsal
-from optibridge.domain import BatchState
-from optibridge.store import Store
+from optibridge.domain import BatchState, ReportBatchRecord
+from optibridge.store import Database, Store
 
 
-async def test_batch_pages_list_and_show_the_reported_batches(settled: Rehearsal,
-                                                              store: Store) -> None:
+async def sent_batches(url: str) -> list[ReportBatchRecord]:
+    store = Store(Database(url))
+    try:
+        return await store.batches(TENANT, [BatchState.SENT], 1000)
+    finally:
+        await store.db.dispose()
+
+
+def test_batch_pages_list_and_show_the_reported_batches(settled: Rehearsal) -> None:
     url = settled.service_url
-    sent = await store.batches(TENANT, [BatchState.SENT], 1000)
+    sent = asyncio.run(sent_batches(settled.config.server.database_url))
     assert sent
     overview = httpx.get(f"{url}/ui").text
     assert f'href="/ui/batches?tenant={TENANT}&amp;state=sent"' in overview

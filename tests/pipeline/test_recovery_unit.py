@@ -80,8 +80,8 @@ async def world(tmp_path: Path, database_url: str
         ctx = TenantContext(name="t", tenant=config.tenant("t"), config=config, store=store,
                             optimove=client, platform=None,  # type: ignore[arg-type]
                             signer=UrlSigner(b"s" * 16, "http://x"),
-                            timing=Timing(in_doubt_wait=0.0, report_retry_first=0.05,
-                                          report_retry_max=0.2))
+                            timing=Timing(in_doubt_wait=0.0, report_retry_first=0.3,
+                                          report_retry_max=1.0))
         yield ctx, sandbox, outage
         await client.aclose()
         await store.db.dispose()

@@ -29,7 +29,13 @@ class Pause:
         return self.failures > 0
 
     def failed(self, reason: str) -> bool:
-        """Note one more failure; True when this starts a pause (worth telling someone)."""
+        """Note one more failure; True when this starts a pause (worth telling someone).
+
+        Calls that were under way together fail together: one that fails while the pause
+        it joins is still on counts as the same try, not as another doubling."""
+        if self.active:
+            self.reason = reason
+            return False
         started = self.failures == 0
         self.failures += 1
         self.reason = reason
