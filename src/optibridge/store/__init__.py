@@ -8,6 +8,7 @@ from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
+from optibridge.store.problems import ProblemStore
 from optibridge.store.readback import ReadbackStore
 from optibridge.store.reports import ReportStore
 from optibridge.store.status import StatusStore
@@ -15,7 +16,7 @@ from optibridge.store.triggers import TriggerStore
 
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
-            ReadbackStore, StatusStore):
+            ReadbackStore, StatusStore, ProblemStore):
     """The pipeline's one handle on the database."""
 
 

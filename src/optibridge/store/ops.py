@@ -1,36 +1,15 @@
-"""What operators look at: recent problems and the per-event reconciliation counts."""
+"""What operators look at: the per-event reconciliation counts (problems: problems.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from optibridge.domain import BatchState
 from optibridge.store.base import StoreBase
-from optibridge.store.schema import Campaign, Interaction, Problem, ReportBatch, Send
-
-
-@dataclass(frozen=True)
-class ProblemRecord:
-    tenant: str | None
-    where: str
-    message: str
-    at: float
+from optibridge.store.schema import Campaign, Interaction, ReportBatch, Send
 
 
 class OpsStore(StoreBase):
-    async def record_problem(self, tenant: str | None, where: str, message: str) -> None:
-        async with self.db.write() as session:
-            session.add(Problem(tenant=tenant, where=where, message=message[:2000],
-                                at=self.clock()))
-
-    async def recent_problems(self, limit: int = 20) -> list[ProblemRecord]:
-        async with self.db.read() as session:
-            rows = await session.scalars(select(Problem).order_by(Problem.id.desc())
-                                         .limit(limit))
-            return [ProblemRecord(r.tenant, r.where, r.message, r.at) for r in rows]
-
     async def event_counts(self, tenant: str, campaign_id: int | None = None,
                            channel_id: int | None = None) -> dict[str, tuple[int, int]]:
         """Per event: (interactions stored, interactions in a sent report batch)."""

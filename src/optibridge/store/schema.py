@@ -218,9 +218,14 @@ class CallbackInbox(Base):
     count: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[float] = mapped_column(Float)
     processed_at: Mapped[float | None] = mapped_column(Float)
+    # A row the mapper could not map: tried again after ``retry_at``, then set aside.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    retry_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_callback_inbox_pending", "processed_at"),
-                      Index("ix_callback_inbox_send", "send_id"))
+                      Index("ix_callback_inbox_send", "send_id"),
+                      Index("ix_callback_inbox_received", "received_at"))
 
 
 class CallbackProblem(Base):
@@ -232,6 +237,10 @@ class CallbackProblem(Base):
     send_id: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str] = mapped_column(Text)
     received_at: Mapped[float] = mapped_column(Float)
+    # A problem heard again is the same row: counted, with the last time it was heard.
+    count: Mapped[int] = mapped_column(Integer, server_default="1")
+    last_at: Mapped[float | None] = mapped_column(Float)
+    key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class TenantLease(Base):
@@ -268,6 +277,9 @@ class Problem(Base):
     where: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer, server_default="1")
+    last_at: Mapped[float | None] = mapped_column(Float)
+    key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class Trigger(Base):

@@ -76,6 +76,10 @@ class Backlog:
         return 0.0 if self.oldest is None else max(0.0, now - self.oldest)
 
 
+def _times(count: int) -> str:
+    return f" (heard {count} times)" if count > 1 else ""
+
+
 @dataclass(frozen=True)
 class ErrorRecord:
     at: float
@@ -179,17 +183,19 @@ class StatusStore(StoreBase):
         """The newest problems, refused or in-doubt batches and callback problems."""
         async with self.db.read() as session:
             problems = await session.scalars(
-                select(Problem).order_by(Problem.id.desc()).limit(limit))
-            errors = [ErrorRecord(p.at, p.tenant, p.where, p.message) for p in problems]
+                select(Problem).order_by(Problem.last_at.desc()).limit(limit))
+            errors = [ErrorRecord(p.last_at or p.at, p.tenant, p.where,
+                                  p.message + _times(p.count)) for p in problems]
             batches = await session.scalars(
                 select(ReportBatch).where(ReportBatch.last_error.is_not(None))
                 .order_by(ReportBatch.updated_at.desc()).limit(limit))
             errors += [ErrorRecord(b.updated_at, b.tenant, f"report batch {b.id} ({b.state})",
                                    b.last_error or "") for b in batches]
             callbacks = await session.scalars(
-                select(CallbackProblem).order_by(CallbackProblem.id.desc()).limit(limit))
-            errors += [ErrorRecord(c.received_at, None, f"callback {c.kind} (send {c.send_id})",
-                                   c.detail) for c in callbacks]
+                select(CallbackProblem).order_by(CallbackProblem.last_at.desc()).limit(limit))
+            errors += [ErrorRecord(c.last_at or c.received_at, None,
+                                   f"callback {c.kind} (send {c.send_id})",
+                                   c.detail + _times(c.count)) for c in callbacks]
         return sorted(errors, key=lambda e: e.at, reverse=True)[:limit]
 
 
