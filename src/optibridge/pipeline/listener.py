@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import EventType
 from optibridge.pipeline.cancel import cancel_campaign
 from optibridge.pipeline.context import TenantContext
+from optibridge.safejson import JsonBodyError, bounded_id, loads
 from optibridge.store import Store
 
 MAX_NOTIFICATION_BYTES = 64 * 1024
@@ -46,9 +46,13 @@ def _int_field(fields: Mapping[str, Any], name: str, required: bool) -> int | No
     if isinstance(value, bool):
         raise NotificationError(f"{name} must be an integer, got {value!r}")
     try:
-        return int(value)
+        # ChannelID is a 32-bit column; the other IDs are 64-bit.
+        return bounded_id(int(value), name, 31 if name == "ChannelID" else 63)
+    except JsonBodyError as error:
+        raise NotificationError(str(error)) from None
     except (TypeError, ValueError):
-        raise NotificationError(f"{name} must be an integer, got {value!r}") from None
+        raise NotificationError(f"{name} must be an integer, got {str(value)[:60]!r}"
+                                ) from None
 
 
 def parse_notification(body: bytes) -> Notification:
@@ -57,9 +61,9 @@ def parse_notification(body: bytes) -> Notification:
     if len(body) > MAX_NOTIFICATION_BYTES:
         raise NotificationError(f"body is {len(body)} bytes, at most {MAX_NOTIFICATION_BYTES}")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NotificationError(f"body is not JSON: {error}") from None
+        data = loads(body)
+    except JsonBodyError as error:
+        raise NotificationError(str(error)) from None
     if not isinstance(data, dict):
         raise NotificationError("body must be a JSON object")
     fields = {str(k).lower(): v for k, v in data.items()}

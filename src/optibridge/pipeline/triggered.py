@@ -27,6 +27,7 @@ from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.api import Platform
+from optibridge.safejson import JsonBodyError, bounded_id, loads
 from optibridge.store import Store
 from optibridge.store.triggers import NewTrigger, TriggerGroup
 
@@ -79,10 +80,13 @@ def _int(value: Any, name: str) -> int | None:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise TriggerError(f"{name} must be an integer, got {value!r}") from None
+        raise TriggerError(f"{name} must be an integer, got {str(value)[:60]!r}") from None
     if number < 0:
         raise TriggerError(f"{name} must not be negative, got {number}")
-    return number
+    try:  # ChannelID is a 32-bit column; the other IDs are 64-bit
+        return bounded_id(number, name, 31 if "channel" in name.lower() else 63)
+    except JsonBodyError as error:
+        raise TriggerError(str(error)) from None
 
 
 def _text(value: Any) -> str | None:
@@ -136,9 +140,9 @@ def parse_trigger(body: bytes) -> ParsedTrigger:
     if len(body) > MAX_TRIGGER_BYTES:
         raise TriggerError(f"body is {len(body)} bytes, at most {MAX_TRIGGER_BYTES}", 413)
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise TriggerError(f"body is not JSON: {error}") from None
+        data = loads(body)
+    except JsonBodyError as error:
+        raise TriggerError(str(error)) from None
     if not isinstance(data, dict):
         raise TriggerError("body must be a JSON object")
     top = _fields(data)
