@@ -17,8 +17,10 @@ from optibridge.platform import callbacks
 from optibridge.platform.api import SMS_EVENTS, CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import CallbackError, encode_callback, parse_callback
 
-addresses = st.lists(st.text(min_size=1, max_size=30).filter(str.strip), min_size=1,
-                     max_size=40)
+# Any text but NUL, which the parser refuses (see test_a_nul_in_an_address_is_refused).
+_characters = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+addresses = st.lists(st.text(_characters, min_size=1, max_size=30).filter(str.strip),
+                     min_size=1, max_size=40)
 
 
 @st.composite
@@ -53,6 +55,18 @@ def parse_both(body: bytes, query: str = "") -> CallbackBatch:
     if isinstance(results[0], str):
         raise CallbackError(results[0])
     return results[0]
+
+
+@pytest.mark.parametrize("body", [
+    b"event=opened&when=1&email[0]=a%00b@example.com",
+    b"event=opened&when=1&email[0]=a@example.com&email[1]=%00",
+    b"event=opened&when=1&" + b"&".join(b"email[%d]=a%d@example.com" % (i, i)
+                                         for i in range(500)) + b"&email[500]=z%00",
+])
+def test_a_nul_in_an_address_is_refused(body: bytes) -> None:
+    for enabled in (True, False):
+        with bulk_path(enabled), pytest.raises(CallbackError, match="NUL"):
+            parse_callback(body)
 
 
 @given(batches())

@@ -6,6 +6,8 @@ addresses to customers happens afterwards in ``map_callbacks``.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -16,6 +18,11 @@ from optibridge.signing import UrlSigner
 from optibridge.store import Store
 
 MAX_CALLBACK_BYTES = 32 * 1024 * 1024  # 200,000 addresses are about 10 MB (platform-api.md)
+# The door's window for a callback's ``when``: not more than a day before its send was due,
+# not more than a few minutes ahead of our clock (the platform's clock may run a little
+# ahead). Anything outside cannot be an event of this send, and would break the mapping.
+WHEN_BEFORE_SEND = 86_400.0
+WHEN_AHEAD = 300.0
 
 
 class CallbackRefused(Exception):
@@ -34,6 +41,31 @@ class Accepted:
     addresses: int
 
 
+class SendTimes:
+    """When each send was due (Unix seconds), remembered: the door checks every callback's
+    ``when`` against it without a database read per callback."""
+
+    def __init__(self, store: Store, size: int = 10_000) -> None:
+        self.store = store
+        self.size = size
+        self._due: OrderedDict[int, float] = OrderedDict()
+
+    async def due(self, send_id: int) -> float | None:
+        """None for a send we do not know (its callbacks are kept as problems later)."""
+        found = self._due.get(send_id)
+        if found is not None:
+            self._due.move_to_end(send_id)
+            return found
+        send = await self.store.get_send(send_id)
+        if send is None:
+            return None
+        due = send.scheduled_time.replace(tzinfo=dt.UTC).timestamp()
+        self._due[send_id] = due
+        if len(self._due) > self.size:
+            self._due.popitem(last=False)
+        return due
+
+
 class InboxWriter(GroupCommit[InboxItem, None]):
     """Stores verified callbacks with group commit (see ``GroupCommit``)."""
 
@@ -43,6 +75,7 @@ class InboxWriter(GroupCommit[InboxItem, None]):
             return [None] * len(items)
 
         super().__init__(write, max_items)
+        self.send_times = SendTimes(store)
 
     async def write(self, item: InboxItem) -> None:
         await self.submit(item)
@@ -79,6 +112,12 @@ async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body:
         await store.record_callback_problem("malformed", send_id,
                                             f"{error}: {body[:500]!r}")
         raise CallbackRefused(400, str(error)) from None
+    refused = await _when_refused(writer.send_times, send_id, batch.when, store.clock())
+    if refused is not None:
+        await store.record_callback_problem("refused", send_id,
+                                            f"{refused}: {batch.event} x{len(batch.addresses)}",
+                                            key=f"when {batch.when}")
+        raise CallbackRefused(400, f"callback: {refused}")
     event = Event(str(batch.event))
     # Stored as received; the store lowercases them in one pass (addresses are matched
     # lowercased, and telephone numbers have no letters).
@@ -86,6 +125,20 @@ async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body:
     return Accepted(send_id, event, len(batch.addresses))
 
 
-async def map_callbacks(store: Store) -> int:
-    """Turn stored callbacks into interactions; returns how many callbacks it mapped."""
-    return await store.process_inbox()
+async def _when_refused(send_times: SendTimes, send_id: int, when: int, now: float
+                        ) -> str | None:
+    """Why ``when`` cannot be a time of this send's events, or None if it can."""
+    if when > now + WHEN_AHEAD:
+        return (f"'when' {when} is {when - now:.0f} s in the future "
+                f"(at most {WHEN_AHEAD:.0f} s is allowed)")
+    due = await send_times.due(send_id)
+    if due is not None and when < due - WHEN_BEFORE_SEND:
+        return (f"'when' {when} is {due - when:.0f} s before the send was due "
+                f"(at most {WHEN_BEFORE_SEND:.0f} s is allowed)")
+    return None
+
+
+async def map_callbacks(store: Store, tenant: str | None = None) -> int:
+    """Turn stored callbacks (of ``tenant``, if given) into interactions; returns how many
+    callbacks it handled."""
+    return await store.process_inbox(tenant=tenant)

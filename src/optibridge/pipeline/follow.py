@@ -67,19 +67,36 @@ async def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> No
             f"{send.recipients} recipients")
 
 
+# The quiet period grows with the callback lag we observe (arrival minus the callback's
+# ``when``): a platform running late delays Dropped instead of causing it.
+LAG_FACTOR = 2.0
+
+
+async def quiet_needed(ctx: TenantContext, send: SendRecord) -> float:
+    """How long a finished send's callbacks must be quiet before its unsent recipients are
+    dropped: the callback window, the margin, and twice the longest lag observed lately."""
+    lag = await ctx.store.callback_lag(ctx.name, send.id)
+    return ctx.tenant.callback_window_seconds + ctx.timing.callback_margin + LAG_FACTOR * lag
+
+
 async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
-    """Once the send's callbacks have been quiet for the callback window plus a margin,
-    drop whoever got no sent event. Quiet counts from the latest of: the platform's end,
-    the send's last callback, and this process's start (callbacks refused while we were
-    down come back later, by the platform's retries)."""
+    """Once the send's callbacks have been quiet long enough (``quiet_needed``), drop
+    whoever got no sent event. Quiet counts from the latest of: the platform's end, the
+    send's last callback, and this process's start (callbacks refused while we were down
+    come back later, by the platform's retries). The drop happens only in a transaction
+    that sees none of the send's callbacks waiting to be mapped."""
     assert send.finished_at is not None
     last_callback = await ctx.store.last_callback_at(send.id) or 0.0
     quiet_since = max(send.finished_at, last_callback, ctx.started_at)
-    if now - quiet_since < ctx.tenant.callback_window_seconds + ctx.timing.callback_margin:
+    if now - quiet_since < await quiet_needed(ctx, send):
         return False
     while await ctx.store.process_inbox(send_ids=[send.id]):
         pass  # map every callback of this send that has arrived
-    dropped = await ctx.store.drop_unsent(send, SENT_EVENTS[ChannelType(send.channel_type)])
+    dropped = await ctx.store.drop_unsent_when_mapped(
+        send, SENT_EVENTS[ChannelType(send.channel_type)])
+    if dropped is None:
+        ctx.log.info("follow.callbacks_waiting", send=send.id, campaign=send.campaign_id)
+        return False  # one is still being mapped, or waits for a retry: next pass
     final = SendState.DONE if send.platform_state == CampaignState.DONE else SendState.ERROR
     await ctx.store.update_send(send.id, state=final)
     ctx.log.info("follow.send_finished", send=send.id, campaign=send.campaign_id,

@@ -39,7 +39,7 @@ async def pull_step(ctx: TenantContext) -> int:
 
 
 async def map_step(ctx: TenantContext) -> int:
-    return await map_callbacks(ctx.store)
+    return await map_callbacks(ctx.store, ctx.name)
 
 
 METRICS_EVERY = 30.0  # seconds between metric passes while interactions are being reported

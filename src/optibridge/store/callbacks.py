@@ -8,18 +8,37 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
-from sqlalchemy import Date, Float, exists, func, literal, select, update
+from sqlalchemy import Date, Float, exists, func, literal, or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from optibridge.domain import Event, InboxItem
-from optibridge.store.base import StoreBase, rowcount
-from optibridge.store.schema import CallbackInbox, CallbackProblem, Interaction, Recipient, Send
+from optibridge.domain import Event, InboxItem, SendRecord
+from optibridge.store.base import rowcount
+from optibridge.store.campaigns import drop_unsent_in
+from optibridge.store.problems import CallbackProblemRow, ProblemStore
+from optibridge.store.schema import (
+    CallbackInbox,
+    CallbackProblem,
+    Campaign,
+    Interaction,
+    Recipient,
+    Send,
+)
 
 # Events that prove a message was sent. One that arrives for a customer already reported
 # Dropped (the callbacks were quiet long enough for us to decide) is late: reporting it too
 # would count the customer as both, so it is kept as a problem instead.
 SENT_PROOF = frozenset({Event.SUBMITTED, Event.DELIVERED, Event.BOUNCED})
 
+
+# A stored callback that cannot be mapped is tried again after a growing pause, and after
+# this many tries set aside as a problem: one bad row never stops the others.
+MAX_MAPPING_ATTEMPTS = 5
+RETRY_PAUSE = 5.0  # seconds, doubled each try
+# Unknown addresses kept one problem each, per mapping; beyond that one summary row.
+UNKNOWN_LISTED = 100
+# How far back the observed callback lag is looked for (see ``callback_lag``).
+LAG_LOOKBACK = 3600.0
 
 # Addresses mapped in one write transaction: on SQLite the callback endpoint's own commits
 # wait for the one write connection, so mapping goes in short transactions.
@@ -54,6 +73,17 @@ def _joined(arrays: list[str]) -> str:
     return "[" + ",".join(a[1:-1] for a in arrays if a != "[]") + "]"
 
 
+def _transient(error: Exception) -> bool:
+    """Whether a database error is about the database (down, full, locked), not the row."""
+    return isinstance(error, (OperationalError, InterfaceError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def _day(item: _Pending) -> tuple[Event, dt.date]:
+    """The row's event and UTC day; ValueError/OverflowError if the row cannot have them."""
+    return Event(item.event), dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
+
+
 class _Overtaken(Exception):
     """Callbacks being mapped were mapped by someone else first."""
 
@@ -68,7 +98,7 @@ def _within_budget(items: list[_Pending]) -> list[_Pending]:
     return items
 
 
-class CallbackStore(StoreBase):
+class CallbackStore(ProblemStore):
     async def record_callbacks(self, items: Sequence[InboxItem]) -> None:
         """Store verified callbacks in one transaction (the HTTP answer waits for it);
         addresses are kept lowercased, as the recipients' are."""
@@ -80,66 +110,127 @@ class CallbackStore(StoreBase):
         async with self.db.write(urgent=True) as session:
             await self.insert_many_ignoring(session, CallbackInbox, rows, plain=True)
 
-    async def record_callback_problem(self, kind: str, send_id: int | None, detail: str) -> None:
-        async with self.db.write(urgent=True) as session:
-            session.add(CallbackProblem(kind=kind, send_id=send_id, detail=detail[:2000],
-                                        received_at=self.clock()))
-
     async def inbox_backlog(self) -> int:
         async with self.db.read() as session:
             count = await session.scalar(select(func.count()).select_from(CallbackInbox)
                                          .where(CallbackInbox.processed_at.is_(None)))
             return int(count or 0)
 
-    async def process_inbox(self, send_ids: Sequence[int] | None = None, limit: int = 1_000
-                            ) -> int:
+    async def process_inbox(self, send_ids: Sequence[int] | None = None, limit: int = 1_000,
+                            *, tenant: str | None = None) -> int:
         """Turn stored callbacks into interactions; returns how many callbacks it handled.
 
         Each address maps back to its customer through the send's recipients; each
         (send, customer, event, day) is stored once however often it is heard. Unknown
-        addresses are kept as problems, never dropped silently.
+        addresses are kept as problems, never dropped silently. ``tenant``: only that
+        tenant's callbacks (and those of no known send). A row that cannot be mapped is
+        retried later and, after ``MAX_MAPPING_ATTEMPTS``, set aside as a problem; the
+        others are mapped meanwhile.
         """
+        now = self.clock()
         # Read and group outside the write transaction: the write connection is shared
         # with the callback endpoint's own commits, so it is held only for the SQL.
         async with self.db.read() as session:
-            query = (select(*_PENDING_COLUMNS).where(CallbackInbox.processed_at.is_(None))
-                     .order_by(CallbackInbox.id).limit(limit))
+            query = (select(*_PENDING_COLUMNS).where(
+                CallbackInbox.processed_at.is_(None),
+                or_(CallbackInbox.retry_at.is_(None), CallbackInbox.retry_at <= now))
+                .order_by(CallbackInbox.id).limit(limit))
             if send_ids is not None:
                 query = query.where(CallbackInbox.send_id.in_(list(send_ids)))
+            if tenant is not None:
+                query = query.where(~exists().where(
+                    Send.id == CallbackInbox.send_id, Campaign.id == Send.campaign_pk,
+                    Campaign.tenant != tenant))
             items = _within_budget([_Pending(*row) for row in await session.execute(query)])
             if not items:
                 return 0
             known = set(await session.scalars(select(Send.id).where(
                 Send.id.in_({i.send_id for i in items}))))
+        unusable: list[tuple[_Pending, str]] = []
+        usable: list[_Pending] = []
+        for item in items:
+            try:
+                _day(item)
+                usable.append(item)
+            except (ValueError, OverflowError, OSError) as error:  # the row itself is bad
+                unusable.append((item, f"{type(error).__name__}: {error}"))
+        try:
+            await self._map_all(usable, known, unusable)
+        except _Overtaken:
+            return 0  # another mapper took some of them meanwhile; read again next pass
+        except Exception as error:
+            if _transient(error):
+                raise
+            # Something in these rows breaks the SQL: map them one at a time, so that
+            # only the row at fault waits.
+            for item in usable:
+                await self._map_alone(item, known)
+            await self._set_aside(unusable, now)
+        return len(items)
+
+    async def _map_alone(self, item: _Pending, known: set[int]) -> None:
+        try:
+            await self._map_all([item], known, [])
+        except _Overtaken:
+            pass
+        except Exception as error:
+            if _transient(error):
+                raise
+            await self._retry_later(item, f"{type(error).__name__}: {error}")
+
+    async def _retry_later(self, item: _Pending, reason: str) -> None:
+        """Record a failed mapping on its row; the last allowed try sets it aside."""
+        now = self.clock()
+        async with self.db.write() as session:
+            attempts = int(await session.scalar(
+                select(CallbackInbox.attempts).where(CallbackInbox.id == item.id)) or 0) + 1
+            if attempts >= MAX_MAPPING_ATTEMPTS:
+                await self._set_aside_in(session, [(item, reason)], now)
+                return
+            await session.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
+                                  .values(attempts=attempts, last_error=reason[:2000],
+                                          retry_at=now + RETRY_PAUSE * 2 ** attempts))
+
+    async def _set_aside(self, items: list[tuple[_Pending, str]], now: float) -> None:
+        if items:
+            async with self.db.write() as session:
+                await self._set_aside_in(session, items, now)
+
+    async def _set_aside_in(self, session: AsyncSession, items: list[tuple[_Pending, str]],
+                            now: float) -> None:
+        """Rows that will never map: done with, each kept as an ``unmappable`` problem."""
+        for item, reason in items:
+            await session.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
+                                  .values(processed_at=now, last_error=reason[:2000]))
+        await self.add_callback_problems(session, [CallbackProblemRow(
+            "unmappable", item.send_id,
+            f"callback {item.id} ({item.event} x{item.size}, when={item.event_time}): {reason}",
+            key=f"inbox {item.id}") for item, reason in items])
+
+    async def _map_all(self, items: list[_Pending], known: set[int],
+                       unusable: list[tuple[_Pending, str]]) -> None:
+        """One write transaction: the callbacks marked mapped, their interactions stored."""
         # Per (send, event, day), the JSON arrays of addresses as stored: the database
         # reads them (and dedupes), so a callback of 200,000 addresses never becomes
         # 200,000 Python strings here.
         heard: dict[tuple[int, Event, dt.date], list[str]] = defaultdict(list)
         for item in items:
             if item.send_id in known and item.size:
-                day = dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
-                heard[(item.send_id, Event(item.event), day)].append(
-                    _json_array(item.addresses))
-        try:
-            await self._map_all(items, known, heard)
-        except _Overtaken:
-            return 0  # another mapper took some of them meanwhile; read again next pass
-        return len(items)
-
-    async def _map_all(self, items: list[_Pending], known: set[int],
-                       heard: dict[tuple[int, Event, dt.date], list[str]]) -> None:
-        """One write transaction: the callbacks marked mapped, their interactions stored."""
+                event, day = _day(item)
+                heard[(item.send_id, event, day)].append(_json_array(item.addresses))
         async with self.db.write() as session:
             now = self.clock()
-            marked = await session.execute(
-                update(CallbackInbox).where(CallbackInbox.id.in_([i.id for i in items]),
-                                            CallbackInbox.processed_at.is_(None))
-                .values(processed_at=now))
-            if rowcount(marked) != len(items):
-                raise _Overtaken
-            session.add_all(CallbackProblem(kind="unknown_send", send_id=i.send_id,
-                                            detail=f"{i.event} x{i.size}", received_at=now)
-                            for i in items if i.send_id not in known)
+            if items:
+                marked = await session.execute(
+                    update(CallbackInbox).where(CallbackInbox.id.in_([i.id for i in items]),
+                                                CallbackInbox.processed_at.is_(None))
+                    .values(processed_at=now))
+                if rowcount(marked) != len(items):
+                    raise _Overtaken
+            await self._set_aside_in(session, unusable, now)
+            await self.add_callback_problems(session, [CallbackProblemRow(
+                "unknown_send", i.send_id, f"{i.event} x{i.size}", key=f"{i.event}",
+                times=i.size) for i in items if i.send_id not in known])
             for (send_id, event, day), arrays in heard.items():
                 await self._map(session, send_id, event, day, _joined(arrays), now)
 
@@ -148,14 +239,19 @@ class CallbackStore(StoreBase):
         """Store what one send's addresses (a JSON array) heard on one day, as set-based
         SQL: addresses are joined to customers in the database, not one by one in Python."""
         listed = self.json_values_table(addresses)
-        unknown = await session.execute(
+        unknown = (await session.execute(
             select(listed.c.value, func.count()).where(~exists().where(
                 Recipient.send_id == send_id, Recipient.address == listed.c.value))
-            .group_by(listed.c.value))
-        session.add_all(CallbackProblem(
-            kind="unknown_address", send_id=send_id, received_at=now,
-            detail=f"{event}: {address}" + (f" (heard {times} times)" if times > 1 else ""))
-            for address, times in unknown)
+            .group_by(listed.c.value).order_by(listed.c.value)
+            .limit(UNKNOWN_LISTED + 1))).all()
+        problems = [CallbackProblemRow("unknown_address", send_id, f"{event}: {address}",
+                                       times=int(times))
+                    for address, times in unknown[:UNKNOWN_LISTED]]
+        if len(unknown) > UNKNOWN_LISTED:
+            problems.append(CallbackProblemRow(
+                "unknown_address", send_id,
+                f"{event}: more than {UNKNOWN_LISTED} unknown addresses in one callback",
+                key=f"{event}: more"))
         customers = select(Recipient.customer_id).where(
             Recipient.send_id == send_id,
             Recipient.address.in_(select(listed.c.value)))
@@ -163,17 +259,34 @@ class CallbackStore(StoreBase):
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,
                                      Interaction.event == Event.DROPPED)
-            late = await session.scalars(customers.where(dropped))
-            session.add_all(CallbackProblem(
-                kind="late", send_id=send_id, received_at=now,
-                detail=f"{event} for customer {customer_id}, already reported Dropped")
-                for customer_id in sorted(late))
+            late = (await session.scalars(customers.where(dropped).order_by(
+                Recipient.customer_id).limit(UNKNOWN_LISTED + 1))).all()
+            problems += [CallbackProblemRow(
+                "late", send_id, f"{event} for customer {customer_id}, already reported "
+                "Dropped") for customer_id in late[:UNKNOWN_LISTED]]
+            if len(late) > UNKNOWN_LISTED:
+                problems.append(CallbackProblemRow(
+                    "late", send_id, f"{event}: more than {UNKNOWN_LISTED} customers already "
+                    "reported Dropped in one callback", key=f"{event}: more"))
             customers = customers.where(~dropped)
+        await self.add_callback_problems(session, problems)
         rows = customers.add_columns(
             literal(send_id).label("send_id"), literal(str(event)).label("event"),
             literal(day, Date).label("day"), literal(now, Float).label("created_at"))
         await session.execute(self.insert_ignoring_duplicates(Interaction).from_select(
             ["customer_id", "send_id", "event", "day", "created_at"], rows))
+
+    async def drop_unsent_when_mapped(self, send: SendRecord, sent_events: Sequence[Event]
+                                      ) -> int | None:
+        """Drop the send's unsent recipients in the same transaction that confirms no
+        callback of the send waits to be mapped (one might prove sending); None, and
+        nothing dropped, while one waits."""
+        async with self.db.write() as session:
+            waiting = await session.scalar(select(exists().where(
+                CallbackInbox.send_id == send.id, CallbackInbox.processed_at.is_(None))))
+            if waiting:
+                return None
+            return await drop_unsent_in(self, session, send, sent_events)
 
     async def last_callback_at(self, send_id: int) -> float | None:
         """When the newest callback of a send arrived (None before the first)."""
@@ -182,7 +295,22 @@ class CallbackStore(StoreBase):
                                          .where(CallbackInbox.send_id == send_id))
             return None if found is None else float(found)
 
+    async def callback_lag(self, tenant: str, send_id: int) -> float:
+        """The longest lag observed (arrival minus the callback's ``when``), in seconds, on
+        the send's callbacks and on the tenant's callbacks of the last hour: how far the
+        platform runs behind. 0 when nothing was heard."""
+        lag = func.max(CallbackInbox.received_at - CallbackInbox.event_time)
+        since = self.clock() - LAG_LOOKBACK
+        async with self.db.read() as session:
+            own = await session.scalar(select(lag).where(CallbackInbox.send_id == send_id))
+            recent = await session.scalar(select(lag).where(
+                CallbackInbox.received_at >= since,
+                exists().where(Send.id == CallbackInbox.send_id,
+                               Campaign.id == Send.campaign_pk, Campaign.tenant == tenant)))
+        return max(0.0, float(own or 0.0), float(recent or 0.0))
+
     async def problem_counts(self) -> dict[str, int]:
+        """Distinct callback problems per kind (a repeated one counts once)."""
         async with self.db.read() as session:
             rows = await session.execute(select(CallbackProblem.kind, func.count())
                                          .group_by(CallbackProblem.kind))

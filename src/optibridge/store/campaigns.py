@@ -253,20 +253,26 @@ class CampaignStore(StoreBase):
         """Report as Dropped every recipient with an address and none of ``sent_events``
         (the proof that the platform sent to them)."""
         async with self.db.write() as session:
-            proof = select(Interaction.id).where(
-                Interaction.send_id == Recipient.send_id,
-                Interaction.customer_id == Recipient.customer_id,
-                Interaction.event.in_([*(str(e) for e in sent_events), str(Event.DROPPED)]))
-            # NOT EXISTS plans as an anti-join (NOT IN over a million IDs would not).
-            customers = (await session.scalars(select(Recipient.customer_id).where(
-                Recipient.send_id == send.id, Recipient.address.is_not(None),
-                ~proof.exists()))).all()
-            now = self.clock()
-            rows = [{"send_id": send.id, "customer_id": c, "event": Event.DROPPED,
-                     "day": send.scheduled_time.date(), "created_at": now} for c in customers]
-            await self.insert_many_ignoring(session, Interaction, rows)
-            return len(rows)
+            return await drop_unsent_in(self, session, send, sent_events)
 
     async def open_sends(self, tenant: str) -> list[SendRecord]:
         states = [s for s in SendState if s not in FINAL_SEND_STATES]
         return await self.sends(tenant, states)
+
+
+async def drop_unsent_in(store: StoreBase, session: AsyncSession, send: SendRecord,
+                         sent_events: Sequence[Event]) -> int:
+    """``drop_unsent`` inside the caller's transaction."""
+    proof = select(Interaction.id).where(
+        Interaction.send_id == Recipient.send_id,
+        Interaction.customer_id == Recipient.customer_id,
+        Interaction.event.in_([*(str(e) for e in sent_events), str(Event.DROPPED)]))
+    # NOT EXISTS plans as an anti-join (NOT IN over a million IDs would not).
+    customers = (await session.scalars(select(Recipient.customer_id).where(
+        Recipient.send_id == send.id, Recipient.address.is_not(None),
+        ~proof.exists()))).all()
+    now = store.clock()
+    rows = [{"send_id": send.id, "customer_id": c, "event": Event.DROPPED,
+             "day": send.scheduled_time.date(), "created_at": now} for c in customers]
+    await store.insert_many_ignoring(session, Interaction, rows)
+    return len(rows)
