@@ -8,6 +8,7 @@ import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -16,6 +17,7 @@ from optibridge.config import Config
 from optibridge.pipeline.context import Timing
 from optibridge.service import http, ops, triggered
 from optibridge.service.assembly import PlatformFactory, Service, _platform, build_service
+from optibridge.service.openapi import openapi_endpoint
 from optibridge.store.migrate import is_current
 
 
@@ -33,6 +35,19 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"ready": False, "database": "migrations are not current"},
                             status_code=503)
     return JSONResponse({"ready": True})
+
+
+async def http_error(_: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, method not allowed) as JSON like ours."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def server_error(_: Request, exc: Exception) -> Response:
+    # Starlette logs the exception and re-raises it after this answer.
+    return JSONResponse({"error": "internal error (logged)"}, status_code=500)
 
 
 def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool = True,
@@ -60,5 +75,8 @@ def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool
                     await worker_task
             await service.close()
 
-    routes = [*http.routes, *triggered.routes, Route("/healthz", healthz), Route("/readyz", readyz)]
-    return ops.install(Starlette(routes=routes, lifespan=lifespan), config)
+    routes = [*http.routes, *triggered.routes, Route("/healthz", healthz),
+              Route("/readyz", readyz), Route("/openapi.json", openapi_endpoint)]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    return ops.install(app, config)

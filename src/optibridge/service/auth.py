@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from pydantic import SecretStr
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 COOKIE = "optibridge_admin"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
@@ -54,17 +54,17 @@ def check(request: Request) -> Response | None:
     if token is None:
         if is_local(request):
             return None
-        return PlainTextResponse("forbidden: no admin_token is configured, so only "
-                                 "requests from this machine are served", status_code=403)
+        return JSONResponse({"error": "forbidden: no admin_token is configured, so only "
+                                      "requests from this machine are served"}, status_code=403)
     secret = token.get_secret_value()
     if _same(_bearer(request), secret) or _same(request.cookies.get(COOKIE),
                                                 cookie_value(secret)):
         return None
     if _same(request.query_params.get("token"), secret):
         return _remember(request, secret)
-    return PlainTextResponse("unauthorized: send the admin token as a Bearer header, or "
-                             "open this page once with ?token=...", status_code=401,
-                             headers={"WWW-Authenticate": 'Bearer realm="optibridge"'})
+    return JSONResponse({"error": "unauthorized: send the admin token as a Bearer header, or "
+                                  "open this page once with ?token=..."}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="optibridge"'})
 
 
 def _remember(request: Request, secret: str) -> Response:
