@@ -27,7 +27,8 @@ from optibridge.signing import UrlSigner
 from optibridge.store import Database, Store
 
 ADMIN_TOKEN = "contract-admin-token-0123456789"
-HTML_REFUSALS = {("GET", "/ui/campaigns/{pk}", 404)}
+HTML_REFUSALS = {("GET", "/ui/campaigns/{pk}", 404), ("GET", "/ui/batches", 404),
+                 ("GET", "/ui/batches/{id}", 404)}
 # Left out: whether a schema-valid body is accepted and a schema-invalid one refused. The
 # intake is tolerant by design (keys in any case, both trigger shapes, null for absent) and
 # whether a valid-looking body is accepted depends on the state (a configured channel, a
@@ -97,7 +98,8 @@ def refusals_name_the_problem(ctx: CheckContext, response: Response, case: Case)
     path = case.operation.path
     kind = response.headers.get("content-type", [""])[0]
     if (case.method.upper(), path, status) in HTML_REFUSALS and kind.startswith("text/html"):
-        assert "campaign" in response.text, response.text[:200]
+        assert "not found" in response.text.lower() or "no " in response.text.lower(), \
+            response.text[:300]
         return True
     assert kind.startswith("application/json"), f"{status} {kind}: {response.text[:200]}"
     body = response.json()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from optibridge.cli import (
-    batches,
     demo,
     doctor,
     listeners,
@@ -15,6 +14,7 @@ from optibridge.cli import (
     subscriptions,
     templates,
 )
+from optibridge.cli.lazy import lazy_typer
 
 app = typer.Typer(
     name="optibridge", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -41,7 +41,10 @@ sandbox.register(app)
 app.add_typer(listeners.app, name="listeners")
 app.add_typer(templates.app, name="templates")
 app.add_typer(subscriptions.app, name="subscriptions")
-app.add_typer(batches.app, name="batches")
+# Imported when used: its module loads the store (see test_help's list of heavy modules).
+app.add_typer(lazy_typer("optibridge.cli.batches",
+                         "Report batches: list them by state, show one, requeue dead letters, "
+                         "resolve an in-doubt batch by hand."), name="batches")
 readback.register(app)
 doctor.register(app)
 

@@ -35,15 +35,26 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
             "schema": schema or {"type": "string"}}
 
 
+def _query(name: str, description: str, schema: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
 TENANT = _path_param("tenant", "The tenant's name in the configuration.")
 TOKEN = _path_param("token", "The tenant's listener token (`optibridge listeners register` "
                     "puts it in the URL it registers; Optimove does not sign its calls).")
-ADMIN: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}, {}]  # {}: without an admin token, localhost only
+# {}: without an admin token configured, localhost needs neither.
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}, {}]
 ADMIN_REFUSALS = {"401": _error("The admin token is missing or wrong."),
                   "403": _error("No admin token is configured and the caller is not on "
                                 "this machine.")}
 RECORDED = {"type": "object", "required": ["recorded"],
             "properties": {"recorded": {"type": "integer"}}}
+PAGE_NOT_FOUND = {"description": "Not found: a page saying so (or JSON when the path is "
+                                  "not a number).",
+                  "content": {"text/html": {"schema": {"type": "string"}},
+                              JSON: {"schema": ERROR}}}
 TOO_LARGE = _error("The body is over the size limit.")
 NOT_FOUND = _error("Unknown tenant or wrong token (which one is not said).")
 
@@ -138,10 +149,24 @@ def _operations() -> dict[str, Any]:
             "parameters": [_path_param("pk", "The campaign's number in the store.",
                                        {"type": "integer"})],
             "responses": {"200": _text("The page.", "text/html"),
-                          "404": {"description": "No such campaign: a page saying so (or "
-                                                 "JSON when the path is not a number).",
-                                  "content": {"text/html": {"schema": {"type": "string"}},
-                                              JSON: {"schema": ERROR}}},
+                          "404": PAGE_NOT_FOUND,
+                          **ADMIN_REFUSALS}}},
+        "/ui/batches": {"get": {
+            "summary": "A tenant's report batches, by state and campaign.",
+            "operationId": "batches_page", "security": ADMIN,
+            "parameters": [
+                _query("tenant", "The tenant (default: the first configured)."),
+                _query("state", "Comma-separated batch states (default: all)."),
+                _query("campaign", "Only this Optimove CampaignID.", {"type": "integer"}),
+                _query("after", "Paging: batches after this one.", {"type": "integer"})],
+            "responses": {"200": _text("The page.", "text/html"),
+                          "404": _text("No such tenant (a page saying so).", "text/html"),
+                          **ADMIN_REFUSALS}}},
+        "/ui/batches/{id}": {"get": {
+            "summary": "One report batch: what it reports, its calls, read-backs and operator "
+                       "actions.", "operationId": "batch_page", "security": ADMIN,
+            "parameters": [_path_param("id", "The batch's number.", {"type": "integer"})],
+            "responses": {"200": _text("The page.", "text/html"), "404": PAGE_NOT_FOUND,
                           **ADMIN_REFUSALS}}},
         "/ui/static/{path}": {"get": {
             "summary": "The status page's stylesheet and scripts.", "operationId": "ui_static",

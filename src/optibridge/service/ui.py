@@ -123,6 +123,16 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
                                       status_code=status)
 
 
+MAX_ID = 2**63 - 1  # a BIGINT: a larger number names no row (and SQLite cannot bind it)
+
+
+def _number(value: str) -> int | None:
+    """A row number from a URL, or None ("²".isdigit() is true; int("²") fails)."""
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        return None
+    return int(value)
+
+
 @protected
 async def overview(request: Request) -> Response:
     service: Service = request.app.state.service
@@ -137,8 +147,9 @@ async def overview(request: Request) -> Response:
 @protected
 async def campaign_page(request: Request) -> Response:
     service: Service = request.app.state.service
-    found: list[CampaignSummary] = await service.store.campaign_summaries(
-        campaign_pk=int(request.path_params["pk"]), limit=1)
+    pk = _number(str(request.path_params["pk"]))
+    found: list[CampaignSummary] = [] if pk is None else await service.store.campaign_summaries(
+        campaign_pk=pk, limit=1)
     if not found:
         return _page(request, "missing.html", {"pk": request.path_params["pk"]}, 404)
     campaign = found[0]
@@ -153,8 +164,7 @@ BATCH_PAGE = 100
 
 
 def _int(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name, "")
-    return int(value) if value.isdigit() else None
+    return _number(request.query_params.get(name, ""))
 
 
 @protected
@@ -180,7 +190,8 @@ async def batches_page(request: Request) -> Response:
 @protected
 async def batch_page(request: Request) -> Response:
     service: Service = request.app.state.service
-    detail = await service.store.batch_detail(int(request.path_params["id"]))
+    batch_id = _number(str(request.path_params["id"]))
+    detail = None if batch_id is None else await service.store.batch_detail(batch_id)
     if detail is None or detail.batch.tenant not in service.config.tenants:
         return _page(request, "missing.html", {"pk": request.path_params["id"],
                                                "what": "report batch"}, 404)
