@@ -139,6 +139,27 @@ class PlatformConfig(_WithApiKey):
 
 
 
+class EngagementFilesConfig(_Strict):
+    """EventTypeID 14: where the audience files are read from, and which of their Avro
+    fields hold what (Optimove publishes no schema; each file carries its own)."""
+
+    credentials_file: str | None = Field(
+        None, description="service-account JSON; unset: the environment's default credentials")
+    endpoint: str | None = Field(
+        None, description="a GCS-compatible endpoint (emulators); unset: Google's")
+    customer_id_field: str = Field("CustomerID", min_length=1)
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="channel attribute -> Avro field, where they differ")
+    optimove_tenant_id: int | None = Field(
+        None, description="refuse webhooks whose TenantID is another one")
+    timeout_seconds: float = Field(60.0, gt=0)
+    check_customer_count: bool = Field(
+        True, description="hold a campaign whose files hold other than NumberOfCustomers")
+
+    def field_for(self, attribute: str) -> str:
+        return self.fields.get(attribute, attribute)
+
+
 class TenantConfig(_WithApiKey):
     """One Optimove client: its own credentials (seed 002 asks for a set per client)."""
 
@@ -158,6 +179,7 @@ class TenantConfig(_WithApiKey):
         0.25, gt=0, le=60, description="gather triggers of one campaign/template this long")
     template_sync_seconds: float = Field(
         3600.0, ge=0, description="serve re-syncs channel templates this often; 0: never")
+    files: EngagementFilesConfig = EngagementFilesConfig()
 
     @field_validator("path_prefix")
     @classmethod

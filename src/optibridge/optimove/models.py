@@ -29,6 +29,7 @@ class EventType(IntEnum):
     CAMPAIGN_CANCELED = 4
     TRIGGERED = 11
     CHANNEL_EXECUTED = 13
+    ENGAGEMENT_FILES = 14  # the UI-registered webhook: audience as Avro files on GCS
 
 
 class InteractionEvent(IntEnum):

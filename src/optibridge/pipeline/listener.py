@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optibridge.config import Config
+from optibridge.config import Config, TenantConfig
 from optibridge.domain import CampaignStatus, NotificationRecord
 from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.engagement import EngagementPayloadError, parse_engagement
 from optibridge.optimove.models import EventType
 from optibridge.pipeline.cancel import cancel_campaign
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.engagement import open_engagement_campaign
 from optibridge.safejson import JsonBodyError, bounded_id, loads
 from optibridge.store import Store
 
@@ -55,7 +57,7 @@ def _int_field(fields: Mapping[str, Any], name: str, required: bool) -> int | No
                                 ) from None
 
 
-def parse_notification(body: bytes) -> Notification:
+def parse_notification(body: bytes, tenant: TenantConfig | None = None) -> Notification:
     """Validate a scheduled-campaign notification (keys in any case: Optimove's docs and
     proxies disagree on EventTypeID vs eventTypeId)."""
     if len(body) > MAX_NOTIFICATION_BYTES:
@@ -72,9 +74,14 @@ def parse_notification(body: bytes) -> Notification:
     if event_type not in KNOWN_EVENTS:
         raise NotificationError(f"EventTypeID {event_type} is not a scheduled-campaign event "
                                 f"(expected one of {sorted(KNOWN_EVENTS)})")
-    needs_campaign = event_type in {1, 4, 13}
+    needs_campaign = event_type in {1, 4, 13, 14}
     campaign_id = _int_field(fields, "CampaignID", needs_campaign)
-    channel_id = _int_field(fields, "ChannelID", event_type == 13)
+    channel_id = _int_field(fields, "ChannelID", event_type in {13, 14})
+    if event_type == EventType.ENGAGEMENT_FILES:
+        try:  # refused now, while Optimove can still be told
+            parse_engagement(data, tenant.files if tenant else None)
+        except EngagementPayloadError as error:
+            raise NotificationError(str(error)) from None
     return Notification(event_type, campaign_id, channel_id, data)
 
 
@@ -93,6 +100,8 @@ def _channels_of(ctx: TenantContext, channel_id: int | None) -> list[int]:
 
 async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> str:
     """Act on one recorded notification; repeating it starts nothing twice."""
+    if note.event_type == EventType.ENGAGEMENT_FILES:
+        return await open_engagement_campaign(ctx, note)
     if note.campaign_id is None or note.event_type not in SCHEDULED_EVENTS:
         return f"ignored EventTypeID {note.event_type}"
     outcomes = []

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from optibridge.domain import CampaignStatus
-from optibridge.pipeline.audience import pull_audience
 from optibridge.pipeline.callbacks import map_callbacks
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.engagement import pull_campaign
 from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.follow import follow_sends
 from optibridge.pipeline.lease import LeasedLimiter, LeaseLost
@@ -33,8 +33,7 @@ Step = Callable[[TenantContext], Awaitable[int]]
 async def pull_step(ctx: TenantContext) -> int:
     handled = await handle_pending_notifications(ctx)
     for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStatus.PULLING):
-        await pull_audience(ctx, campaign)
-        handled += 1
+        handled += await pull_campaign(ctx, campaign)  # REST pages or event-14 files
     return handled
 
 

@@ -69,7 +69,7 @@ async def listener(request: Request) -> Response:
         return error(404, "not found")
     try:
         body = await read_body(request, MAX_NOTIFICATION_BYTES)
-        notification = parse_notification(body)
+        notification = parse_notification(body, service.config.tenant(tenant))
     except BodyTooLarge:
         return error(413, f"body is over {MAX_NOTIFICATION_BYTES} bytes")
     except NotificationError as problem:

@@ -6,6 +6,7 @@ from optibridge.store.callbacks import CallbackStore
 from optibridge.store.calls import CallStore
 from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
+from optibridge.store.engagements import EngagementStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.problems import ProblemStore
@@ -16,7 +17,7 @@ from optibridge.store.triggers import TriggerStore
 
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
-            ReadbackStore, StatusStore, ProblemStore):
+            ReadbackStore, StatusStore, ProblemStore, EngagementStore):
     """The pipeline's one handle on the database."""
 
 

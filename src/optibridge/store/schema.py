@@ -322,3 +322,25 @@ class TemplateMap(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "optimove_id", name="uq_template_map_optimove"),
     )
+
+
+class Engagement(Base):
+    """Where an EventTypeID 14 campaign's audience files are, and how far reading them has
+    come: ``next_file`` is the file being read, whose first customer was the campaign's
+    ``file_start``-th (so a restart skips what of that file is stored already)."""
+
+    __tablename__ = "engagement"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign_pk: Mapped[int] = mapped_column(ForeignKey("campaign.id"), unique=True)
+    bucket: Mapped[str] = mapped_column(String(222))
+    customers_folder: Mapped[str] = mapped_column(Text)
+    metadata_path: Mapped[str] = mapped_column(Text)
+    decryption_key: Mapped[str] = mapped_column(String(64))  # the webhook's CSEK (secret)
+    engagement_id: Mapped[int | None] = mapped_column(BigInteger)
+    metadata_json: Mapped[str | None] = mapped_column(Text)  # the metadata file, once read
+    next_file: Mapped[int] = mapped_column(Integer, default=1)
+    file_start: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
