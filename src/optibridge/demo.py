@@ -24,7 +24,15 @@ from optibridge.config import ChannelType, Config, parse_config
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import InteractionEvent, Metric
 from optibridge.pipeline.progress import Progress, progress
-from optibridge.sandbox.optimove import AudienceRow, FaultPlan, OptimoveSandbox
+from optibridge.sandbox.gcs import GcsEmulator
+from optibridge.sandbox.gcs import create_app as gcs_app
+from optibridge.sandbox.optimove import (
+    AudienceRow,
+    EngagementPublisher,
+    FaultPlan,
+    OptimoveSandbox,
+    Published,
+)
 from optibridge.sandbox.optimove import create_app as optimove_app
 from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox
 from optibridge.sandbox.platform import create_app as platform_app
@@ -95,6 +103,11 @@ class Rehearsal:
     lease_ttl: float = 20.0
     send_delay: float = 0.0  # seconds to push both send times into the future
     callback_margin: float = 1.0  # quiet seconds after the window before Dropped is decided
+    audience_source: str = "rest"  # or "files": EventTypeID 14, Avro files on a GCS emulator
+    file_size: int = 10_000  # customers per Avro file (Optimove's UI allows 10K-100K)
+    gcs: GcsEmulator | None = field(init=False, default=None)
+    publisher: EngagementPublisher | None = field(init=False, default=None)
+    published: list[Published] = field(default_factory=list)
     optimove: OptimoveSandbox = field(init=False)
     platform: PlatformSandbox = field(init=False)
     servers: list[RunningServer] = field(default_factory=list)
@@ -102,6 +115,7 @@ class Rehearsal:
     audience: list[Customer] = field(default_factory=list)
     config: Config = field(init=False)
     service_port: int = 0
+    gcs_server: RunningServer | None = field(init=False, default=None)
 
     # ---- set-up ------------------------------------------------------------------------
     def start_sandboxes(self) -> None:
@@ -113,6 +127,10 @@ class Rehearsal:
                                         rates=EventRates(), faults=self.platform_faults)
         self.servers.append(start_server(optimove_app(self.optimove)))
         self.servers.append(start_server(platform_app(self.platform)))
+        if self.audience_source == "files":
+            self.gcs = GcsEmulator(self.workdir / "gcs")
+            self.publisher = EngagementPublisher(self.gcs)
+            self.gcs_server = start_server(gcs_app(self.gcs))
         self.service_port = free_port()
         self.config = self._config()
 
@@ -155,8 +173,15 @@ class Rehearsal:
                              "api_key_env": "OPTIBRIDGE_DEMO_PLATFORM_KEY",
                              "bounce_domain": 1,
                              "rate_limit": {"requests": 1000, "per_seconds": 1.0}},
+                **self._files_config(),
             }},
         }
+
+    def _files_config(self) -> dict[str, Any]:
+        if self.gcs_server is None or self.publisher is None:
+            return {}
+        return {"files": {"endpoint": self.gcs_server.url,
+                          "optimove_tenant_id": self.publisher.tenant_id}}
 
     def environment(self) -> dict[str, str]:
         return {"OPTIBRIDGE_DEMO_SECRET": SIGNING_SECRET,
@@ -224,6 +249,9 @@ class Rehearsal:
         times = [now - dt.timedelta(seconds=5), now + dt.timedelta(seconds=3)]
         self.audience = list(make_audience(self.customers, email_templates, sms_template,
                                            times, self.seed))
+        if self.audience_source == "files":
+            self._publish(times[0])
+            return
         for channel_id, campaign_id in ((EMAIL_CHANNEL, EMAIL_CAMPAIGN),
                                         (SMS_CHANNEL, SMS_CAMPAIGN)):
             rows = [AudienceRow(c.customer_id, c.template_id, c.scheduled_time,
@@ -232,6 +260,22 @@ class Rehearsal:
                     for c in self.audience if c.channel_id == channel_id]
             self.optimove.load_audience(TENANT, campaign_id, channel_id, rows)
 
+    def _publish(self, when: dt.datetime) -> None:
+        """EventTypeID 14 carries one TemplateID and ScheduledTime per campaign and channel
+        (its metadata file): each channel's customers get its first template and time."""
+        assert self.publisher is not None
+        for channel_id, campaign_id, name in ((EMAIL_CHANNEL, EMAIL_CAMPAIGN, "Email"),
+                                              (SMS_CHANNEL, SMS_CAMPAIGN, "Phone")):
+            chosen = [c for c in self.audience if c.channel_id == channel_id]
+            template = min(c.template_id for c in chosen)
+            for customer in chosen:
+                customer.template_id, customer.scheduled_time = template, when
+            self.published.append(self.publisher.publish(
+                campaign_id=campaign_id, channel_id=channel_id, template_id=template,
+                scheduled_time=when, fields=[name, "FirstName"], file_size=self.file_size,
+                customers=({"CustomerID": c.customer_id, name: c.address,
+                            "FirstName": c.first_name} for c in chosen)))
+
     async def _register(self) -> None:
         from optibridge.pipeline.listener import register_listeners
 
@@ -239,6 +283,11 @@ class Rehearsal:
             await register_listeners(self.config, TENANT, client)
 
     def fire(self) -> list[int]:
+        if self.publisher is not None:
+            from optibridge.pipeline.listener import listener_url
+
+            url = listener_url(self.config, TENANT)
+            return [self.publisher.fire(url, published) for published in self.published]
         statuses = []
         for channel_id, campaign_id in ((EMAIL_CHANNEL, EMAIL_CAMPAIGN),
                                         (SMS_CHANNEL, SMS_CAMPAIGN)):
@@ -355,6 +404,9 @@ class Rehearsal:
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+        if self.gcs_server is not None:
+            self.gcs_server.stop()
+            self.gcs_server = None
 
 
 def make_audience(count: int, email_templates: list[int], sms_template: int,

@@ -33,12 +33,17 @@ def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
          sample: int = typer.Option(20, help="Customers to read back from Optimove."),
          keep: bool = typer.Option(False, "--keep",
                                    help="Keep the working folder (database and logs) after "
-                                        "a run that reconciles.")) -> None:
+                                        "a run that reconciles."),
+         audience: str = typer.Option(
+             "rest", help="rest: pull pages (EventTypeID 13); files: Avro files on a "
+             "GCS emulator (EventTypeID 14).")) -> None:
     """Run both sandboxes and the service here, send one campaign end to end, reconcile."""
     from optibridge.demo import Rehearsal
     from optibridge.logs import configure_logging
 
-    rehearsal = Rehearsal(customers=customers)
+    if audience not in ("rest", "files"):
+        raise fail(f"--audience must be rest or files, not {audience!r}", 2)
+    rehearsal = Rehearsal(customers=customers, audience_source=audience)
     log_path = rehearsal.workdir / "demo.log"
     log_file = log_path.open("a", encoding="utf-8")
     configure_logging("json", file=log_file)

@@ -14,6 +14,8 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
 - ``POST /sandbox/{tenant}/channels``: ``{ChannelID, ChannelName}``
 - ``POST /sandbox/{tenant}/notify``: ``{EventTypeID, CampaignID?, ChannelID?, ...extra}``
 - ``GET /sandbox/{tenant}/journal`` | ``/interactions`` | ``/metrics``
+- EventTypeID 14 (files on GCS): ``EngagementPublisher`` (files.py) with the GCS emulator
+  (``optibridge.sandbox.gcs``)
 - ``PUT /sandbox/faults``: a FaultPlan as JSON (``{"error_rate": 0.1, "functions": [...]}``),
   ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it. Besides fault
   rates it holds GetCustomerChannelInteractions' undocumented semantics
@@ -24,6 +26,7 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
 
 from optibridge.sandbox.optimove.app import create_app
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan, ReadbackDate, ReadbackRows
+from optibridge.sandbox.optimove.files import EngagementPublisher, Published
 from optibridge.sandbox.optimove.sandbox import RATE_LIMIT_BODY, OptimoveSandbox
 from optibridge.sandbox.optimove.state import (
     AttributeDefinition,
@@ -39,11 +42,13 @@ __all__ = [
     "AttributeDefinition",
     "AudienceRow",
     "ChannelPreference",
+    "EngagementPublisher",
     "Fault",
     "FaultPlan",
     "JournalEntry",
     "Notification",
     "OptimoveSandbox",
+    "Published",
     "ReadbackDate",
     "ReadbackRows",
     "ReportedInteraction",
