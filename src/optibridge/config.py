@@ -145,6 +145,7 @@ class EngagementFilesConfig(_Strict):
 
     credentials_file: str | None = Field(
         None, description="service-account JSON; unset: the environment's default credentials")
+    anonymous: bool = Field(False, description="no credentials at all (an emulator)")
     endpoint: str | None = Field(
         None, description="a GCS-compatible endpoint (emulators); unset: Google's")
     customer_id_field: str = Field("CustomerID", min_length=1)

@@ -180,7 +180,7 @@ class Rehearsal:
     def _files_config(self) -> dict[str, Any]:
         if self.gcs_server is None or self.publisher is None:
             return {}
-        return {"files": {"endpoint": self.gcs_server.url,
+        return {"files": {"endpoint": self.gcs_server.url, "anonymous": True,
                           "optimove_tenant_id": self.publisher.tenant_id}}
 
     def environment(self) -> dict[str, str]:

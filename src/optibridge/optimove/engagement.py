@@ -159,7 +159,7 @@ class EngagementBucket:
             if self.settings.credentials_file:
                 self._client = storage.Client.from_service_account_json(
                     self.settings.credentials_file, client_options=options)
-            elif self.settings.endpoint:  # an emulator: no Google credentials
+            elif self.settings.anonymous:  # an emulator: no Google credentials
                 from google.auth.credentials import AnonymousCredentials
 
                 self._client = storage.Client(project="optibridge",
