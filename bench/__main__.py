@@ -1,4 +1,4 @@
-"""``python -m bench NAME [--quick] [--runs N] [--no-append] [--out FILE]``
+"""``python -m bench NAME [--quick] [--runs N] [--no-append] [--out FILE] [--audience files]``
 
 NAME is one of the benchmarks or ``all``. Each run prints a table; the median of the runs is
 appended to BENCHMARKS.md with date, machine and commit (``--quick`` runs are not recorded
@@ -18,8 +18,11 @@ NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "trigge
          "campaign")
 
 
-def _runner(name: str) -> Callable[[bool], dict[str, Result]]:
+def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Result]]:
     """The function that runs ``name``; some runs measure two benchmarks at once."""
+    if name == "pull" and audience == "files":
+        from bench import pull_files
+        return pull_files.run
     if name in ("pull", "execute"):
         from bench import pull
         return pull.run
@@ -48,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-append", action="store_true", help="do not record the figures")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"the file to append to (default {BENCHMARKS_MD.name})")
+    parser.add_argument("--audience", choices=["rest", "files"], default="rest",
+                        help="pull: files reads an EventTypeID 14 audience from Avro files "
+                             "(and measures the REST pull in the same run as its baseline)")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     wanted = list(NAMES) if args.name == "all" else [args.name]
+    if args.audience == "files":
+        wanted = ["pull-files" if name == "pull" else name for name in wanted]
     record = not args.no_append and (args.out is not None or not args.quick)
     out = args.out or BENCHMARKS_MD
     done: dict[str, list[Result]] = {}
@@ -60,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(runs):
             console.print(f"[bold]{name}[/] run {run + 1}/{runs}"
                           f"{' (quick)' if args.quick else ''}")
-            for measured, result in _runner(name)(args.quick).items():
+            runner = _runner("pull", "files") if name == "pull-files" else _runner(name)
+            for measured, result in runner(args.quick).items():
                 done.setdefault(measured, []).append(result)
                 console.print(table(result))
     failed = False

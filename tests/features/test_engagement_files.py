@@ -307,3 +307,27 @@ def test_the_metadata_file_is_parsed_as_optimove_writes_it() -> None:
         "CampaignType": "No Control", "IsMultiChannel": False}).encode())
     assert metadata.scheduled_time == dt.datetime(2024, 3, 30, 9, 0)
     assert metadata.number_of_files == 2
+
+
+def test_listeners_webhook_prints_the_url_for_optimoves_webhook_configuration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomli_w
+    from typer.testing import CliRunner
+
+    from optibridge.cli import app
+
+    config = make_config(f"sqlite:///{tmp_path / 'x.db'}")
+    path = tmp_path / "optibridge.toml"
+    path.write_text(tomli_w.dumps({
+        "server": {"public_url": "https://bridge.example", "signing_secret_env": "SECRET"},
+        "tenants": {"acme": {
+            "optimove_url": "http://127.0.0.1:9", "api_key_env": "OPTIMOVE_KEY",
+            "channels": {"504": {"type": "email", "address_attribute": "Email"}},
+            "platform": {"base_url": "http://127.0.0.1:9", "api_key_env": "PLATFORM_KEY",
+                         "bounce_domain": 1}}}}))
+    for name, value in {"SECRET": "s" * 32, "OPTIMOVE_KEY": "k", "PLATFORM_KEY": "p"}.items():
+        monkeypatch.setenv(name, value)
+    done = CliRunner().invoke(app, ["listeners", "webhook", "-c", str(path)])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == (f"https://bridge.example/listener/acme/"
+                                   f"{config.listener_token('acme')}")

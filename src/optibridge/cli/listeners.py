@@ -86,3 +86,14 @@ def list_(tenant: str | None = TenantOption, config: Path | None = ConfigOption)
         run(go())
     except OptimoveError as error:
         raise fail(str(error), 1) from None
+
+
+@app.command()
+def webhook(tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Print the URL to enter in Optimove's UI Webhook Configuration for EventTypeID 14
+    (audiences as files); it holds the tenant's listener token: treat it as a secret."""
+    from optibridge.pipeline.listener import listener_url
+
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+    console.print(listener_url(loaded, name), highlight=False, soft_wrap=True)
