@@ -88,7 +88,9 @@ async def _hold(ctx: TenantContext, campaign: CampaignRecord, failures: int,
                f"nothing is sent until it is read (next try in {delay:.0f} s)")
     ctx.log.warning("audience.file_failed", campaign=campaign.campaign_id,
                     channel=campaign.channel_id, error=error)
-    await ctx.store.record_problem(ctx.name, "pull", message)
+    # One problem row per campaign and error, counted again on each retry.
+    await ctx.store.record_problem(ctx.name, "pull", message,
+                                   key=f"engagement {campaign.id}: {error}")
 
 
 def _notice(campaign: CampaignRecord, engagement: EngagementRecord) -> EngagementNotice:
