@@ -112,8 +112,10 @@ def reconcile(campaign_id: int = typer.Argument(..., metavar="CAMPAIGN_ID",
         result = run(_reconcile(loaded, name, campaign_id, sample, channel, seed))
     except OptimoveError as error:
         raise fail(str(error), 1) from None
-    console.print(f"campaign {campaign_id}: {result.customers_reported:,} customers reported; "
-                  f"read back {len(result.sampled)} ({result.rows_compared} reported rows)")
+    plural = "" if result.customers_reported == 1 else "s"
+    console.print(f"campaign {campaign_id}: {result.customers_reported:,} customer{plural} "
+                  f"reported; read back {len(result.sampled)} "
+                  f"({result.rows_compared} reported rows)")
     if not result.sampled:
         raise fail("the store has reported nothing for this campaign", 1)
     if result.matches:
