@@ -97,3 +97,20 @@ async def test_a_problem_heard_again_is_one_row_with_a_count(database_url: str) 
     assert unknown == [(3,)]
     assert (await store.recent_problems())[0].count == 3
     await store.db.dispose()
+
+
+async def test_a_huge_callback_of_strangers_keeps_a_bounded_number_of_problems(
+        database_url: str) -> None:
+    store = await open_store(database_url)
+    await pulled_campaign(store, [entry(0)])
+    send = (await store.sends("t", list(SendState)))[0]
+    strangers = tuple(f"u{i}@example.com" for i in range(5_000))
+    await store.record_callbacks([InboxItem(send.id, Event.OPENED, NOON,
+                                            ("c0@example.com", *strangers))])
+    assert await store.process_inbox() == 1
+    assert (await store.event_counts("t"))["opened"] == (1, 0)
+    async with store.db.read() as session:
+        details = list(await session.scalars(select(CallbackProblem.detail)))
+    assert 1 < len(details) <= 101  # not one row per address (UNKNOWN_LISTED + 1)
+    assert any("more than" in detail for detail in details)
+    await store.db.dispose()

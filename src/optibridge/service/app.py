@@ -7,6 +7,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,6 +35,11 @@ async def readyz(request: Request) -> Response:
     if not current:
         return JSONResponse({"ready": False, "database": "migrations are not current"},
                             status_code=503)
+    # Readiness means writes work: a full disk fails every callback while reads still do.
+    failed = await service.store.write_probe()
+    if failed is not None:
+        return JSONResponse({"ready": False, "database": f"writes fail: {failed}"},
+                            status_code=503)
     return JSONResponse({"ready": True})
 
 
@@ -48,6 +54,14 @@ async def http_error(_: Request, exc: Exception) -> Response:
 async def server_error(_: Request, exc: Exception) -> Response:
     # Starlette logs the exception and re-raises it after this answer.
     return JSONResponse({"error": "internal error (logged)"}, status_code=500)
+
+
+async def database_unavailable(_: Request, error: Exception) -> Response:
+    """The database cannot be used right now (down, full, locked): 503, so that callers
+    retry, never a 500 that reads as a bug in their request."""
+    reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return JSONResponse({"error": f"the database is unavailable, try again: {reason}"},
+                        status_code=503, headers={"Retry-After": "5"})
 
 
 def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool = True,
@@ -77,6 +91,7 @@ def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool
 
     routes = [*http.routes, *triggered.routes, Route("/healthz", healthz),
               Route("/readyz", readyz), Route("/openapi.json", openapi_endpoint)]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    handlers = {HTTPException: http_error, Exception: server_error,
+                OperationalError: database_unavailable, InterfaceError: database_unavailable}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     return ops.install(app, config)

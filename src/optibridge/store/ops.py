@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from optibridge.domain import BatchState
 from optibridge.store.base import StoreBase
-from optibridge.store.schema import Campaign, Interaction, ReportBatch, Send
+from optibridge.store.schema import Campaign, Interaction, Problem, ReportBatch, Send
+
+# What readiness writes and rolls back: about as much as a big callback needs, so that a
+# database that cannot grow (disk full) fails it as it would fail the callback.
+PROBE_BYTES = 256 * 1024
+
+
+class _ProbeDone(Exception):
+    """Raised to roll the probe's transaction back."""
 
 
 class OpsStore(StoreBase):
+    async def write_probe(self) -> str | None:
+        """None if the database takes a write now, else why not (the write is rolled
+        back either way, so readiness leaves nothing behind)."""
+        try:
+            async with self.db.write(urgent=True) as session:
+                await session.execute(insert(Problem).values(
+                    tenant=None, where="readyz", message="x" * PROBE_BYTES, at=self.clock()))
+                await session.flush()
+                raise _ProbeDone
+        except _ProbeDone:
+            return None
+        except Exception as error:  # any failure to write is the answer, not a crash
+            return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
     async def event_counts(self, tenant: str, campaign_id: int | None = None,
                            channel_id: int | None = None) -> dict[str, tuple[int, int]]:
         """Per event: (interactions stored, interactions in a sent report batch)."""
