@@ -108,6 +108,7 @@ class Rehearsal:
     gcs: GcsEmulator | None = field(init=False, default=None)
     publisher: EngagementPublisher | None = field(init=False, default=None)
     published: list[Published] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)  # more [timing] settings
     optimove: OptimoveSandbox = field(init=False)
     platform: PlatformSandbox = field(init=False)
     servers: list[RunningServer] = field(default_factory=list)
@@ -154,7 +155,7 @@ class Rehearsal:
                        "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
             "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
                        "callback_margin": self.callback_margin,
-                       "lease_ttl": self.lease_ttl},
+                       "lease_ttl": self.lease_ttl, **self.timing},
             "tenants": {TENANT: {
                 "optimove_url": self.optimove_url, "api_key_env": "OPTIBRIDGE_DEMO_OPTIMOVE_KEY",
                 "page_size": self.page_size, "report_interval_seconds": 1.0,

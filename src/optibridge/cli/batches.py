@@ -9,7 +9,7 @@ import getpass
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -17,9 +17,10 @@ from rich.table import Table
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
 from optibridge.cli.tenants import TenantOption, pick_tenant
 from optibridge.domain import BatchState, ReportBatchRecord
-from optibridge.optimove.models import InteractionEvent
-from optibridge.store import Store, open_store
-from optibridge.store.reports import BatchDetail
+
+if TYPE_CHECKING:  # the store is imported when a command runs, not for --help
+    from optibridge.store import Store
+    from optibridge.store.reports import BatchDetail
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Report batches (one UpdateCampaignInteractions call each): list them by state, show "
@@ -45,6 +46,8 @@ def _utc(moment: float) -> str:
 
 
 def _event(event_id: int) -> str:
+    from optibridge.optimove.models import InteractionEvent
+
     try:
         return InteractionEvent(event_id).name.lower()
     except ValueError:
@@ -59,6 +62,8 @@ def _states(values: list[str]) -> list[BatchState]:
 
 
 async def _with_store(config: Path | None, tenant: str | None) -> tuple[Store, str]:
+    from optibridge.store import open_store
+
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
     return await open_store(loaded.server.database_url), name

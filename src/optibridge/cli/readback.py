@@ -55,7 +55,6 @@ def interactions(customer_id: CustomerArgument,
                  as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
                  tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Print what Optimove holds for one customer (GetCustomerChannelInteractions)."""
-    from optibridge.optimove.client import OptimoveClient
     from optibridge.optimove.errors import OptimoveError
     from optibridge.pipeline.readback import customer_interactions
 
@@ -65,9 +64,9 @@ def interactions(customer_id: CustomerArgument,
         raise fail("--to is before --from")
 
     async def go() -> list[ChannelInteraction]:
-        async with OptimoveClient.from_tenant(loaded.tenant(name)) as client:
-            return await customer_interactions(client, customer_id, start.date(), end.date(),
-                                               channel)
+        async with tenant_context(loaded, name) as ctx:  # its calls count in serve's window
+            return await customer_interactions(ctx.optimove, customer_id, start.date(),
+                                               end.date(), channel)
 
     try:
         rows = run(go())

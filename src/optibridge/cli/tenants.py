@@ -12,8 +12,10 @@ import typer
 from optibridge.cli.common import fail
 
 if TYPE_CHECKING:
-    from optibridge.config import Config
+    from optibridge.config import Config, TenantConfig
+    from optibridge.optimove.client import OptimoveClient
     from optibridge.pipeline.context import TenantContext
+    from optibridge.store import Store
 
 TenantOption = typer.Option(None, "--tenant", "-t",
                             help="The tenant, as named in the config (default: the only one).")
@@ -31,10 +33,23 @@ def pick_tenant(config: Config, tenant: str | None) -> str:
     return next(iter(config.tenants))
 
 
+def shared_client(tenant: TenantConfig, store: Store) -> OptimoveClient:
+    """An Optimove client whose calls count in the key's window with ``serve``'s (the
+    database counts them), so a command run beside it never pushes the key over its limit."""
+    from optibridge.optimove.client import OptimoveClient
+    from optibridge.pipeline.lease import KeyWindow
+    from optibridge.ratelimit import SlidingWindowLimiter
+
+    limit = tenant.rate_limit
+    window = KeyWindow(store, tenant.key(), limit.requests, limit.per_seconds)
+    return OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
+                          limiter=SlidingWindowLimiter(limit.requests, limit.per_seconds,
+                                                       shared=window))
+
+
 @asynccontextmanager
 async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantContext]:
     """A context like the service's, for one command; closed afterwards."""
-    from optibridge.optimove.client import OptimoveClient
     from optibridge.pipeline.context import TenantContext
     from optibridge.platform.client import PlatformClient
     from optibridge.signing import UrlSigner
@@ -42,7 +57,7 @@ async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantConte
 
     tenant = config.tenant(name)
     store = await open_store(config.server.database_url)
-    optimove = OptimoveClient.from_tenant(tenant)
+    optimove = shared_client(tenant, store)
     platform = PlatformClient.from_config(tenant.platform)
     try:
         yield TenantContext(name=name, tenant=tenant, config=config, store=store,
