@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.common import BENCHMARKS_MD, Result, append, console, median_of, table
 
-NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "triggered",
-         "campaign")
+NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "report-lost",
+         "triggered", "campaign")
 
 
 def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Result]]:
@@ -29,9 +29,9 @@ def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Res
     if name in ("ingest-batched", "ingest-single"):
         from bench import ingest
         return lambda quick: {name: ingest.run(name, quick)}
-    if name == "report":
+    if name in ("report", "report-lost"):
         from bench import report
-        return lambda quick: {name: report.run(quick)}
+        return lambda quick: {name: report.run(quick, lost=name == "report-lost")}
     if name == "triggered":
         from bench import triggered
         return lambda quick: {name: triggered.run(quick)}

@@ -1,6 +1,10 @@
 """``report``: a backlog of 1,000,000 unreported interactions drained into Optimove with
 UpdateCampaignInteractions (10,000 customers a call, 50 calls per 10 s: 50,000 a second).
 
+``report-lost``: the same with 2 % of the calls applied and their answers lost (25 % with
+``--quick``, so its four calls see one): each such batch is in doubt until read back, and
+the read-backs share the key's rate limit.
+
 The backlog is written into the service's database before it starts; the service then forms
 report batches and sends them. Duplicates are counted by the Optimove sandbox, which keeps
 every reported (campaign, channel, template, event, group, date, customer).
@@ -17,8 +21,10 @@ from bench.common import Result, ServiceProbe, World, rate_share, wait_for
 from bench.ingest import seed_send
 from optibridge.config import ChannelType
 from optibridge.demo import TENANT
+from optibridge.sandbox.optimove import FaultPlan
 
 INTERACTIONS = "UpdateCampaignInteractions"
+READ_BACK = "GetCustomerChannelInteractions"
 PER_CALL = 10_000
 
 
@@ -38,10 +44,16 @@ def write_backlog(world: World, count: int) -> None:
             ((send_id, f"R{i:08d}", day, created) for i in range(count)))
 
 
-def run(quick: bool) -> Result:
+def lost_answers(quick: bool) -> FaultPlan:
+    return FaultPlan(lost_response_rate=0.25 if quick else 0.02, seed=12,
+                     functions=frozenset({INTERACTIONS}))
+
+
+def run(quick: bool, lost: bool = False) -> Result:
     count, rate_limit = sizes(quick)
-    result = Result("report", quick)
-    world = World(customers=10, rate_limit=rate_limit)
+    result = Result("report-lost" if lost else "report", quick)
+    world = World(customers=10, rate_limit=rate_limit,
+                  optimove_faults=lost_answers(quick) if lost else None)
     try:
         world.start_sandboxes()
         template = world.platform.add_template("Offer", ChannelType.EMAIL, "<p>Hi</p>")
@@ -57,7 +69,8 @@ def run(quick: bool) -> Result:
 
         done = wait_for("the backlog reported", drained, timeout=900, poll=0.05,
                         alive=process)
-        calls = [e for e in world.optimove.journal(TENANT) if e.function == INTERACTIONS]
+        journal = world.optimove.journal(TENANT)
+        calls = [e for e in journal if e.function == INTERACTIONS]
         first = min(e.monotonic for e in calls)  # the sandbox's clock is this process's
         span = max(e.monotonic for e in calls) - first
         drain = done - first
@@ -75,6 +88,12 @@ def run(quick: bool) -> Result:
         result.add("duplicates", duplicates, "", 0, "<=")
         result.add("429 answers", sum(1 for e in calls if e.status == 429), "", 0, "<=")
         result.add("UpdateCampaignInteractions calls", len(calls), "")
+        if lost:
+            result.add("answers lost (applied)", sum(1 for e in calls if e.fault), "")
+            result.add("read-back calls", sum(1 for e in journal if e.function == READ_BACK),
+                       "")
+            result.add("batches left in doubt", int(world.scalar(
+                "SELECT count(*) FROM report_batch WHERE state = 'in_doubt'")), "", 0, "<=")
         result.add("calls' span (first to last)", span, "s")
         result.add("service CPU (cores, average)", probe.cores(), "cores")
         result.add("service peak RSS", probe.peak_mb(), "MB")

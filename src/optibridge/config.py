@@ -256,7 +256,10 @@ class TimingConfig(_Strict):
     """Pauses of the background loops; the defaults suit production, rehearsals shorten them."""
 
     idle: float = Field(1.0, gt=0)
-    in_doubt_wait: float = Field(30.0, ge=0)
+    in_doubt_wait: float = Field(30.0, ge=0)  # the horizon's floor (README: in-doubt)
+    in_doubt_ceiling: float = Field(21_600.0, gt=0)  # ... and its ceiling
+    in_doubt_probes: int = Field(3, ge=1, le=20)  # agreeing empty reads before a re-send
+    readback_per_pass: int = Field(10, ge=1, le=1_000)  # read-back calls per reporting pass
     follow_min: float = Field(2.0, gt=0)
     follow_max: float = Field(60.0, gt=0)
     callback_margin: float = Field(60.0, ge=0)

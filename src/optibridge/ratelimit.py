@@ -20,6 +20,7 @@ class Priority(IntEnum):
     PULL = 0
     NORMAL = 1
     REPORT = 2
+    READBACK = 3  # reading back in-doubt batches waits behind everything else
 
 
 class SharedWindow(Protocol):

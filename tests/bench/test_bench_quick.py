@@ -20,6 +20,7 @@ HEADLINE = {
     "ingest-batched": "address-events stored per second",
     "ingest-single": "ratio to the bare endpoint",
     "report": "interactions reported",
+    "report-lost": "interactions reported",
     "triggered": "triggers accepted per second",
     "campaign": "wall time (listener call to settled)",
 }

@@ -25,8 +25,8 @@ from optibridge.serving import free_port
 async def test_everything_fine_on_the_running_service(settled: Rehearsal) -> None:
     checks = await run_checks(settled.config)
     assert [c.name for c in checks] == ["database", "tenant demo: Optimove key",
-                                        "tenant demo: platform key", "admin token",
-                                        "public URL scheme", "public URL"]
+                                        "tenant demo: platform key", "tenant demo: read-back",
+                                        "admin token", "public URL scheme", "public URL"]
     assert all(c.ok for c in checks), checks
     # The demo serves plain HTTP on loopback: fine, but said.
     scheme = next(c for c in checks if c.name == "public URL scheme")
@@ -115,3 +115,16 @@ def test_one_tenant_is_one_tenant(settled: Rehearsal, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(app, ["doctor", "--config", str(path)],
                                 env=settled.environment())
     assert "1 tenant" in result.output and "1 tenants" not in result.output, result.output
+async def test_a_key_refused_for_read_back_alone_is_a_fix(settled: Rehearsal) -> None:
+    from optibridge.sandbox.optimove import FaultPlan
+
+    settled.optimove.set_faults(FaultPlan(auth_failure_status=403, auth_failure_functions=(
+        frozenset({"GetCustomerChannelInteractions"}))))
+    try:
+        checks = {c.name: c for c in await run_checks(settled.config)}
+    finally:
+        settled.optimove.set_faults(None)
+    assert checks["tenant demo: Optimove key"].ok
+    readback = checks["tenant demo: read-back"]
+    assert not readback.ok and "refused (403)" in readback.detail, readback
+    assert "customers functions" in readback.fix

@@ -41,6 +41,7 @@ async def test_metrics_match_the_store_after_the_campaign(settled: Rehearsal,
     assert value(m, "optibridge_report_backlog", tenant=TENANT) == 0
     assert value(m, "optibridge_report_backlog_age_seconds", tenant=TENANT) == 0
     assert value(m, "optibridge_callback_inbox_backlog") == 0
+    assert value(m, "optibridge_readback_usable", tenant=TENANT) == 1
 
     # What this process's clients did: one UpdateCampaignInteractions per sent batch, one
     # platform campaign per send, no 429s (the sandboxes inject no faults here).

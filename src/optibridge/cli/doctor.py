@@ -173,12 +173,19 @@ async def run_checks(config: Config) -> list[Check]:
     for name, tenant in config.tenants.items():
         checks.append(await check_optimove(name, tenant))
         checks.append(await check_platform(name, tenant))
+        checks.append(await _readback_check(config, name, tenant))
     checks.append(check_admin_token(config))
     scheme = check_public_scheme(config)
     if scheme is not None:
         checks.append(scheme)
     checks.append(await check_public_url(config))
     return checks
+
+
+async def _readback_check(config: Config, name: str, tenant: TenantConfig) -> Check:
+    from optibridge.cli.doctor_readback import check_readback  # it imports this module
+
+    return await check_readback(config, name, tenant)
 
 
 def table(checks: list[Check]) -> Table:

@@ -26,7 +26,10 @@ class Timing:
     """Pauses of the background loops, in seconds (tests and the demo shorten them)."""
 
     idle: float = 1.0  # how long a loop sleeps when it found nothing to do
-    in_doubt_wait: float = 30.0  # let an in-doubt call settle before reading it back
+    in_doubt_wait: float = 30.0  # the shortest horizon before an empty read-back counts
+    in_doubt_ceiling: float = 21_600.0  # the longest; a landed batch must show within it
+    in_doubt_probes: int = 3  # agreeing empty read-backs before an in-doubt batch is re-sent
+    readback_per_pass: int = 10  # read-back calls per reporting pass, at most
     follow_min: float = 2.0  # platform campaign state polling, first interval
     follow_max: float = 60.0  # ... and the longest
     callback_margin: float = 60.0  # after DONE, wait window + margin for late callbacks
@@ -37,6 +40,9 @@ class Timing:
     @classmethod
     def from_config(cls, config: TimingConfig) -> Timing:
         return cls(idle=config.idle, in_doubt_wait=config.in_doubt_wait,
+                   in_doubt_ceiling=config.in_doubt_ceiling,
+                   in_doubt_probes=config.in_doubt_probes,
+                   readback_per_pass=config.readback_per_pass,
                    follow_min=config.follow_min, follow_max=config.follow_max,
                    callback_margin=config.callback_margin,
                    metrics_refresh=config.metrics_refresh,

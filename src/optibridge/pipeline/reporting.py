@@ -2,8 +2,8 @@
 
 UpdateCampaignInteractions adds up repeated calls, so each report batch has an identity and
 a state: pending -> sending -> sent. A call whose outcome is unknown leaves the batch in
-doubt; it is resolved by reading back GetCustomerChannelInteractions for one of its
-customers before anything is sent again.
+doubt; it is resolved by reading it back (pipeline/in_doubt.py) before anything is sent
+again.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from optibridge.optimove.models import (
     Metric,
 )
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.in_doubt import resolve_in_doubt
 from optibridge.store import Store
 from optibridge.store.leases import LeaseLost
 
@@ -110,56 +111,6 @@ async def _resume(ctx: TenantContext) -> None:
         ctx.log.warning("report.resumed", paused_seconds=round(lasted, 1))
         await ctx.store.record_problem(ctx.name, "report",
                                        f"reporting resumed after {lasted:.0f} s paused")
-
-
-async def resolve_in_doubt(ctx: TenantContext) -> int:
-    """Read back each settled in-doubt batch: sent if it landed, pending if it did not."""
-    settled_before = ctx.store.clock() - ctx.timing.in_doubt_wait
-    resolved = 0
-    for batch in await ctx.store.batches(ctx.name, [BatchState.IN_DOUBT]):
-        if batch.updated_at > settled_before:
-            continue
-        customers = await ctx.store.batch_customers(batch.id)
-        if not customers:
-            await ctx.store.mark_batch(batch.id, BatchState.DEAD_LETTER,
-                                       expect=BatchState.IN_DOUBT, error="empty report batch",
-                                       answer="empty report batch", epoch=ctx.epoch)
-            continue
-        # Prefer a customer no other unresolved batch with this Optimove key reports: a row
-        # read back for them can only come from this batch. Otherwise the batches sharing
-        # the customer are resolved together (all landed, or none).
-        shared = await ctx.store.customers_in_unresolved_peers(batch)
-        probe = next((c for c in customers if c not in shared), customers[0])
-        group = [batch.id, *await ctx.store.unresolved_peers_with(batch, probe)]
-        try:
-            rows = await ctx.optimove.get_customer_channel_interactions(
-                probe, batch.interaction_date, batch.interaction_date, batch.channel_id)
-        except OptimoveError as error:
-            ctx.log.warning("report.read_back_failed", batch=batch.id, error=str(error))
-            continue
-        seen = sum(1 for r in rows if r.campaign_id == batch.campaign_id
-                   and r.template_id == batch.template_id and r.event_id == batch.event_id
-                   and r.recipient_group_id == batch.recipient_group_id
-                   and r.date == batch.interaction_date)
-        landed = seen - await ctx.store.times_reported(batch, probe)
-        resolved += await _settle(ctx, group, landed)
-    return resolved
-
-
-async def _settle(ctx: TenantContext, group: list[int], landed: int) -> int:
-    """Mark in-doubt batches that share a probe: all sent, none sent, or (some of them,
-    which a read-back cannot tell apart) left for an operator."""
-    if 0 < landed < len(group):
-        await ctx.store.record_problem(
-            ctx.name, "report", f"report batches {group} are in doubt and {landed} of them "
-            "landed; which ones cannot be read back: check them in Optimove")
-        return 0
-    landed_all = landed >= len(group)
-    settled = await ctx.store.settle_in_doubt(
-        group, landed_all, kind="read_back", actor=ctx.actor, epoch=ctx.epoch,
-        detail=f"read back: {landed} of {len(group)} landed")
-    ctx.log.info("report.in_doubt_resolved", batches=settled, landed=landed_all)
-    return len(settled)
 
 
 async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) -> int:

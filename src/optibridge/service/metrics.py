@@ -30,6 +30,7 @@ from optibridge.config import Config
 from optibridge.domain import BatchState
 from optibridge.ratelimit import limiter_for
 from optibridge.service.assembly import Service
+from optibridge.store.in_doubt import LagState
 from optibridge.store.status import Backlog, StatusStore
 
 CALLBACK_PREFIX = "/callbacks/"
@@ -47,6 +48,7 @@ class Snapshot:
     inbox_backlog: int
     callbacks: tuple[int, int]
     rate_in_use: dict[tuple[str, str], float]
+    readback: dict[str, LagState] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
 
 
@@ -60,7 +62,8 @@ async def take_snapshot(service: Service) -> Snapshot:
         backlogs={name: await store.report_backlog(name) for name in tenants},
         inbox_backlog=await service.store.inbox_backlog(),
         callbacks=await store.callbacks_received(),
-        rate_in_use=rate_limits_in_use(service))
+        rate_in_use=rate_limits_in_use(service),
+        readback={lag.tenant: lag for lag in await service.store.readback_lags()})
 
 
 def rate_limits_in_use(service: Service) -> dict[tuple[str, str], float]:
@@ -110,6 +113,7 @@ class StoreCollector(Collector):
         for (tenant, api), value in sorted(snap.rate_in_use.items()):
             share.add_metric([tenant, api], value)
         yield share
+        yield from _readback(snap, self.tenants)
 
     def _batches(self, snap: Snapshot) -> GaugeMetricFamily:
         family = GaugeMetricFamily("optibridge_report_batches",
@@ -119,6 +123,19 @@ class StoreCollector(Collector):
             for state in BatchState:
                 family.add_metric([tenant, str(state)], snap.batches.get((tenant, state), 0))
         return family
+
+
+def _readback(snap: Snapshot, tenants: list[str]) -> Iterator[Metric]:
+    """Whether in-doubt batches can be resolved, and how late read-back was last seen."""
+    yield _per_tenant(GaugeMetricFamily, "optibridge_readback_usable",
+                      "1 while GetCustomerChannelInteractions can resolve in-doubt batches, "
+                      "0 while they are held",
+                      {t: int(lag.unusable is None) for t, lag in snap.readback.items()}
+                      | {t: 1 for t in tenants if t not in snap.readback}, tenants)
+    yield _per_tenant(GaugeMetricFamily, "optibridge_readback_lag_seconds",
+                      "How late an applied call last showed in read-back (learned)",
+                      {t: lag.lag_seconds for t, lag in snap.readback.items()
+                       if lag.lag_seconds is not None}, tenants)
 
 
 def _per_tenant(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str,

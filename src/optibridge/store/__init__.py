@@ -7,6 +7,7 @@ from optibridge.store.calls import CallStore
 from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
 from optibridge.store.engagements import EngagementStore
+from optibridge.store.in_doubt import InDoubtStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.problems import ProblemStore
@@ -17,7 +18,7 @@ from optibridge.store.triggers import TriggerStore
 
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
-            ReadbackStore, StatusStore, ProblemStore, EngagementStore):
+            ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore):
     """The pipeline's one handle on the database."""
 
 

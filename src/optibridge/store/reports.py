@@ -302,49 +302,6 @@ class ReportStore(StoreBase):
                 .values(state=BatchState.IN_DOUBT, updated_at=self.clock(), epoch=epoch))
             return rowcount(result)
 
-    async def times_reported(self, batch: ReportBatchRecord, customer_id: str) -> int:
-        """How many sent batches other than ``batch`` reported this customer with its key."""
-        async with self.db.read() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(Interaction)
-                .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
-                .where(Interaction.customer_id == customer_id,
-                       ReportBatch.id != batch.id, ReportBatch.state == BatchState.SENT,
-                       *self._same_key(batch)))
-            return int(count or 0)
-
-    async def customers_in_unresolved_peers(self, batch: ReportBatchRecord) -> set[str]:
-        """Customers of the other in-doubt or sending batches with ``batch``'s key."""
-        async with self.db.read() as session:
-            rows = await session.scalars(
-                select(Interaction.customer_id)
-                .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
-                .where(ReportBatch.id != batch.id,
-                       ReportBatch.state.in_([BatchState.IN_DOUBT, BatchState.SENDING]),
-                       *self._same_key(batch)))
-            return set(rows)
-
-    async def unresolved_peers_with(self, batch: ReportBatchRecord, customer_id: str
-                                    ) -> list[int]:
-        """Other in-doubt batches with ``batch``'s key that also report ``customer_id``."""
-        async with self.db.read() as session:
-            rows = await session.scalars(
-                select(ReportBatch.id).join(Interaction, Interaction.batch_id == ReportBatch.id)
-                .where(ReportBatch.id != batch.id, ReportBatch.state == BatchState.IN_DOUBT,
-                       Interaction.customer_id == customer_id, *self._same_key(batch))
-                .distinct())
-            return sorted(rows)
-
-    @staticmethod
-    def _same_key(batch: ReportBatchRecord) -> list[ColumnElement[bool]]:
-        return [ReportBatch.tenant == batch.tenant,
-                ReportBatch.campaign_id == batch.campaign_id,
-                ReportBatch.channel_id == batch.channel_id,
-                ReportBatch.template_id == batch.template_id,
-                ReportBatch.event_id == batch.event_id,
-                ReportBatch.recipient_group_id == batch.recipient_group_id,
-                ReportBatch.interaction_date == batch.interaction_date]
-
     async def metric_totals(self, tenant: str, since: float
                             ) -> dict[tuple[int, int, int, int], int]:
         """Running totals per (campaign, channel, template, metric) of the sends made

@@ -344,3 +344,38 @@ class Engagement(Base):
     retry_at: Mapped[float | None] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class ReadbackLag(Base):
+    """Per tenant: how late GetCustomerChannelInteractions shows an applied call (learned
+    from batches known to have landed), the sample being read now, and whether read-back
+    can be used at all."""
+
+    __tablename__ = "readback_lag"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lag_seconds: Mapped[float | None] = mapped_column(Float)  # the last observed lag
+    learned_at: Mapped[float | None] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    sample_batch_id: Mapped[int | None] = mapped_column(BigInteger)  # a sent batch
+    sample_customer: Mapped[str | None] = mapped_column(String(128))
+    sample_since: Mapped[float | None] = mapped_column(Float)  # when its 200 came back
+    sample_next_at: Mapped[float | None] = mapped_column(Float)
+    unusable: Mapped[str | None] = mapped_column(Text)  # why read-back cannot be trusted
+    unusable_kind: Mapped[str | None] = mapped_column(String(16))  # lag, refused, shape
+    unusable_since: Mapped[float | None] = mapped_column(Float)
+    retry_at: Mapped[float | None] = mapped_column(Float)  # next try while unusable
+
+
+class BatchReadback(Base):
+    """The read-backs of one in-doubt report batch (removed once it is resolved)."""
+
+    __tablename__ = "batch_readback"
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    in_doubt_since: Mapped[float] = mapped_column(Float)
+    next_read_at: Mapped[float] = mapped_column(Float)
+    reads: Mapped[int] = mapped_column(Integer, default=0)
+    absent: Mapped[int] = mapped_column(Integer, default=0)  # reads after the horizon
+    problem: Mapped[str | None] = mapped_column(Text)  # recorded once, shown until resolved
+
+    __table_args__ = (Index("ix_batch_readback_due", "tenant", "next_read_at"),)

@@ -1,0 +1,167 @@
+"""What in-doubt resolution keeps: the learned read-back lag per tenant, the read-backs of
+each in-doubt batch, and which customers of a batch make an unambiguous probe."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import delete, exists, func, insert, literal, select, update
+from sqlalchemy.orm import aliased
+
+from optibridge.domain import REPORTED_AS, BatchState, ReportBatchRecord
+from optibridge.store.base import StoreBase
+from optibridge.store.reports import _batch
+from optibridge.store.schema import (
+    BatchReadback,
+    Campaign,
+    Interaction,
+    ReadbackLag,
+    ReportBatch,
+    Send,
+)
+
+EVENT_OF = {int(event_id): str(event) for event, event_id in REPORTED_AS.items()}
+
+
+@dataclass(frozen=True)
+class LagState:
+    """A tenant's read-back knowledge (all None until something was learned)."""
+
+    tenant: str
+    lag_seconds: float | None = None
+    learned_at: float | None = None
+    samples: int = 0
+    sample_batch_id: int | None = None
+    sample_customer: str | None = None
+    sample_since: float | None = None
+    sample_next_at: float | None = None
+    unusable: str | None = None
+    unusable_kind: str | None = None  # "lag": re-learn it first; else any good read clears
+    unusable_since: float | None = None
+    retry_at: float | None = None
+
+    def but(self, **changes: Any) -> LagState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class InDoubtRead:
+    """Where one in-doubt batch's read-backs stand."""
+
+    batch_id: int
+    in_doubt_since: float
+    next_read_at: float
+    reads: int
+    absent: int
+    problem: str | None
+
+
+_LAG_FIELDS = [name for name in LagState.__dataclass_fields__ if name != "tenant"]
+
+
+class InDoubtStore(StoreBase):
+    async def readback_lag(self, tenant: str) -> LagState:
+        async with self.db.read() as session:
+            row = await session.get(ReadbackLag, tenant)
+            if row is None:
+                return LagState(tenant)
+            return LagState(tenant, **{name: getattr(row, name) for name in _LAG_FIELDS})
+
+    async def readback_lags(self) -> list[LagState]:
+        """Every tenant's read-back state (for /metrics and the status page)."""
+        async with self.db.read() as session:
+            rows = await session.scalars(select(ReadbackLag).order_by(ReadbackLag.tenant))
+            return [LagState(r.tenant, **{n: getattr(r, n) for n in _LAG_FIELDS})
+                    for r in rows]
+
+    async def save_readback_lag(self, state: LagState) -> None:
+        async with self.db.write() as session:
+            await session.merge(ReadbackLag(
+                tenant=state.tenant, **{name: getattr(state, name) for name in _LAG_FIELDS}))
+
+    async def in_doubt_reads_due(self, tenant: str, now: float, limit: int
+                                 ) -> list[tuple[ReportBatchRecord, InDoubtRead]]:
+        """In-doubt batches whose next read-back is due, the longest waiting first (so
+        every one is reached in turn); registers new in-doubt batches, forgets resolved."""
+        await self._sync_in_doubt(tenant)
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(ReportBatch, BatchReadback)
+                .join(BatchReadback, BatchReadback.batch_id == ReportBatch.id)
+                .where(BatchReadback.tenant == tenant, BatchReadback.next_read_at <= now,
+                       ReportBatch.state == BatchState.IN_DOUBT)
+                .order_by(BatchReadback.next_read_at, BatchReadback.batch_id).limit(limit))
+            return [(_batch(batch), _read(read)) for batch, read in rows]
+
+    async def in_doubt_count(self, tenant: str) -> int:
+        async with self.db.read() as session:
+            return int(await session.scalar(
+                select(func.count()).select_from(ReportBatch).where(
+                    ReportBatch.tenant == tenant,
+                    ReportBatch.state == BatchState.IN_DOUBT)) or 0)
+
+    async def _sync_in_doubt(self, tenant: str) -> None:
+        async with self.db.write() as session:
+            known = select(BatchReadback.batch_id).where(BatchReadback.tenant == tenant)
+            await session.execute(insert(BatchReadback).from_select(
+                ["batch_id", "tenant", "in_doubt_since", "next_read_at", "reads", "absent"],
+                select(ReportBatch.id, ReportBatch.tenant, ReportBatch.updated_at,
+                       ReportBatch.updated_at, literal(0), literal(0))
+                .where(ReportBatch.tenant == tenant, ReportBatch.state == BatchState.IN_DOUBT,
+                       ReportBatch.id.not_in(known))))
+            doubted = select(ReportBatch.id).where(ReportBatch.tenant == tenant,
+                                                   ReportBatch.state == BatchState.IN_DOUBT)
+            await session.execute(delete(BatchReadback).where(
+                BatchReadback.tenant == tenant, BatchReadback.batch_id.not_in(doubted)))
+
+    async def update_in_doubt_read(self, batch_id: int, **values: Any) -> None:
+        async with self.db.write() as session:
+            await session.execute(update(BatchReadback)
+                                  .where(BatchReadback.batch_id == batch_id).values(**values))
+
+    async def clear_customers(self, batch: ReportBatchRecord, limit: int, offset: int = 0
+                              ) -> list[str]:
+        """Customers of the batch with no other report of its campaign, channel, template
+        and event on any date (in any batch or none yet): a read-back row for them can
+        only come from this batch, however Optimove counts or dates its rows."""
+        other = aliased(Interaction)
+        clash = exists().where(
+            other.customer_id == Interaction.customer_id, other.id != Interaction.id,
+            other.event == EVENT_OF[batch.event_id], Send.id == other.send_id,
+            Campaign.id == Send.campaign_pk, Campaign.tenant == batch.tenant,
+            Campaign.campaign_id == batch.campaign_id, Campaign.channel_id == batch.channel_id,
+            Send.template_id == batch.template_id)
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(Interaction.customer_id).where(Interaction.batch_id == batch.id, ~clash)
+                .order_by(Interaction.id).limit(limit).offset(offset))
+            return list(rows)
+
+    async def batch_send_day(self, batch_id: int) -> dt.date | None:
+        """The day of the send whose interactions the batch reports."""
+        async with self.db.read() as session:
+            when = await session.scalar(
+                select(Send.scheduled_time).join(Interaction, Interaction.send_id == Send.id)
+                .where(Interaction.batch_id == batch_id).limit(1))
+            return None if when is None else when.date()
+
+    async def report_batch(self, batch_id: int) -> ReportBatchRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(ReportBatch, batch_id)
+            return None if row is None else _batch(row)
+
+    async def recently_sent(self, tenant: str, limit: int) -> list[ReportBatchRecord]:
+        """The last batches whose 200 proved they landed, newest first."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(ReportBatch).where(ReportBatch.tenant == tenant,
+                                          ReportBatch.state == BatchState.SENT)
+                .order_by(ReportBatch.updated_at.desc()).limit(limit))
+            return [_batch(r) for r in rows]
+
+
+def _read(row: BatchReadback) -> InDoubtRead:
+    return InDoubtRead(row.batch_id, row.in_doubt_since, row.next_read_at, row.reads,
+                       row.absent, row.problem)
