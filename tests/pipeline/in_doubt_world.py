@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from optibridge.config import parse_config
@@ -26,7 +26,7 @@ SEND_DAY = dt.date(2026, 11, 20)
 SENT_AT = dt.datetime(2026, 11, 20, 23, 30)  # late: opens straddle midnight
 Key = tuple[int, int, int, int, int, dt.date, str]
 FAST = Timing(in_doubt_wait=0.3, in_doubt_ceiling=20.0, in_doubt_probes=3,
-              readback_per_pass=10)
+              readback_per_pass=10, report_retry_first=0.05, report_retry_max=0.2)
 
 
 @asynccontextmanager
@@ -98,8 +98,9 @@ async def batch_counts(ctx: TenantContext) -> Counter[str]:
 
 
 async def report_until_settled(ctx: TenantContext, within: float,
-                               sandbox: OptimoveSandbox | None = None) -> Counter[str]:
-    """Reporting passes until no batch is pending or in doubt (or ``within`` s passed)."""
+                               done: Callable[[], bool] = lambda: False) -> Counter[str]:
+    """Reporting passes until no batch is pending or in doubt, or ``done()``, or ``within``
+    seconds passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -108,6 +109,6 @@ async def report_until_settled(ctx: TenantContext, within: float,
         backlog, _ = await ctx.store.unreported_backlog("t")
         if not (counts["pending"] or counts["in_doubt"] or counts["sending"]) and not backlog:
             return counts
-        if loop.time() > deadline:
+        if done() or loop.time() > deadline:
             return counts
         await asyncio.sleep(0.1)
