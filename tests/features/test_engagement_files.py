@@ -331,3 +331,37 @@ def test_listeners_webhook_prints_the_url_for_optimoves_webhook_configuration(
     assert done.exit_code == 0, done.output
     assert done.output.strip() == (f"https://bridge.example/listener/acme/"
                                    f"{config.listener_token('acme')}")
+
+
+def test_the_sandbox_publishes_event_14_over_its_admin_api(
+        service: tuple[Config, RunningServer], tmp_path: Path) -> None:
+    from optibridge.sandbox.optimove.files import EngagementPublisher, create_engagement_app
+
+    config, running = service
+    publisher = EngagementPublisher(GcsEmulator(tmp_path / "gcs"))
+    with serving(create_engagement_app(publisher)) as files:
+        answer = httpx.post(f"{files.url}/sandbox/engagements", json={
+            "CampaignID": 77, "ChannelID": 504, "TemplateID": 3,
+            "ScheduledTime": "2026-11-22T10:00:00Z", "Fields": ["Email"], "FileSize": 2,
+            "Customers": [{"CustomerID": f"C{i}", "Email": f"c{i}@example.com"}
+                          for i in range(5)],
+            "WebhookURL": listener(config, running)})
+        assert answer.status_code == 200, answer.text
+        sent = answer.json()
+        assert sent["webhook_status"] == 200
+        assert [name.rsplit("/", 1)[1] for name in sent["customer_files"]] == [
+            "customers_file001.deflate.avro", "customers_file002.deflate.avro",
+            "customers_file003.deflate.avro"]
+        client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": files.url})
+        key = base64.b64decode(sent["payload"]["DecryptionKey"])
+        metadata = json.loads(client.bucket(sent["payload"]["BucketName"]).blob(
+            sent["metadata_file"], encryption_key=key).download_as_bytes())
+        assert (metadata["NumberOfFiles"], metadata["NumberOfCustomers"]) == (3, 5)
+        faulted = httpx.post(f"{files.url}/sandbox/engagements/faults", json={
+            "File": sent["customer_files"][2], "Fault": "missing"})
+        assert faulted.status_code == 200
+        assert httpx.post(f"{files.url}/sandbox/engagements/faults", json={
+            "File": "x", "Fault": "melted"}).status_code == 400
+    assert publisher.storage.find(publisher.bucket, sent["customer_files"][2]) is None
+    assert asyncio.run(count(config.server.database_url, Notification)) == 1

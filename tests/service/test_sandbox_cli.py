@@ -29,7 +29,8 @@ def test_sandbox_command_serves_both_emulators_and_their_admin_api() -> None:
     optimove_port, platform_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "optibridge", "sandbox", "--optimove-port", str(optimove_port),
-         "--platform-port", str(platform_port), "--optimove-key", "k1",
+         "--platform-port", str(platform_port), "--gcs-port", str(free_port()),
+         "--optimove-key", "k1",
          "--platform-key", "k2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     optimove = f"http://127.0.0.1:{optimove_port}"
     platform = f"http://127.0.0.1:{platform_port}"
@@ -64,7 +65,8 @@ def test_the_admin_urls_the_sandbox_prints_answer() -> None:
     optimove_port, platform_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "optibridge", "sandbox", "--optimove-port", str(optimove_port),
-         "--platform-port", str(platform_port)], stdout=subprocess.PIPE,
+         "--platform-port", str(platform_port), "--gcs-port", str(free_port())],
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_until_up(f"http://127.0.0.1:{optimove_port}", process)

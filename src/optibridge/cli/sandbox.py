@@ -25,6 +25,8 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
             host: str = typer.Option("127.0.0.1", help="Address to listen on."),
             optimove_port: int = typer.Option(8701, help="Port of the Optimove sandbox."),
             platform_port: int = typer.Option(8702, help="Port of the platform sandbox."),
+            gcs_port: int = typer.Option(
+                8703, help="Port of the GCS emulator serving EventTypeID 14 files."),
             tenant: str = typer.Option("demo", help="Tenant name of the Optimove key."),
             optimove_key: str = typer.Option("sandbox-optimove-key",
                                              envvar="OPTIBRIDGE_SANDBOX_OPTIMOVE_KEY",
@@ -83,6 +85,8 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
         running.append(server)
         console.print(f"platform sandbox  {server.url}   Authorization: Bearer {platform_key}"
                       f"   admin: {server.url}/sandbox/", soft_wrap=True)
+    if which in (Which.BOTH, Which.OPTIMOVE):
+        running.append(_files_server(host, gcs_port))
     console.print("Ctrl-C stops them.")
     try:
         while all(s.thread.is_alive() for s in running):
@@ -92,6 +96,24 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
     finally:
         for server in running:
             server.stop()
+
+
+def _files_server(host: str, port: int) -> RunningServer:
+    """EventTypeID 14's side: a GCS emulator with files under a temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from optibridge.sandbox.gcs import GcsEmulator
+    from optibridge.sandbox.optimove.files import EngagementPublisher, create_engagement_app
+    from optibridge.serving import start_server
+
+    root = Path(tempfile.mkdtemp(prefix="optibridge-gcs-"))
+    server = start_server(create_engagement_app(EngagementPublisher(GcsEmulator(root))),
+                          host=host, port=port)
+    console.print(f"GCS emulator      {server.url}   files of EventTypeID 14 (set "
+                  f"files.endpoint and files.anonymous = true)   admin: "
+                  f"{server.url}/sandbox/engagements", soft_wrap=True)
+    return server
 
 
 def register(app: typer.Typer) -> None:

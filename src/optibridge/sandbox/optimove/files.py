@@ -121,3 +121,73 @@ class EngagementPublisher:
             status = 0
         self.sent.append((url, status))
         return status
+
+
+def create_engagement_app(publisher: EngagementPublisher) -> Any:
+    """The GCS emulator's API plus an admin API for a partner's rehearsal (loopback only):
+
+    - ``POST /sandbox/engagements``: ``{CampaignID, ChannelID, TemplateID, ScheduledTime,
+      Fields: [...], Customers: [{CustomerID, <field>: value}], FileSize?, WebhookURL?}``
+      publishes the files (and POSTs the webhook when ``WebhookURL`` is given); answers the
+      payload, with its DecryptionKey, and the file names.
+    - ``POST /sandbox/engagements/faults``: ``{File, Fault: missing|truncated|slow,
+      Keep?: 0.5, Seconds?: 5}`` acts on one published file.
+    """
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from optibridge.sandbox.gcs import create_app as gcs_app
+
+    def refused(message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=400)
+
+    async def publish(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+            when = dt.datetime.fromisoformat(str(body["ScheduledTime"]).replace("Z", ""))
+            published = publisher.publish(
+                campaign_id=int(body["CampaignID"]), channel_id=int(body["ChannelID"]),
+                template_id=int(body["TemplateID"]), scheduled_time=when,
+                fields=[str(name) for name in body.get("Fields", [])],
+                customers=list(body["Customers"]), file_size=int(body.get("FileSize", 10_000)))
+        except (ValueError, KeyError, TypeError) as error:
+            return refused(f"{type(error).__name__}: {error}")
+        status = None
+        if body.get("WebhookURL"):
+            from starlette.concurrency import run_in_threadpool
+
+            status = await run_in_threadpool(publisher.fire, str(body["WebhookURL"]), published)
+        return JSONResponse({"payload": dict(published.payload), "metadata_file":
+                             published.metadata_file, "customer_files":
+                             list(published.customer_files), "webhook_status": status})
+
+    async def fault(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+            name, kind = str(body["File"]), str(body["Fault"])
+            if kind == "missing":
+                publisher.storage.remove(publisher.bucket, name)
+            elif kind == "truncated":
+                publisher.storage.truncate(publisher.bucket, name, float(body.get("Keep", 0.5)))
+            elif kind == "slow":
+                publisher.storage.slow_down(publisher.bucket, name,
+                                            float(body.get("Seconds", 5.0)))
+            else:
+                return refused(f"Fault {kind!r}: one of missing, truncated, slow")
+        except (ValueError, KeyError, TypeError) as error:
+            return refused(f"{type(error).__name__}: {error}")
+        return JSONResponse({"file": name, "fault": kind})
+
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse({"admin": {
+            "POST /sandbox/engagements": "publish a campaign as EventTypeID 14",
+            "POST /sandbox/engagements/faults": "missing, truncated or slow file"}})
+
+    return Starlette(routes=[
+        Route("/sandbox/engagements", index, methods=["GET"]),
+        Route("/sandbox/engagements", publish, methods=["POST"]),
+        Route("/sandbox/engagements/faults", fault, methods=["POST"]),
+        Mount("/", app=gcs_app(publisher.storage)),
+    ])
