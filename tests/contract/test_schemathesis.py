@@ -25,6 +25,7 @@ from optibridge.service.openapi import document
 from optibridge.serving import wait_for_port
 from optibridge.signing import UrlSigner
 from optibridge.store import Database, Store
+from tests.conftest import _postgres_database
 
 ADMIN_TOKEN = "contract-admin-token-0123456789"
 HTML_REFUSALS = {("GET", "/ui/campaigns/{pk}", 404), ("GET", "/ui/batches", 404),
@@ -37,10 +38,21 @@ HTML_REFUSALS = {("GET", "/ui/campaigns/{pk}", 404), ("GET", "/ui/batches", 404)
 TOLERANT = [negative_data_rejection, positive_data_acceptance]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """SQLite in the run's folder (None), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield from _postgres_database()
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rehearsal, int]]:
+def live(tmp_path_factory: pytest.TempPathFactory, database: str | None
+         ) -> Iterator[tuple[Rehearsal, int]]:
     """The sandboxes and ``optibridge serve`` with one campaign pulled (so a send exists)."""
-    run = Rehearsal(customers=60, workdir=tmp_path_factory.mktemp("contract"))
+    run = Rehearsal(customers=60, workdir=tmp_path_factory.mktemp("contract"),
+                    database_url=database)
     run.start_sandboxes()
     data = run.config_data()
     data["server"]["admin_token_env"] = "OPTIBRIDGE_CONTRACT_ADMIN"
@@ -109,7 +121,7 @@ def refusals_name_the_problem(ctx: CheckContext, response: Response, case: Case)
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_endpoint_keeps_the_contract(case: Case, live: tuple[Rehearsal, int],
                                           secrets: dict[str, str]) -> None:
     run, _ = live
