@@ -88,11 +88,19 @@ def difference_lines(result: Reconciliation) -> list[str]:
 
 async def _reconcile(config: Config, name: str, campaign_id: int, sample: int,
                      channel: int | None, seed: int | None) -> Reconciliation:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from optibridge.pipeline.readback import reconcile_campaign
 
-    async with tenant_context(config, name) as ctx:
-        return await reconcile_campaign(ctx.store, ctx.optimove, name, campaign_id, sample,
-                                        channel_id=channel, seed=seed)
+    # One read-back call per customer, at the API key's rate limit: 20 take about 4 s.
+    with Progress("read back", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bars:
+        task = bars.add_task("read back", total=None)
+        async with tenant_context(config, name) as ctx:
+            return await reconcile_campaign(
+                ctx.store, ctx.optimove, name, campaign_id, sample, channel_id=channel,
+                seed=seed, on_sampled=lambda n: bars.update(task, total=n),
+                on_read=lambda: bars.advance(task))
 
 
 def reconcile(campaign_id: int = typer.Argument(..., metavar="CAMPAIGN_ID",

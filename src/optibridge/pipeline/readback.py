@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from optibridge.optimove.client import OptimoveClient
@@ -64,15 +65,22 @@ async def compare_customer(optimove: OptimoveClient, campaign_id: int, customer:
 
 async def reconcile_campaign(store: Store, optimove: OptimoveClient, tenant: str,
                              campaign_id: int, sample: int, *, channel_id: int | None = None,
-                             seed: int | None = None) -> Reconciliation:
-    """Compare a sample of the campaign's reported customers with Optimove."""
+                             seed: int | None = None,
+                             on_sampled: Callable[[int], None] | None = None,
+                             on_read: Callable[[], None] | None = None) -> Reconciliation:
+    """Compare a sample of the campaign's reported customers with Optimove; ``on_sampled``
+    hears how many will be read back, ``on_read`` each one read (a command's progress)."""
     customers = await store.reported_customers(tenant, campaign_id, channel_id)
     chosen = choose_sample(customers, sample, seed)
     stored = await store.reported_rows(tenant, campaign_id, chosen, channel_id)
+    if on_sampled is not None:
+        on_sampled(len(chosen))
     differences: list[Difference] = []
     for customer in chosen:
         differences += await compare_customer(optimove, campaign_id, customer,
                                               stored[customer], channel_id)
+        if on_read is not None:
+            on_read()
     return Reconciliation(campaign_id, len(customers), tuple(chosen),
                           sum(len(rows) for rows in stored.values()), tuple(differences))
 
