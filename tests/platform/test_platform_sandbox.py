@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from optibridge.config import ChannelType
-from optibridge.platform import CampaignState, Contact, MessageEvent, PlatformClient
-from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox, render
+from optibridge.platform import CampaignState, Contact, PlatformClient
+from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox, State, render
 from optibridge.serving import RunningServer
 from tests.platform.platform_receiver import Receiver
+from tests.platform.test_sandbox_contract import SEED_EVENTS
 
 NOW = datetime.now(UTC)
 Fact = tuple[int, str, str, date]
@@ -72,15 +73,15 @@ async def test_callbacks_equal_ground_truth(client: PlatformClient, sandbox: Pla
     sms = await _start(client, sandbox, _people(1_000, "s"), f"{receiver.url}?ref=sms",
                        (ChannelType.SMS,))
     await until(sandbox.idle)
-    assert sandbox.campaign(both).state is CampaignState.DONE
-    assert sandbox.campaign(sms).state is CampaignState.DONE
+    assert sandbox.campaign(both).state is State.DONE
+    assert sandbox.campaign(sms).state is State.DONE
     truth = sandbox.ground_truth()
     assert _received(receiver, {"both": both, "sms": sms}) == truth
     assert receiver.errors == []
     assert {b.query["tenant"] for b in receiver.batches if b.query["ref"] == "both"} == {
         "acme corp"}
     events = {(cid, event) for cid, event, _, _ in truth}
-    assert events == {(both, e.value) for e in MessageEvent} | {
+    assert events == {(both, e) for e in SEED_EVENTS} | {
         (sms, "delivered"), (sms, "bounced")}
     # every email contact was submitted; no one without an email got an email event
     emails = {c.email for c in _people(3_000) if c.email}
@@ -116,7 +117,7 @@ async def test_large_windows_are_split_and_failures_end_in_error(
     campaign = await _start(client, sandbox, people, f"{receiver.url}?ref=e",
                             (ChannelType.EMAIL,))
     await until(sandbox.idle)
-    assert sandbox.campaign(campaign).state is CampaignState.ERROR
+    assert sandbox.campaign(campaign).state is State.ERROR
     truth = sandbox.ground_truth()
     submitted = {a for _, e, a, _ in truth if e == "submitted"}
     assert submitted == {f"x{i}@example.com" for i in range(1_000)}  # the rest: no events
@@ -132,7 +133,7 @@ async def test_withheld_contacts_get_no_events_but_campaign_is_done(
     campaign = await _start(client, sandbox, people, f"{receiver.url}?ref=w",
                             (ChannelType.EMAIL,))
     await until(sandbox.idle)
-    assert sandbox.campaign(campaign).state is CampaignState.DONE
+    assert sandbox.campaign(campaign).state is State.DONE
     truth = sandbox.ground_truth()
     submitted = {a for _, e, a, _ in truth if e == "submitted"}
     assert 1_300 < len(submitted) < 1_700  # about three quarters
@@ -147,7 +148,7 @@ async def test_future_campaign_waits_and_rendering_uses_fields(
     campaign = await _start(client, sandbox, people, f"{receiver.url}?ref=r",
                             (ChannelType.EMAIL,), when=datetime.now(UTC) + timedelta(seconds=2))
     await asyncio.sleep(0.3)
-    assert sandbox.campaign(campaign).state is CampaignState.READY and not sandbox.idle()
+    assert sandbox.campaign(campaign).state is State.READY and not sandbox.idle()
     await until(sandbox.idle)
     assert sandbox.rendered(campaign) == {"a@example.com": "Hello Ann (email)",
                                           "b@example.com": "Hello {{name}} (email)"}
@@ -165,7 +166,7 @@ async def test_deleted_template_ends_campaign_in_error(
     sandbox.delete_template(template)
     await client.move_campaign(created.id, CampaignState.READY)
     await until(sandbox.idle)
-    assert sandbox.campaign(created.id).state is CampaignState.ERROR
+    assert sandbox.campaign(created.id).state is State.ERROR
     assert sandbox.ground_truth() == set()
 
 
@@ -209,7 +210,7 @@ def test_sender_scales_to_a_large_list() -> None:
     sandbox.update_campaign(campaign_id, [("state", "SCHEDULED")])
     sandbox.update_campaign(campaign_id, [("state", "READY")])
     started = time.process_time()
-    while sandbox.campaign(campaign_id).state is not CampaignState.DONE:
+    while sandbox.campaign(campaign_id).state is not State.DONE:
         sandbox.step()
     sandbox.step()  # close the last windows
     cpu = time.process_time() - started

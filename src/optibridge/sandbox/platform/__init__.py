@@ -5,7 +5,8 @@ another thread through ``PlatformSandbox``'s methods or the ``/sandbox/`` admin 
 """
 
 from optibridge.sandbox.platform.app import create_app
-from optibridge.sandbox.platform.core import DOMAINS, PlatformSandbox
+from optibridge.sandbox.platform.contract import Channel, Event, State
+from optibridge.sandbox.platform.core import PlatformSandbox
 from optibridge.sandbox.platform.model import (
     CallbackAttempt,
     EventRates,
@@ -14,17 +15,21 @@ from optibridge.sandbox.platform.model import (
     SandboxContact,
     SandboxPayload,
 )
+from optibridge.sandbox.platform.resources import DOMAINS
 from optibridge.sandbox.platform.sender import render
 
 __all__ = [
     "DOMAINS",
     "CallbackAttempt",
+    "Channel",
+    "Event",
     "EventRates",
     "PlatformFaults",
     "PlatformSandbox",
     "SandboxCampaign",
     "SandboxContact",
     "SandboxPayload",
+    "State",
     "create_app",
     "render",
 ]

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from optibridge.config import ChannelType
+from optibridge.sandbox.platform.contract import Channel
 from optibridge.sandbox.platform.core import PlatformSandbox
 from optibridge.sandbox.platform.model import PlatformFaults
 from optibridge.sandbox.platform.validate import ApiError, bad, page
@@ -143,7 +143,7 @@ def _admin_routes(sandbox: PlatformSandbox) -> list[Route]:
     async def templates(request: Request) -> Response:
         try:
             data = json.loads(await request.body())
-            template_id = sandbox.add_template(str(data["name"]), ChannelType(data["type"]),
+            template_id = sandbox.add_template(str(data["name"]), Channel(data["type"]),
                                                str(data["body"]))
         except (ValueError, KeyError, TypeError) as error:
             return _error(400, f"template: needs name, type (email|sms) and body ({error})")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from optibridge.config import ChannelType
-from optibridge.platform.api import CampaignState, MessageEvent
+from optibridge.sandbox.platform.contract import Channel, Event, State
 
 
 @dataclass
@@ -29,6 +29,20 @@ class EventRates:
                 raise ValueError(f"EventRates.{name} must be within 0..1")
         if self.delivered + self.bounced > 1.0 + 1e-9:
             raise ValueError("EventRates: delivered + bounced must not exceed 1")
+
+
+@dataclass
+class Settings:
+    """The sandbox's tunable behaviour, shared by its parts (``PlatformSandbox`` exposes each
+    as an attribute of the same name)."""
+
+    seed: int = 0
+    callback_window: float = 300.0  # seconds one callback gathers events ("up to five minutes")
+    tick: float = 0.05  # seconds between two steps of the sender and of the delivery
+    rates: EventRates = field(default_factory=EventRates)
+    max_addresses_per_callback: int = 100_000
+    callback_retry: float = 0.2  # first retry delay of an unanswered callback; doubles up to 30 s
+    callback_attempts: int = 20
 
 
 @dataclass
@@ -61,7 +75,7 @@ class PlatformFaults:
 
 @dataclass(frozen=True)
 class SandboxPayload:
-    type: ChannelType
+    type: Channel
     template: int
 
 
@@ -71,7 +85,7 @@ class SandboxCampaign:
 
     id: int
     name: str
-    state: CampaignState
+    state: State
     list_id: int
     domain: int
     when: int  # Unix seconds
@@ -105,9 +119,25 @@ class CallbackAttempt:
 
     campaign_id: int
     url: str
-    event: MessageEvent
+    event: Event
     addresses: int  # how many addresses the callback carried
     status: int | None  # HTTP status, None if no answer
     attempt: int  # 1 for the first try of this callback
     duplicate: bool  # a deliberate re-send (fault), not a retry
     when: int  # the callback's `when`
+
+
+class FaultDice:
+    """The fault plan in force and the one seeded generator every injected fault draws from.
+
+    Not thread-safe by itself: callers hold the sandbox's lock.
+    """
+
+    def __init__(self, faults: PlatformFaults | None, seed: int) -> None:
+        self.seed = seed
+        self.set(faults)
+
+    def set(self, faults: PlatformFaults | None) -> None:
+        self.faults = faults
+        self.rng = random.Random(faults.seed if faults else self.seed)
+        self.api_faults_injected = 0

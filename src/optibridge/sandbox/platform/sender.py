@@ -11,12 +11,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from optibridge.config import ChannelType
-from optibridge.platform.api import MessageEvent
+from optibridge.sandbox.platform.contract import Channel, Event
 from optibridge.sandbox.platform.model import EventRates
 
 Row = tuple[str | None, str | None, Mapping[str, str]]  # email, telephone, fields
-Batch = dict[tuple[MessageEvent, ChannelType], list[str]]
+Batch = dict[tuple[Event, Channel], list[str]]
 TAG = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
 
@@ -31,7 +30,7 @@ class Run:
     """One campaign being sent: the list as it was at SENDING, and how far we are."""
 
     rows: Sequence[Row]
-    payloads: Sequence[tuple[ChannelType, str]]  # type, template body
+    payloads: Sequence[tuple[Channel, str]]  # type, template body
     rng: random.Random
     rates: EventRates
     withhold: float
@@ -48,21 +47,21 @@ class Run:
         end = min(self.stop_at, self.position + size)
         out: Batch = {}
         for kind, _ in self.payloads:
-            if kind is ChannelType.EMAIL:
+            if kind is Channel.EMAIL:
                 self._emails(self.rows[self.position:end], out)
             else:
                 self._sms(self.rows[self.position:end], out)
         self.position = end
         return out
 
-    def _lists(self, out: Batch, kind: ChannelType,
-               events: Sequence[MessageEvent]) -> list[list[str]]:
+    def _lists(self, out: Batch, kind: Channel,
+               events: Sequence[Event]) -> list[list[str]]:
         return [out.setdefault((event, kind), []) for event in events]
 
     def _emails(self, rows: Sequence[Row], out: Batch) -> None:
-        submitted, delivered, bounced, opened, clicked = self._lists(out, ChannelType.EMAIL, (
-            MessageEvent.SUBMITTED, MessageEvent.DELIVERED, MessageEvent.BOUNCED,
-            MessageEvent.OPENED, MessageEvent.CLICKED))
+        submitted, delivered, bounced, opened, clicked = self._lists(out, Channel.EMAIL, (
+            Event.SUBMITTED, Event.DELIVERED, Event.BOUNCED,
+            Event.OPENED, Event.CLICKED))
         draw = self.rng.random
         rates = self.rates
         p_delivered, p_bounced = rates.delivered, rates.delivered + rates.bounced
@@ -81,8 +80,8 @@ class Run:
                 bounced.append(email)
 
     def _sms(self, rows: Sequence[Row], out: Batch) -> None:
-        delivered, bounced = self._lists(out, ChannelType.SMS,
-                                         (MessageEvent.DELIVERED, MessageEvent.BOUNCED))
+        delivered, bounced = self._lists(out, Channel.SMS,
+                                         (Event.DELIVERED, Event.BOUNCED))
         draw = self.rng.random
         p_delivered = self.rates.delivered
         p_bounced = p_delivered + self.rates.bounced
@@ -100,7 +99,7 @@ class Run:
         result: dict[str, str] = {}
         for kind, body in self.payloads:
             for email, telephone, fields in self.rows[:self.position]:
-                address = email if kind is ChannelType.EMAIL else telephone
+                address = email if kind is Channel.EMAIL else telephone
                 if address:
                     result[address] = render(body, fields)
         return result
