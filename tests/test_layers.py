@@ -34,8 +34,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # domain's InteractionEvent and Metric still come from the Optimove client's models;
     # issue 17 item 4 moves the domain records and enums into domain.py.
     ("optibridge.domain", "optibridge.optimove.models"): "issue 17 item 4",
-    # the Optimove sandbox's listener records are still the client's model (issue 17 item 1)
-    ("optibridge.sandbox.optimove.sandbox", "optibridge.optimove.models"): "issue 17 item 1",
 }
 
 

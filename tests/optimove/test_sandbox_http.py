@@ -148,7 +148,9 @@ async def test_listeners_replace_and_accept_encoded_urls(sandbox: OptimoveSandbo
                 EventListener(event_type_id=13, listener_url="https://new.example.com/hook",
                               channel_id=EMAIL)]
     assert await client.get_registered_event_listeners() == expected
-    assert sandbox.listeners(TENANT) == expected
+    assert [(item.event_type_id, item.listener_url, item.channel_id)
+            for item in sandbox.listeners(TENANT)] == [
+        (item.event_type_id, item.listener_url, item.channel_id) for item in expected]
     await client.unregister_event_listener(1)
     assert [item.event_type_id for item in sandbox.listeners(TENANT)] == [13]
 

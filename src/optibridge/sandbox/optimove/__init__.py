@@ -33,6 +33,7 @@ from optibridge.sandbox.optimove.state import (
     AudienceRow,
     ChannelPreference,
     JournalEntry,
+    Listener,
     Notification,
     ReportedInteraction,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "JournalEntry",
+    "Listener",
     "Notification",
     "OptimoveSandbox",
     "Published",

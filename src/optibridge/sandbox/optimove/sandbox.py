@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 
-from optibridge.optimove.models import EventListener
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan, FaultRoller
 from optibridge.sandbox.optimove.functions import FUNCTIONS, Context, Function, Request, resolve
 from optibridge.sandbox.optimove.state import (
@@ -27,6 +26,7 @@ from optibridge.sandbox.optimove.state import (
     AudienceRow,
     ChannelPreference,
     JournalEntry,
+    Listener,
     Notification,
     ReportedInteraction,
     TenantState,
@@ -228,11 +228,11 @@ class OptimoveSandbox:
         with self._lock:
             return dict(self._tenant(tenant).attributes)
 
-    def listeners(self, tenant: str) -> list[EventListener]:
+    def listeners(self, tenant: str) -> list[Listener]:
         with self._lock:
             items = sorted(self._tenant(tenant).listeners.items(),
                            key=lambda item: (item[0][0], item[0][1] or 0))
-        return [EventListener(event_type_id=event, listener_url=url, channel_id=channel)
+        return [Listener(event_type_id=event, listener_url=url, channel_id=channel)
                 for (event, channel), url in items]
 
     def execution_channels(self, tenant: str) -> dict[int, str]:

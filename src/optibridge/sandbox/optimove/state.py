@@ -109,6 +109,16 @@ class Notification:
     status: int  # 0 when the listener could not be reached
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One registered listener. GetRegisteredEventListeners' shape is unknown; optimove-api.md
+    infers an array of {EventTypeID, ListenerURL, ChannelID}, and the sandbox answers that."""
+
+    event_type_id: int
+    listener_url: str
+    channel_id: int | None = None
+
+
 def _time_text(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
