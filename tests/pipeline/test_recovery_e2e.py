@@ -9,7 +9,9 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from optibridge.demo import TENANT, Rehearsal
 from optibridge.domain import BatchState
@@ -42,6 +44,23 @@ def wait_for_reports(run: Rehearsal, at_least: int = 1, within: float = 60.0) ->
         time.sleep(0.02)
 
 
+def paused_gauge(run: Rehearsal) -> float:
+    for family in text_string_to_metric_families(httpx.get(f"{run.service_url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "optibridge_reporting_paused":
+                return sample.value
+    raise AssertionError("no optibridge_reporting_paused on /metrics")
+
+
+def wait_until_paused(run: Rehearsal, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if paused_gauge(run) == 1:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def report_calls(run: Rehearsal) -> list[JournalEntry]:
     return [e for e in run.optimove.journal(TENANT) if e.function == REPORT]
 
@@ -62,7 +81,9 @@ def test_a_revoked_key_in_the_middle_of_reporting_loses_nothing(
         revoked = time.monotonic()
         run.optimove.set_faults(FaultPlan(auth_failure_status=status,
                                           auth_failure_seconds=OUTAGE))
+        paused_seen = wait_until_paused(run, within=OUTAGE)
         asyncio.run(run.wait_settled(120 + 3 * OUTAGE))
+        paused_after = paused_gauge(run)
         counts = asyncio.run(batch_counts(run.config.server.database_url))
         run.stop_service()
         rows = asyncio.run(run.reconcile(sample=10))
@@ -70,6 +91,7 @@ def test_a_revoked_key_in_the_middle_of_reporting_loses_nothing(
         run.close()
     assert_reconciled(rows)
     assert set(counts) == {BatchState.SENT}, counts  # none failed, dead or in doubt
+    assert paused_seen and paused_after == 0  # visible on /metrics while it lasted
     # In the middle of reporting: some interactions were reported before, most after.
     after = len(run.optimove.reported_interactions(TENANT))
     assert 0 < before < after / 2, (before, after)

@@ -49,6 +49,7 @@ class Snapshot:
     callbacks: tuple[int, int]
     rate_in_use: dict[tuple[str, str], float]
     readback: dict[str, LagState] = field(default_factory=dict)
+    paused: dict[str, int] = field(default_factory=dict)  # reporting paused (this process)
     at: float = field(default_factory=time.time)
 
 
@@ -63,7 +64,8 @@ async def take_snapshot(service: Service) -> Snapshot:
         inbox_backlog=await service.store.inbox_backlog(),
         callbacks=await store.callbacks_received(),
         rate_in_use=rate_limits_in_use(service),
-        readback={lag.tenant: lag for lag in await service.store.readback_lags()})
+        readback={lag.tenant: lag for lag in await service.store.readback_lags()},
+        paused={name: int(ctx.report_pause.paused) for name, ctx in service.contexts.items()})
 
 
 def rate_limits_in_use(service: Service) -> dict[tuple[str, str], float]:
@@ -101,6 +103,10 @@ class StoreCollector(Collector):
         yield _per_tenant(GaugeMetricFamily, "optibridge_report_backlog_age_seconds",
                           "Age of the oldest interaction not yet reported",
                           {t: b.age(snap.at) for t, b in snap.backlogs.items()}, self.tenants)
+        yield _per_tenant(GaugeMetricFamily, "optibridge_reporting_paused",
+                          "1 while reporting is paused after a recoverable error (a revoked "
+                          "key, a proxy, 429, 5xx), as the lease holder sees it",
+                          snap.paused, self.tenants)
         yield GaugeMetricFamily("optibridge_callback_inbox_backlog",
                                 "Stored callbacks not yet mapped to interactions",
                                 value=snap.inbox_backlog)
