@@ -221,3 +221,31 @@ async def test_read_backs_are_bounded_per_pass_and_reach_every_batch(
         reads = [e for e in sandbox.journal("t")[before:] if e.function == READ]
         assert len(reads) <= 5 * 4
         assert await states(ctx, batches) == ["sent"] * 18  # none starved
+
+
+async def test_a_batch_in_doubt_again_waits_a_fresh_horizon(database_url: str) -> None:
+    async with pipeline(database_url) as (ctx, sandbox):
+        sandbox.set_faults(FaultPlan(readback_delay_seconds=0.5))
+        await sent_batch_to_learn_from(ctx)
+        campaign, _ = await ctx.store.open_campaign("t", 42, 504)
+        await ctx.store.store_audience_page(campaign.id, "email", 0, [
+            AudienceEntry("C1", 7, dt.datetime(2026, 11, 20, 9), "c1@x.com")], True)
+        send = next(s for s in await ctx.store.sends("t", list(SendState))
+                    if s.campaign_pk == campaign.id)
+        await ctx.store.record_callbacks([InboxItem(send.id, Event.OPENED, NOON,
+                                                    ("c1@x.com",))])
+        await ctx.store.process_inbox()
+        [batch] = await interrupted(ctx)  # it never reached Optimove
+        for _ in range(200):
+            await resolve_in_doubt(ctx)
+            if await states(ctx, [batch]) == ["pending"]:
+                break
+            await asyncio.sleep(0.05)
+        assert await states(ctx, [batch]) == ["pending"]
+        # Sent again: applied this time, and the process died before the answer.
+        await ctx.store.mark_batch(batch, BatchState.SENDING, expect=BatchState.PENDING)
+        await land(ctx, ["C1"])
+        await ctx.store.suspect_interrupted_sends("t")
+        await passes(ctx, 60)  # its first reads come before the row shows
+        assert await states(ctx, [batch]) == ["sent"]
+        assert held(sandbox) == {"C1": 1}

@@ -82,3 +82,32 @@ def test_the_admin_urls_the_sandbox_prints_answer() -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_sandbox_flags_set_the_read_back_semantics_and_a_revoked_key() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optibridge", "sandbox", "optimove", "--optimove-port",
+         str(port), "--optimove-key", "k1", "--readback-delay", "3", "--readback-rows",
+         "distinct", "--readback-date", "send", "--auth-failure-status", "401",
+         "--auth-failure-seconds", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    optimove = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(optimove, process)
+        plan = httpx.get(f"{optimove}/sandbox/faults").json()
+        assert {k: plan[k] for k in ("readback_delay_seconds", "readback_rows",
+                                     "readback_date", "auth_failure_status",
+                                     "auth_failure_seconds")} == {
+            "readback_delay_seconds": 3.0, "readback_rows": "distinct",
+            "readback_date": "send", "auth_failure_status": 401,
+            "auth_failure_seconds": 60.0}
+        refused = httpx.get(f"{optimove}/current/actions/GetExecutionChannels",
+                            headers={"X-API-KEY": "k1"})
+        assert refused.status_code == 401
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "optibridge", "sandbox", "optimove", "--readback-rows", "some"],
+        capture_output=True, timeout=60)
+    assert wrong.returncode != 0 and b"readback_rows" in wrong.stdout + wrong.stderr

@@ -101,7 +101,8 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
     """Read back what is due (a bounded number of calls); returns batches resolved."""
     lag = await ctx.store.readback_lag(ctx.name)
     now = ctx.store.clock()
-    if _lag_fresh(lag, now) and not await ctx.store.in_doubt_count(ctx.name):
+    doubted = await ctx.store.in_doubt_count(ctx.name)
+    if not doubted and _lag_fresh(lag, now):
         return 0
     reader = _Reader(ctx, ctx.timing.readback_per_pass)
     resolved = 0
@@ -110,6 +111,8 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
         if lag.unusable is not None and (lag.unusable_kind == "lag"
                                          or (lag.retry_at or 0.0) > now):
             return 0  # held; a refused or odd answer is retried now and then
+        if not doubted:
+            return 0
         due = await ctx.store.in_doubt_reads_due(ctx.name, now, ctx.timing.readback_per_pass)
         for batch, read in due:
             resolved += await _read_batch(ctx, reader, lag, batch, read, now)
@@ -265,6 +268,7 @@ async def _settle(ctx: TenantContext, batch: ReportBatchRecord, landed: bool,
         [batch.id], landed, kind="read_back", actor=ctx.actor, epoch=ctx.epoch,
         detail=f"read back {customer}: " + ("a row shows, it landed" if landed else
                                             f"{reads} reads empty after the horizon"))
+    await ctx.store.forget_in_doubt_read(batch.id)  # a later doubt starts afresh
     if not settled:
         return 0  # resolved meanwhile (by hand, or another pass)
     ctx.log.info("report.in_doubt_resolved", batch=batch.id, landed=landed, reads=reads)

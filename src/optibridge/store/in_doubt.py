@@ -103,7 +103,15 @@ class InDoubtStore(StoreBase):
                     ReportBatch.state == BatchState.IN_DOUBT)) or 0)
 
     async def _sync_in_doubt(self, tenant: str) -> None:
+        """Forget the reads of batches no longer in doubt, or in doubt again since (a
+        re-sent batch's old empty answers say nothing of its new call); add new ones."""
         async with self.db.write() as session:
+            same_doubt = select(ReportBatch.id).where(
+                ReportBatch.tenant == tenant, ReportBatch.state == BatchState.IN_DOUBT,
+                ReportBatch.id == BatchReadback.batch_id,
+                ReportBatch.updated_at == BatchReadback.in_doubt_since)
+            await session.execute(delete(BatchReadback).where(
+                BatchReadback.tenant == tenant, ~same_doubt.exists()))
             known = select(BatchReadback.batch_id).where(BatchReadback.tenant == tenant)
             await session.execute(insert(BatchReadback).from_select(
                 ["batch_id", "tenant", "in_doubt_since", "next_read_at", "reads", "absent"],
@@ -111,10 +119,11 @@ class InDoubtStore(StoreBase):
                        ReportBatch.updated_at, literal(0), literal(0))
                 .where(ReportBatch.tenant == tenant, ReportBatch.state == BatchState.IN_DOUBT,
                        ReportBatch.id.not_in(known))))
-            doubted = select(ReportBatch.id).where(ReportBatch.tenant == tenant,
-                                                   ReportBatch.state == BatchState.IN_DOUBT)
+
+    async def forget_in_doubt_read(self, batch_id: int) -> None:
+        async with self.db.write() as session:
             await session.execute(delete(BatchReadback).where(
-                BatchReadback.tenant == tenant, BatchReadback.batch_id.not_in(doubted)))
+                BatchReadback.batch_id == batch_id))
 
     async def update_in_doubt_read(self, batch_id: int, **values: Any) -> None:
         async with self.db.write() as session:
