@@ -178,6 +178,9 @@ class TenantConfig(_WithApiKey):
     platform: PlatformConfig
     trigger_window_seconds: float = Field(
         0.25, gt=0, le=60, description="gather triggers of one campaign/template this long")
+    trigger_repeat_seconds: float = Field(
+        3600.0, ge=0, description="a trigger identical to one recorded this long before "
+        "(customer, campaign, channel, template, payload) is not sent again; 0: off")
     template_sync_seconds: float = Field(
         3600.0, ge=0, description="serve re-syncs channel templates this often; 0: never")
     files: EngagementFilesConfig = EngagementFilesConfig()
@@ -269,6 +272,12 @@ class TimingConfig(_Strict):
     # pauses this long, doubling each time it fails again, up to the longest.
     report_retry_first: float = Field(1.0, gt=0)
     report_retry_max: float = Field(60.0, gt=0)
+    # A failing item of background work (a notification, a pull, a send, a cancellation,
+    # a metrics chunk) waits retry_first seconds, doubling up to retry_longest; after
+    # max_refusals refusals about the item itself it stops until an operator requeues it.
+    retry_first: float = Field(2.0, gt=0)
+    retry_longest: float = Field(600.0, gt=0)
+    max_refusals: int = Field(6, ge=1)
 
 
 class Config(_Strict):

@@ -75,6 +75,21 @@ class BatchState(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+class WorkKind(StrEnum):
+    """The units of background work that fail alone (one failure row per item)."""
+
+    NOTIFICATION = "notification"  # an Optimove listener call, by its ID
+    CANCELLATION = "cancellation"  # an EventTypeID 4 notification, by its ID
+    PULL = "pull"  # a campaign's audience pull, by campaign/channel
+    SEND = "send"  # a send's execution, by the send's ID
+    METRICS = "metrics"  # a campaign's UpdateCampaignMetrics chunk, by campaign/channel
+
+
+class WorkState(StrEnum):
+    RETRYING = "retrying"  # failed; tried again after its back-off
+    STOPPED = "stopped"  # refused too often: waits for an operator's requeue
+
+
 @dataclass(frozen=True)
 class NotificationRecord:
     id: int

@@ -13,6 +13,7 @@ from optibridge.cli import (
     serve,
     subscriptions,
     templates,
+    work,
 )
 from optibridge.cli.lazy import lazy_typer
 
@@ -45,6 +46,7 @@ app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(lazy_typer("optibridge.cli.batches",
                          "Report batches: list them by state, show one, requeue dead letters, "
                          "resolve an in-doubt batch by hand."), name="batches")
+app.add_typer(work.app, name="work")
 readback.register(app)
 doctor.register(app)
 

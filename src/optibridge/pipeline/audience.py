@@ -49,6 +49,11 @@ class EntryMaker:
                              {name: values[at] or default for name, at, default in self.fields})
 
 
+def pull_item(campaign: CampaignRecord) -> str:
+    """How a pull is named among the work items (and in ``optibridge work``)."""
+    return f"{campaign.campaign_id}/{campaign.channel_id}"
+
+
 async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     """Pull from the stored resume point to the end; returns the customers stored."""
     channel = ctx.tenant.channel(campaign.channel_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from optibridge.domain import CampaignStatus, SendState
 from optibridge.pipeline.context import TenantContext
 from optibridge.platform.api import CampaignState
-from optibridge.platform.errors import PlatformError
+from optibridge.platform.errors import PlatformError, PlatformNotFound
 
 UNSENT = [SendState.NEW, SendState.LISTED, SendState.UPLOADED, SendState.CREATED,
           SendState.PAYLOAD, SendState.READY]
@@ -33,8 +33,14 @@ async def cancel_campaign(ctx: TenantContext, campaign_id: int, channel_id: int)
 
 
 async def _withdraw(ctx: TenantContext, platform_campaign_id: int) -> bool:
-    """Take a platform campaign out of READY and delete it; False if it is sending."""
-    campaign = await ctx.platform.get_campaign(platform_campaign_id)
+    """Take a platform campaign out of READY and delete it; False if it is sending.
+
+    A campaign the platform no longer knows (404) cannot send: it is as good as withdrawn.
+    """
+    try:
+        campaign = await ctx.platform.get_campaign(platform_campaign_id)
+    except PlatformNotFound:
+        return True
     if campaign.state in (CampaignState.SENDING, CampaignState.DONE, CampaignState.ERROR):
         return False
     try:
@@ -42,10 +48,15 @@ async def _withdraw(ctx: TenantContext, platform_campaign_id: int) -> bool:
             await ctx.platform.move_campaign(platform_campaign_id, CampaignState.SCHEDULED,
                                              current=CampaignState.READY)
         await ctx.platform.delete_campaign(platform_campaign_id)
+    except PlatformNotFound:
+        return True
     except PlatformError as error:
         ctx.log.warning("campaign.cancel_failed", platform_campaign=platform_campaign_id,
                         error=str(error))
-        again = await ctx.platform.get_campaign(platform_campaign_id)
+        try:
+            again = await ctx.platform.get_campaign(platform_campaign_id)
+        except PlatformNotFound:
+            return True
         return again.state not in (CampaignState.SENDING, CampaignState.DONE,
                                    CampaignState.ERROR)
     return True

@@ -17,6 +17,7 @@ from optibridge.pipeline.pause import Pause
 from optibridge.platform.api import Platform
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
+from optibridge.store.work import WorkRetry
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ class Timing:
     metrics_refresh: float = 4 * 3600.0  # re-send unchanged totals this often (seed 002)
     report_retry_first: float = 1.0  # reporting's pause after a recoverable error ...
     report_retry_max: float = 60.0  # ... doubling up to this
+    retry: WorkRetry = field(default_factory=WorkRetry)  # per failing item of work
 
     @classmethod
     def from_config(cls, config: TimingConfig) -> Timing:
@@ -47,7 +49,9 @@ class Timing:
                    callback_margin=config.callback_margin,
                    metrics_refresh=config.metrics_refresh,
                    report_retry_first=config.report_retry_first,
-                   report_retry_max=config.report_retry_max)
+                   report_retry_max=config.report_retry_max,
+                   retry=WorkRetry(config.retry_first, config.retry_longest,
+                                   config.max_refusals))
 
 
 @dataclass

@@ -13,10 +13,12 @@ from collections import deque
 from collections.abc import Awaitable, Mapping
 
 from optibridge.config import ChannelType
-from optibridge.domain import RecipientRow, SendRecord, SendState
-from optibridge.pipeline.context import TenantContext, each_apart
+from optibridge.domain import RecipientRow, SendRecord, SendState, WorkKind, WorkState
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.lease import LeaseLost
+from optibridge.pipeline.work import Isolation, describe
 from optibridge.platform.api import CampaignState, Contact, ImportResult
-from optibridge.platform.errors import PlatformNotFound
+from optibridge.platform.errors import PlatformNotFound, PlatformRequestRejected
 
 UPLOAD_CHUNK = 10_000
 UPLOADS_IN_FLIGHT = 2
@@ -136,8 +138,16 @@ async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
                                         platform_state=str(campaign.state)):
         await _forget(ctx.platform.delete_campaign(campaign.id))
         return await _current(ctx, send)
-    await ctx.platform.attach_payload(campaign.id, ChannelType(send.channel_type),
-                                      send.template_id)
+    try:
+        await ctx.platform.attach_payload(campaign.id, ChannelType(send.channel_type),
+                                          send.template_id)
+    except PlatformRequestRejected:
+        # Refused, so certainly not attached: remove the DRAFT now rather than leave it
+        # for the next try (which would make another one).
+        await _forget(ctx.platform.delete_campaign(campaign.id))
+        await ctx.store.advance_send(send.id, SendState.CREATED, state=SendState.UPLOADED,
+                                     platform_campaign_id=None, platform_state=None)
+        raise
     if not await ctx.store.advance_send(send.id, SendState.CREATED, state=SendState.PAYLOAD):
         await _forget(ctx.platform.delete_campaign(campaign.id))
         return await _current(ctx, send)
@@ -174,13 +184,28 @@ async def _make_ready(ctx: TenantContext, send: SendRecord) -> SendState:
 
 
 async def execute_pending_sends(ctx: TenantContext) -> int:
-    """Advance every unfinished send of live campaigns; one failing send is recorded and
-    retried on a later pass without holding up the others."""
+    """Advance every unfinished send of live campaigns that is due; a send that fails keeps
+    its error (on the send and as its work failure) and backs off, or stops after repeated
+    refusals, without holding up the others."""
     states = [SendState.NEW, SendState.LISTED, SendState.UPLOADED, SendState.CREATED,
               SendState.PAYLOAD]
     sends = await ctx.store.sends(ctx.name, states, live_only=True)
+    isolation = await Isolation.load(ctx, WorkKind.SEND)
     advanced = 0
     for send in sends:
-        if await each_apart(ctx, "execute", send, execute_send(ctx, send)) is not None:
-            advanced += 1
+        if not isolation.due(send.id):
+            continue
+        try:
+            await execute_send(ctx, send)
+        except (asyncio.CancelledError, LeaseLost):
+            raise
+        except Exception as error:
+            record = await isolation.failed(str(send.id), error, campaign=send.campaign_id)
+            stopped = " (stopped)" if record.state == WorkState.STOPPED else ""
+            await ctx.store.update_send(send.id, last_error=(describe(error) + stopped)[:2000])
+            continue
+        if str(send.id) in isolation.failures:
+            await ctx.store.update_send(send.id, last_error=None)
+        await isolation.succeeded(str(send.id))
+        advanced += 1
     return advanced

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from optibridge.config import Config, TenantConfig
-from optibridge.domain import CampaignStatus, NotificationRecord
+from optibridge.domain import CampaignStatus, NotificationRecord, WorkKind
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.engagement import EngagementPayloadError, parse_engagement
 from optibridge.optimove.models import EventType
 from optibridge.pipeline.cancel import cancel_campaign
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.engagement import open_engagement_campaign
+from optibridge.pipeline.work import Isolation
 from optibridge.safejson import JsonBodyError, bounded_id, loads
 from optibridge.store import Store
 
@@ -98,6 +99,16 @@ def _channels_of(ctx: TenantContext, channel_id: int | None) -> list[int]:
     return [cid for cid, channel in ctx.tenant.channels.items() if not channel.triggered]
 
 
+def pulls_on_13(ctx: TenantContext, channel_id: int) -> bool:
+    """Whether EventTypeID 13 is registered for the channel (``listeners register``
+    registers it on every scheduled channel): then only 13 starts its pull, because only
+    13 says that this channel's send details are complete; EventTypeID 1 says that at
+    least one channel of the campaign is."""
+    channel = ctx.tenant.channels.get(channel_id)
+    return (channel is not None and not channel.triggered
+            and EventType.CHANNEL_EXECUTED in SCHEDULED_EVENTS)
+
+
 async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> str:
     """Act on one recorded notification; repeating it starts nothing twice."""
     if note.event_type == EventType.ENGAGEMENT_FILES:
@@ -112,6 +123,10 @@ async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> s
         if note.event_type == EventType.CAMPAIGN_CANCELED:
             outcomes.append(await cancel_campaign(ctx, note.campaign_id, channel_id))
             continue
+        if note.event_type == EventType.CAMPAIGN_PROCESSED and pulls_on_13(ctx, channel_id):
+            outcomes.append(f"campaign {note.campaign_id} channel {channel_id}: "
+                            "waits for its EventTypeID 13")
+            continue
         campaign, created = await ctx.store.open_campaign(ctx.name, note.campaign_id,
                                                           channel_id)
         if created:
@@ -123,12 +138,28 @@ async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> s
     return "; ".join(outcomes)
 
 
+def work_kind(note: NotificationRecord) -> WorkKind:
+    if note.event_type == EventType.CAMPAIGN_CANCELED:
+        return WorkKind.CANCELLATION
+    return WorkKind.NOTIFICATION
+
+
 async def handle_pending_notifications(ctx: TenantContext) -> int:
-    notes = await ctx.store.pending_notifications(ctx.name)
+    """Act on each recorded notification in arrival order; one that fails is kept on its
+    own (with its back-off, see ``pipeline.work``) and the later ones go on."""
+    isolations = {kind: await Isolation.load(ctx, kind)
+                  for kind in (WorkKind.NOTIFICATION, WorkKind.CANCELLATION)}
+    waiting = [int(item) for isolation in isolations.values() for item in isolation.waiting()]
+    notes = await ctx.store.pending_notifications(ctx.name, excluding=waiting)
+    handled = 0
     for note in notes:
-        outcome = await handle_notification(ctx, note)
-        await ctx.store.mark_notification(note.id, outcome)
-    return len(notes)
+        isolation = isolations[work_kind(note)]
+        outcome = await isolation.run(note.id, handle_notification(ctx, note),
+                                      campaign=note.campaign_id, event_type=note.event_type)
+        if outcome is not None:
+            await ctx.store.mark_notification(note.id, outcome)
+            handled += 1
+    return handled
 
 
 def triggered_listener_url(config: Config, tenant: str) -> str:

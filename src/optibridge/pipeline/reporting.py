@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from optibridge.config import ChannelType, TenantConfig
-from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord
+from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord, WorkKind
 from optibridge.optimove.errors import (
     RECOVERABLE,
     BatchTooLarge,
@@ -34,6 +34,7 @@ from optibridge.optimove.models import (
 )
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.in_doubt import resolve_in_doubt
+from optibridge.pipeline.work import Isolation
 from optibridge.store import Store
 from optibridge.store.leases import LeaseLost
 
@@ -207,22 +208,80 @@ async def metrics_due(store: Store, name: str, tenant: TenantConfig, refresh: fl
     return due
 
 
+def metrics_item(total: MetricTotal) -> str:
+    """A metrics chunk's work item: one campaign on one channel (Optimove refuses a call
+    for what is wrong with one of its campaigns, so a campaign is what fails alone)."""
+    return f"{total.campaign_id}/{total.channel_id}"
+
+
+def _metric_chunks(groups: dict[str, list[MetricTotal]], alone: set[str]
+                   ) -> list[list[MetricTotal]]:
+    """Calls of at most ``MAX_METRICS_PER_CALL`` totals, never splitting a campaign
+    across two calls unless it has more; the campaigns in ``alone`` get calls of their
+    own (they failed before: they must not take healthy ones down with them)."""
+    chunks: list[list[MetricTotal]] = []
+    packed: list[MetricTotal] = []
+    for item, totals in groups.items():
+        if item in alone or len(totals) > MAX_METRICS_PER_CALL:
+            chunks += [totals[i:i + MAX_METRICS_PER_CALL]
+                       for i in range(0, len(totals), MAX_METRICS_PER_CALL)]
+            continue
+        if len(packed) + len(totals) > MAX_METRICS_PER_CALL:
+            chunks.append(packed)
+            packed = []
+        packed += totals
+    return [*chunks, packed] if packed else chunks
+
+
+async def _send_metrics(ctx: TenantContext, part: list[MetricTotal]) -> int:
+    await ctx.optimove.update_campaign_metrics([
+        CampaignMetric(channel_id=t.channel_id, campaign_id=t.campaign_id,
+                       template_id=t.template_id, metric_id=Metric(t.metric_id),
+                       metric_value=t.value) for t in part])
+    await _resume(ctx)
+    await ctx.store.record_metrics_reported(ctx.name, part)
+    return len(part)
+
+
 async def report_metrics(ctx: TenantContext) -> int:
-    """Send due running totals; totals are idempotent, so retries are safe. A recoverable
-    error pauses reporting like an interaction call's."""
+    """Send due running totals; totals are idempotent, so retries are safe.
+
+    A recoverable error pauses reporting like an interaction call's. A refused call is
+    split into one call per campaign, so only the campaign Optimove refuses keeps a
+    failure (with its back-off, stopped after repeated refusals: see ``pipeline.work``).
+    """
     if ctx.report_pause.active:
         return 0
     due = await metrics_due(ctx.store, ctx.name, ctx.tenant, ctx.timing.metrics_refresh)
-    for start in range(0, len(due), MAX_METRICS_PER_CALL):
-        part = due[start:start + MAX_METRICS_PER_CALL]
+    isolation = await Isolation.load(ctx, WorkKind.METRICS)
+    groups: dict[str, list[MetricTotal]] = {}
+    for total in due:
+        if isolation.due(metrics_item(total)):
+            groups.setdefault(metrics_item(total), []).append(total)
+    sent = 0
+    for part in _metric_chunks(groups, set(isolation.failures)):
+        items = sorted({metrics_item(t) for t in part})
         try:
-            await ctx.optimove.update_campaign_metrics([
-                CampaignMetric(channel_id=t.channel_id, campaign_id=t.campaign_id,
-                               template_id=t.template_id, metric_id=Metric(t.metric_id),
-                               metric_value=t.value) for t in part])
+            sent += await _send_metrics(ctx, part)
         except RECOVERABLE as error:
             await _pause(ctx, error)
-            return start
-        await _resume(ctx)
-        await ctx.store.record_metrics_reported(ctx.name, part)
-    return len(due)
+            return sent
+        except OptimoveError as error:  # refused: about one (or more) of its campaigns
+            if len(items) == 1:
+                await isolation.failed(items[0], error)
+                continue
+            for item in items:  # which campaign was refused: each on its own
+                try:
+                    sent += await _send_metrics(
+                        ctx, [t for t in part if metrics_item(t) == item])
+                except RECOVERABLE as again:
+                    await _pause(ctx, again)
+                    return sent
+                except OptimoveError as refused:
+                    await isolation.failed(item, refused)
+                    continue
+                await isolation.succeeded(item)
+            continue
+        for item in items:
+            await isolation.succeeded(item)
+    return sent

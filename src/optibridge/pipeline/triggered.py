@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -229,7 +230,18 @@ def to_new_trigger(parsed: ParsedTrigger, tenant: TenantConfig, name: str) -> Ne
                       template_id=template_id, customer_id=parsed.customer_id,
                       address=address, fields=contact_fields(parsed, channel),
                       payload=parsed.raw, action_id=parsed.action_id,
-                      trigger_name=parsed.trigger_name)
+                      trigger_name=parsed.trigger_name,
+                      fingerprint=fingerprint(parsed, channel_id, template_id))
+
+
+def fingerprint(parsed: ParsedTrigger, channel_id: int, template_id: int) -> str:
+    """Equal for two triggers of the same customer, campaign, channel, template and payload
+    (the payload compared as JSON: key order and spacing do not make it different)."""
+    canonical = json.dumps(json.loads(parsed.raw), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    identity = json.dumps([parsed.customer_id, parsed.campaign_id, channel_id, template_id,
+                           canonical], ensure_ascii=False)
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 class TemplateCatalog:
@@ -314,14 +326,15 @@ async def gather_group(ctx: TenantContext, group: TriggerGroup) -> int:
                                                 group.channel_id, triggered=True)
     if campaign.state == CampaignStatus.PULLING:  # a triggered campaign has no pull
         await ctx.store.set_campaign_status(campaign.id, CampaignStatus.PULLED)
-    gathered = await ctx.store.gather_triggers(ctx.name, campaign.id, group, channel.type,
-                                               _now_utc(), MAX_GATHER)
+    gathered = await ctx.store.gather_triggers(
+        ctx.name, campaign.id, group, channel.type, _now_utc(), MAX_GATHER,
+        repeat_window=ctx.tenant.trigger_repeat_seconds)
     if gathered is None:
         return 0
     ctx.log.info("triggered.gathered", campaign=group.campaign_id, channel=group.channel_id,
                  template=group.template_id, send=gathered.send_id,
                  recipients=gathered.recipients, without_address=gathered.without_address,
-                 deferred=gathered.deferred)
+                 deferred=gathered.deferred, repeats=gathered.repeats)
     return gathered.recipients
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from optibridge.domain import CampaignStatus
+from optibridge.domain import CampaignStatus, WorkKind
+from optibridge.pipeline.audience import pull_item
 from optibridge.pipeline.callbacks import map_callbacks
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.engagement import pull_campaign
@@ -24,6 +25,7 @@ from optibridge.pipeline.listener import handle_pending_notifications
 from optibridge.pipeline.reporting import report_interactions, report_metrics
 from optibridge.pipeline.templates import template_sync_step
 from optibridge.pipeline.triggered import gather_step
+from optibridge.pipeline.work import Isolation
 from optibridge.store.leases import LeaseGrant
 
 log = structlog.get_logger("optibridge.worker")
@@ -31,9 +33,16 @@ Step = Callable[[TenantContext], Awaitable[int]]
 
 
 async def pull_step(ctx: TenantContext) -> int:
+    """Act on notifications, then pull each campaign that is due; a pull that fails is
+    kept on its campaign (resumed from its stored page after its back-off) while the
+    others go on."""
     handled = await handle_pending_notifications(ctx)
+    pulls = await Isolation.load(ctx, WorkKind.PULL)
     for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStatus.PULLING):
-        handled += await pull_campaign(ctx, campaign)  # REST pages or event-14 files
+        item = pull_item(campaign)  # REST pages or event-14 files
+        if pulls.due(item):
+            handled += await pulls.run(item, pull_campaign(ctx, campaign),
+                                       campaign=campaign.campaign_id) or 0
     return handled
 
 

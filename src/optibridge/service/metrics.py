@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optibridge.config import Config
-from optibridge.domain import BatchState
+from optibridge.domain import BatchState, WorkKind, WorkState
 from optibridge.ratelimit import limiter_for
 from optibridge.service.assembly import Service
 from optibridge.store.in_doubt import LagState
@@ -50,6 +50,7 @@ class Snapshot:
     rate_in_use: dict[tuple[str, str], float]
     readback: dict[str, LagState] = field(default_factory=dict)
     paused: dict[str, int] = field(default_factory=dict)  # reporting paused (this process)
+    work: dict[tuple[str, str, str], int] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
 
 
@@ -65,7 +66,8 @@ async def take_snapshot(service: Service) -> Snapshot:
         callbacks=await store.callbacks_received(),
         rate_in_use=rate_limits_in_use(service),
         readback={lag.tenant: lag for lag in await service.store.readback_lags()},
-        paused={name: int(ctx.report_pause.paused) for name, ctx in service.contexts.items()})
+        paused={name: int(ctx.report_pause.paused) for name, ctx in service.contexts.items()},
+        work=await service.store.work_failure_counts())
 
 
 def rate_limits_in_use(service: Service) -> dict[tuple[str, str], float]:
@@ -120,6 +122,19 @@ class StoreCollector(Collector):
             share.add_metric([tenant, api], value)
         yield share
         yield from _readback(snap, self.tenants)
+        yield self._work(snap)
+
+    def _work(self, snap: Snapshot) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "optibridge_work_failures", "Items of background work that failed, by kind and "
+            "state (retrying: backing off; stopped: waits for `optibridge work requeue`)",
+            labels=["tenant", "kind", "state"])
+        for tenant in self.tenants:
+            for kind in WorkKind:
+                for state in WorkState:
+                    family.add_metric([tenant, str(kind), str(state)],
+                                      snap.work.get((tenant, kind, state), 0))
+        return family
 
     def _batches(self, snap: Snapshot) -> GaugeMetricFamily:
         family = GaugeMetricFamily("optibridge_report_batches",

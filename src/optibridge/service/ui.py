@@ -141,6 +141,7 @@ async def overview(request: Request) -> Response:
         "inbox_backlog": await service.store.inbox_backlog(),
         "campaigns": await service.store.campaign_summaries(limit=50),
         "errors": await service.store.recent_errors(15),
+        "work": await service.store.work_failures(),
     })
 
 

@@ -15,10 +15,12 @@ from optibridge.store.readback import ReadbackStore
 from optibridge.store.reports import ReportStore
 from optibridge.store.status import StatusStore
 from optibridge.store.triggers import TriggerStore
+from optibridge.store.work import WorkStore
 
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
-            ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore):
+            ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore,
+            WorkStore):
     """The pipeline's one handle on the database."""
 
 

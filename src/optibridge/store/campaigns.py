@@ -55,13 +55,18 @@ class CampaignStore(StoreBase):
             await session.flush()
             return row.id
 
-    async def pending_notifications(self, tenant: str, limit: int = 100
+    async def pending_notifications(self, tenant: str, limit: int = 100,
+                                    excluding: Sequence[int] = ()
                                     ) -> list[NotificationRecord]:
+        """The oldest unhandled notifications, but for ``excluding`` (failed ones that
+        back off or wait for an operator: they must not fill the page)."""
+        query = (select(Notification)
+                 .where(Notification.tenant == tenant, Notification.handled_at.is_(None))
+                 .order_by(Notification.id).limit(limit))
+        if excluding:
+            query = query.where(Notification.id.not_in(list(excluding)))
         async with self.db.read() as session:
-            rows = await session.scalars(
-                select(Notification)
-                .where(Notification.tenant == tenant, Notification.handled_at.is_(None))
-                .order_by(Notification.id).limit(limit))
+            rows = await session.scalars(query)
             return [NotificationRecord(id=r.id, tenant=r.tenant, event_type=r.event_type,
                                        campaign_id=r.campaign_id, channel_id=r.channel_id,
                                        payload=r.payload) for r in rows]

@@ -300,12 +300,17 @@ class Trigger(Base):
     payload: Mapped[str] = mapped_column(Text)  # the raw body, as received
     received_at: Mapped[float] = mapped_column(Float)
     send_id: Mapped[int | None] = mapped_column(BigInteger)
+    # What makes two triggers the same (customer, campaign, channel, template, payload),
+    # and, for a repeat of one recorded within the repeat window, the first one's ID.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    repeat_of: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_trigger_pending", "tenant", "campaign_id", "channel_id", "template_id",
               sqlite_where=text("send_id IS NULL"),
               postgresql_where=text("send_id IS NULL")),
         Index("ix_trigger_send", "send_id"),
+        Index("ix_trigger_fingerprint", "tenant", "fingerprint"),
     )
 
 
@@ -379,3 +384,21 @@ class BatchReadback(Base):
     problem: Mapped[str | None] = mapped_column(Text)  # recorded once, shown until resolved
 
     __table_args__ = (Index("ix_batch_readback_due", "tenant", "next_read_at"),)
+
+
+class WorkFailure(Base):
+    """A unit of background work that failed (a notification, a pull, a send's execution,
+    a cancellation, a metrics chunk): retried after ``next_at``; after a bounded number of
+    refusals it is ``stopped`` with its reason until an operator requeues it."""
+
+    __tablename__ = "work_failure"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    item: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # retrying, stopped
+    attempts: Mapped[int] = mapped_column(Integer)  # failures of any kind
+    refusals: Mapped[int] = mapped_column(Integer)  # failures about the item itself
+    last_error: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[float] = mapped_column(Float)
+    failed_at: Mapped[float] = mapped_column(Float)
+    next_at: Mapped[float] = mapped_column(Float)

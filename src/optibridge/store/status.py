@@ -40,6 +40,7 @@ class SendFunnel:
     platform_campaign_id: int | None
     recipients: int
     counts: Mapping[str, int] = field(default_factory=dict)
+    last_error: str | None = None  # why its execution last failed (cleared on success)
 
     def count(self, event: str) -> int:
         return self.counts.get(event, 0)
@@ -125,7 +126,8 @@ class StatusStore(StoreBase):
                 id=s.id, campaign_pk=s.campaign_pk, template_id=s.template_id,
                 channel_type=s.channel_type, scheduled_time=s.scheduled_time, state=s.state,
                 platform_state=s.platform_state, platform_campaign_id=s.platform_campaign_id,
-                recipients=s.recipients, counts=counts.get(s.id, {})))
+                recipients=s.recipients, counts=counts.get(s.id, {}),
+                last_error=s.last_error))
         return dict(result)
 
     async def report_backlog(self, tenant: str) -> Backlog:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, SendState
@@ -37,6 +37,7 @@ class NewTrigger:
     payload: str
     action_id: int | None = None
     trigger_name: str | None = None
+    fingerprint: str | None = None  # equal for identical triggers (see ``repeat_of``)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Gathered:
     without_address: int
     deferred: int  # the same customer again in this gather: left for the next one
     scheduled_time: dt.datetime = field(compare=False)
+    repeats: int = 0  # identical to a trigger recorded within the repeat window: not sent
 
 
 def _as_optimove_id(platform_id: str) -> int | None:
@@ -65,6 +67,13 @@ def _as_optimove_id(platform_id: str) -> int | None:
     if text.isdigit() and 0 < int(text) <= OPTIMOVE_MAX_ID and str(int(text)) == text:
         return int(text)
     return None
+
+
+def _by_first(repeats: Mapping[int, int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for repeat, first in repeats.items():
+        found.setdefault(first, []).append(repeat)
+    return found
 
 
 class TriggerStore(StoreBase):
@@ -77,7 +86,8 @@ class TriggerStore(StoreBase):
                             customer_id=t.customer_id, action_id=t.action_id,
                             trigger_name=t.trigger_name, address=t.address,
                             fields=json.dumps(dict(t.fields)) if t.fields else None,
-                            payload=t.payload, received_at=now) for t in items]
+                            payload=t.payload, fingerprint=t.fingerprint,
+                            received_at=now) for t in items]
             session.add_all(rows)
             await session.flush()
             return [row.id for row in rows]
@@ -87,26 +97,37 @@ class TriggerStore(StoreBase):
             rows = await session.execute(
                 select(Trigger.campaign_id, Trigger.channel_id, Trigger.template_id,
                        func.count(), func.min(Trigger.received_at))
-                .where(Trigger.tenant == tenant, Trigger.send_id.is_(None))
+                .where(Trigger.tenant == tenant, Trigger.send_id.is_(None),
+                       Trigger.repeat_of.is_(None))
                 .group_by(Trigger.campaign_id, Trigger.channel_id, Trigger.template_id)
                 .order_by(func.min(Trigger.received_at)))
             return [TriggerGroup(c, ch, t, int(n), float(o)) for c, ch, t, n, o in rows]
 
     async def gather_triggers(self, tenant: str, campaign_pk: int, group: TriggerGroup,
-                              channel_type: str, when: dt.datetime, limit: int
-                              ) -> Gathered | None:
+                              channel_type: str, when: dt.datetime, limit: int,
+                              repeat_window: float = 0.0) -> Gathered | None:
         """Turn up to ``limit`` pending triggers of ``group`` into one NEW send due at
-        ``when``, in one transaction: one recipient per customer, the rest wait."""
+        ``when``, in one transaction: one recipient per customer, the rest wait; a trigger
+        identical to one recorded up to ``repeat_window`` seconds before it is marked as
+        that one's repeat and never sent. None when nothing is left to send."""
         async with self.db.write() as session:
             rows = (await session.execute(
-                select(Trigger.id, Trigger.customer_id, Trigger.address, Trigger.fields)
+                select(Trigger.id, Trigger.customer_id, Trigger.address, Trigger.fields,
+                       Trigger.fingerprint, Trigger.received_at)
                 .where(Trigger.tenant == tenant, Trigger.campaign_id == group.campaign_id,
                        Trigger.channel_id == group.channel_id,
-                       Trigger.template_id == group.template_id, Trigger.send_id.is_(None))
+                       Trigger.template_id == group.template_id, Trigger.send_id.is_(None),
+                       Trigger.repeat_of.is_(None))
                 .order_by(Trigger.id).limit(limit))).all()
+            repeats = await self._repeats(session, tenant, rows, repeat_window)
+            for first, repeated in _by_first(repeats).items():
+                for part in chunks(repeated, 900):
+                    await session.execute(update(Trigger).where(Trigger.id.in_(list(part)))
+                                          .values(repeat_of=first))
             chosen: dict[str, tuple[int, str | None, str | None]] = {}
-            for trigger_id, customer_id, address, fields in rows:
-                chosen.setdefault(customer_id, (trigger_id, address, fields))
+            for trigger_id, customer_id, address, fields, _, _ in rows:
+                if trigger_id not in repeats:
+                    chosen.setdefault(customer_id, (trigger_id, address, fields))
             if not chosen:
                 return None
             when = await self._free_time(session, campaign_pk, group.template_id, when)
@@ -120,7 +141,35 @@ class TriggerStore(StoreBase):
                 await session.execute(update(Trigger).where(Trigger.id.in_(list(part)))
                                       .values(send_id=send.id))
             missing = sum(1 for _, address, _ in chosen.values() if address is None)
-            return Gathered(send.id, len(chosen), missing, len(rows) - len(chosen), when)
+            return Gathered(send.id, len(chosen), missing,
+                            len(rows) - len(chosen) - len(repeats), when, len(repeats))
+
+    async def _repeats(self, session: AsyncSession, tenant: str,
+                       rows: Sequence[Row[int, str, str | None, str | None, str | None,
+                                          float]],
+                       window: float) -> dict[int, int]:
+        """Repeat -> the trigger it repeats: the earliest one with its fingerprint, not a
+        repeat itself, recorded up to ``window`` seconds before it (gathered or not)."""
+        prints = sorted({r[4] for r in rows if r[4]})
+        if window <= 0 or not prints:
+            return {}
+        since = min(r[5] for r in rows) - window
+        earlier = (await session.execute(
+            select(Trigger.id, Trigger.fingerprint, Trigger.received_at)
+            .where(Trigger.tenant == tenant, self.one_of(Trigger.fingerprint, prints),
+                   Trigger.repeat_of.is_(None), Trigger.received_at >= since)
+            .order_by(Trigger.id))).all()
+        originals: dict[str, list[tuple[int, float]]] = {}
+        for trigger_id, fingerprint, received_at in earlier:
+            originals.setdefault(fingerprint or "", []).append((trigger_id, received_at))
+        repeats: dict[int, int] = {}
+        for trigger_id, _, _, _, fingerprint, received_at in rows:
+            first = next((o for o, at in originals.get(fingerprint or "", [])
+                          if o < trigger_id and o not in repeats
+                          and at >= received_at - window), None)
+            if fingerprint and first is not None:
+                repeats[trigger_id] = first
+        return repeats
 
     async def _free_time(self, session: AsyncSession, campaign_pk: int, template_id: int,
                          when: dt.datetime) -> dt.datetime:
@@ -148,7 +197,8 @@ class TriggerStore(StoreBase):
         """(triggers recorded, triggers still waiting to be gathered)."""
         async with self.db.read() as session:
             total, pending = (await session.execute(
-                select(func.count(), func.count().filter(Trigger.send_id.is_(None)))
+                select(func.count(), func.count().filter(Trigger.send_id.is_(None),
+                                                         Trigger.repeat_of.is_(None)))
                 .where(Trigger.tenant == tenant))).one()
             return int(total), int(pending)
 

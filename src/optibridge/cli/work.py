@@ -1,0 +1,96 @@
+"""``optibridge work list|requeue``: background work that failed, and trying it again."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from optibridge.cli.common import ConfigOption, config_from, console, fail, run
+from optibridge.cli.tenants import TenantOption, pick_tenant
+from optibridge.domain import WorkKind, WorkState
+from optibridge.store import open_store
+from optibridge.store.work import WorkRecord
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Background work that failed: notifications, cancellations, pulls, sends and metrics "
+    "chunks that back off, and those stopped after repeated refusals."))
+
+KINDS = ", ".join(str(k) for k in WorkKind)
+
+
+def _kind(value: str) -> WorkKind:
+    try:
+        return WorkKind(value)
+    except ValueError:
+        raise fail(f"unknown kind {value!r}: use one of {KINDS}") from None
+
+
+def _utc(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def work_table(tenant: str, records: list[WorkRecord]) -> Table:
+    table = Table("Kind", "Item", "State", "Tries", "Last failed (UTC)", "Next try (UTC)",
+                  "Reason", title=f"Failed work of tenant {tenant}")
+    for r in records:
+        next_try = "on requeue" if r.state == WorkState.STOPPED else _utc(r.next_at)
+        table.add_row(str(r.kind), r.item, str(r.state), str(r.attempts), _utc(r.failed_at),
+                      next_try, r.last_error)
+    return table
+
+
+@app.command("list")
+def list_work(stopped: bool = typer.Option(False, "--stopped",
+                                           help="Only items stopped for an operator."),
+              tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Show each failed item: what it is, how often it failed, why, and when it is next
+    tried."""
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+
+    async def go() -> list[WorkRecord]:
+        store = await open_store(loaded.server.database_url)
+        try:
+            return await store.work_failures(
+                name, state=WorkState.STOPPED if stopped else None)
+        finally:
+            await store.db.dispose()
+
+    records = run(go())
+    if not records:
+        console.print(f"{name}: no failed work")
+        return
+    console.print(work_table(name, records))
+
+
+@app.command()
+def requeue(kind: Annotated[str | None, typer.Argument(
+                help=f"Only this kind ({KINDS}).", show_default=False)] = None,
+            items: Annotated[list[str] | None, typer.Argument(
+                help="Only these items, as `work list` names them.",
+                show_default=False)] = None,
+            retrying: bool = typer.Option(False, "--retrying",
+                                          help="Also items still backing off: try them now."),
+            tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Try stopped items again from the start of their back-off (a running `serve` picks
+    them up on its next pass)."""
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+    kinds = [_kind(kind)] if kind else []
+    if items and not kinds:
+        raise fail("name the kind before the items")
+
+    async def go() -> int:
+        store = await open_store(loaded.server.database_url)
+        try:
+            return await store.requeue_work(name, kinds, items or [],
+                                            stopped_only=not retrying)
+        finally:
+            await store.db.dispose()
+
+    count = run(go())
+    console.print(f"{name}: requeued {count} item{'s' if count != 1 else ''}")

@@ -1,0 +1,108 @@
+"""Items of background work fail alone: ``Isolation`` runs each item of one kind, keeps a
+failure on the item with its back-off, and skips items that are backing off or stopped.
+
+An item stops (``WorkState.STOPPED``) only after ``max_refusals`` failures that are about
+the item itself: the other side refused it (a 4xx other than auth and rate limits) or our
+own code could not handle it. Outages (timeouts, 5xx, 429, auth, a database that is away)
+back off and are retried for as long as they last: they say nothing about the item.
+(An answer we cannot use, such as a page with a bad row, is about the item: it counts.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from optibridge.domain import WorkKind, WorkState
+from optibridge.optimove.errors import (
+    OptimoveAuthError,
+    OptimoveRequestRejected,
+    OptimoveUnexpectedResponse,
+)
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.lease import LeaseLost
+from optibridge.platform.errors import PlatformAuthError, PlatformRequestRejected
+from optibridge.store.work import WorkRecord
+
+T = TypeVar("T")
+# What an outage looks like from here: no answer, or a database that does not answer.
+_OUTAGE_NAMES = {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}
+
+
+def about_the_item(error: BaseException) -> bool:
+    """True when retrying the same item cannot help (counts towards stopping it)."""
+    if isinstance(error, (OptimoveAuthError, PlatformAuthError)):
+        return False
+    if isinstance(error, (OptimoveRequestRejected, PlatformRequestRejected,
+                          OptimoveUnexpectedResponse)):
+        return True
+    if isinstance(error, (OSError, TimeoutError)):
+        return False
+    if any(cls.__name__ in _OUTAGE_NAMES for cls in type(error).__mro__):
+        return False
+    # Our clients' other errors are outages (5xx, 429, no answer, unknown outcome).
+    module = type(error).__module__
+    return not module.startswith(("optibridge.optimove", "optibridge.platform", "httpx"))
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class Isolation:
+    """One pass over the items of one kind: ``due`` says whether to try an item now,
+    ``run`` runs it and keeps its failure (None) instead of raising it."""
+
+    def __init__(self, ctx: TenantContext, kind: WorkKind,
+                 failures: dict[str, WorkRecord]) -> None:
+        self.ctx, self.kind, self.failures = ctx, kind, failures
+        self.now = ctx.store.clock()
+
+    @classmethod
+    async def load(cls, ctx: TenantContext, kind: WorkKind) -> Isolation:
+        return cls(ctx, kind, await ctx.store.work_waiting(ctx.name, kind))
+
+    def due(self, item: object) -> bool:
+        found = self.failures.get(str(item))
+        return found is None or not found.waiting(self.now)
+
+    def waiting(self) -> list[str]:
+        """Items not to be tried in this pass (for queries that leave them out)."""
+        return [item for item, record in self.failures.items() if record.waiting(self.now)]
+
+    async def run(self, item: object, work: Awaitable[T], **about: object) -> T | None:
+        key = str(item)
+        try:
+            result = await work
+        except (asyncio.CancelledError, LeaseLost):
+            raise
+        except Exception as error:
+            await self.failed(key, error, **about)
+            return None
+        await self.succeeded(key)
+        return result
+
+    async def succeeded(self, key: str) -> None:
+        if key in self.failures:
+            await self.ctx.store.clear_work_failure(self.ctx.name, self.kind, key)
+            del self.failures[key]
+
+    async def failed(self, key: str, error: BaseException, **about: object) -> WorkRecord:
+        ctx, message = self.ctx, describe(error)
+        record = await ctx.store.record_work_failure(
+            ctx.name, self.kind, key, message, refused=about_the_item(error),
+            policy=ctx.timing.retry)
+        self.failures[key] = record
+        if record.state == WorkState.STOPPED:
+            ctx.log.error("work.stopped", kind=str(self.kind), item=key, error=message,
+                          attempts=record.attempts, **about)
+            await ctx.store.record_problem(
+                ctx.name, str(self.kind), f"{self.kind} {key} stopped after "
+                f"{record.attempts} tries: {message} (requeue: optibridge work requeue "
+                f"-t {ctx.name} {self.kind} {key})")
+        else:
+            ctx.log.warning("work.failed", kind=str(self.kind), item=key, error=message,
+                            attempts=record.attempts, retry_in=round(record.next_at -
+                                                                     self.now, 1), **about)
+        return record

@@ -1,0 +1,346 @@
+"""Issue 13 items 1, 5, 6 (and issue 16's refused send): one bad item of background work
+fails alone, backs off, stops with its reason after bounded refusals and can be requeued;
+EventTypeID 1 does not pull a channel whose 13 is registered; a repeated trigger is sent
+once. Both sandboxes over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from optibridge.cli.tenants import tenant_context
+from optibridge.config import ChannelType, parse_config
+from optibridge.domain import AudienceEntry, CampaignStatus, SendState, WorkKind, WorkState
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.execution import execute_pending_sends
+from optibridge.pipeline.reporting import report_metrics
+from optibridge.pipeline.triggered import gather_triggers, parse_trigger, to_new_trigger
+from optibridge.pipeline.worker import pull_step
+from optibridge.retry import RetryPolicy as ClientRetry
+from optibridge.sandbox.optimove import OptimoveSandbox
+from optibridge.sandbox.optimove import create_app as optimove_app
+from optibridge.sandbox.optimove.state import AudienceRow
+from optibridge.sandbox.platform import EventRates, PlatformSandbox
+from optibridge.sandbox.platform import create_app as platform_app
+from optibridge.serving import free_port, start_server
+from optibridge.store import Store
+from optibridge.store.work import WorkRetry
+from tests.features.conftest import ENVIRON, OPTIMOVE_KEY, PLATFORM_KEY, TENANT, World
+from tests.features.conftest import config_data as features_config
+
+EMAIL, SMS, TRIGGERED = 504, 505, 511
+UNKNOWN_TO_OPTIMOVE, SCHEDULED_UNKNOWN = 512, 513  # channels the Optimove sandbox refuses
+FAST = WorkRetry(first=0.01, longest=0.02, max_refusals=3)
+SOON = dt.datetime(2030, 1, 1, 9)
+
+
+def config_data(database_url: str, optimove_url: str, platform_url: str, port: int
+                ) -> dict[str, Any]:
+    """The features config, fast retries, and a triggered and a scheduled channel that the
+    Optimove sandbox does not know (so Optimove refuses their metrics and pulls)."""
+    data = features_config(database_url, optimove_url, platform_url, port)
+    data["timing"].update(retry_first=0.05, retry_longest=0.2, max_refusals=3)
+    channels = data["tenants"][TENANT]["channels"]
+    channels[str(UNKNOWN_TO_OPTIMOVE)] = {**channels[str(TRIGGERED)]}
+    channels[str(SCHEDULED_UNKNOWN)] = {**channels[str(EMAIL)]}
+    return data
+
+
+@pytest.fixture
+def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[World]:
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    optimove = OptimoveSandbox({OPTIMOVE_KEY: TENANT}, rate_limit=(10_000, 1.0))
+    platform = PlatformSandbox([PLATFORM_KEY], seed=5, callback_window=0.3, tick=0.02,
+                               rates=EventRates(delivered=0.9, bounced=0.1))
+    servers = [start_server(optimove_app(optimove)), start_server(platform_app(platform))]
+    port = free_port()
+    data = config_data(database_url, servers[0].url, servers[1].url, port)
+    path = tmp_path / "optibridge.toml"
+    path.write_text(tomli_w.dumps(data))
+    config = parse_config(data, "isolation", environ=ENVIRON)
+    try:
+        yield World(optimove, platform, servers, config, path, port)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+@asynccontextmanager
+async def context(world: World) -> AsyncIterator[TenantContext]:
+    async with tenant_context(world.config, TENANT) as ctx:
+        ctx.timing.retry = FAST
+        yield ctx
+
+
+def rows(prefix: str, count: int, template: int = 1,
+         when: dt.datetime = SOON) -> list[AudienceRow]:
+    return [AudienceRow(f"{prefix}{i}", template, when,
+                        {"Email": f"{prefix.lower()}{i}@example.com", "FirstName": "Ada"})
+            for i in range(count)]
+
+
+async def passes(step: Any, ctx: TenantContext, count: int) -> None:
+    """Run a worker step ``count`` times, as its loop would, past any back-off."""
+    for _ in range(count):
+        await step(ctx)
+        await asyncio.sleep(0.03)
+
+
+async def failure(store: Store, kind: WorkKind, item: object) -> Any:
+    found = await store.work_failures(TENANT, kind)
+    return next((r for r in found if r.item == str(item)), None)
+
+
+# --- cancellation: 404 means gone; a failing notification never blocks later ones -----
+
+async def test_a_cancelled_campaign_gone_from_the_platform_is_done_and_later_notes_go_on(
+        world: World) -> None:
+    async with context(world) as ctx:
+        campaign, _ = await ctx.store.open_campaign(TENANT, 10, EMAIL)
+        await ctx.store.store_audience_page(campaign.id, "email", 0, [
+            AudienceEntry("C1", 1, SOON, "c1@example.com")], True)
+        send = (await ctx.store.sends(TENANT, list(SendState)))[0]
+        # READY on a platform campaign that the platform no longer has: a 404.
+        await ctx.store.update_send(send.id, state=SendState.READY,
+                                    platform_campaign_id=987_654)
+        world.optimove.load_audience(TENANT, 20, EMAIL, rows("B", 3))
+        await ctx.store.record_notification(TENANT, 4, 10, EMAIL, {})
+        await ctx.store.record_notification(TENANT, 13, 20, EMAIL, {})
+        await passes(pull_step, ctx, 2)
+        cancelled = await ctx.store.get_send(send.id)
+        later = await ctx.store.get_campaign(TENANT, 20, EMAIL)
+        assert cancelled is not None and cancelled.state == SendState.CANCELLED
+        assert later is not None and later.state == CampaignStatus.PULLED and later.pulled == 3
+        assert await ctx.store.pending_notifications(TENANT) == []
+        assert await ctx.store.work_failures(TENANT) == []
+
+
+class RefusingPlatform:
+    """The real platform client, but one platform campaign's reads are refused (a 400)."""
+
+    def __init__(self, inner: Any, refused: int) -> None:
+        self.inner, self.refused = inner, refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_campaign(self, campaign_id: int) -> Any:
+        from optibridge.platform.errors import PlatformRequestRejected
+        if campaign_id == self.refused:
+            raise PlatformRequestRejected("get_campaign", f"400: campaign {campaign_id} "
+                                          "is corrupt", 400)
+        return await self.inner.get_campaign(campaign_id)
+
+
+async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued(
+        world: World) -> None:
+    async with context(world) as ctx:
+        ctx.platform = RefusingPlatform(ctx.platform, 555)  # type: ignore[assignment]
+        campaign, _ = await ctx.store.open_campaign(TENANT, 10, EMAIL)
+        await ctx.store.store_audience_page(campaign.id, "email", 0, [
+            AudienceEntry("C1", 1, SOON, "c1@example.com")], True)
+        send = (await ctx.store.sends(TENANT, list(SendState)))[0]
+        await ctx.store.update_send(send.id, state=SendState.READY, platform_campaign_id=555)
+        world.optimove.load_audience(TENANT, 20, EMAIL, rows("B", 2))
+        poisoned = await ctx.store.record_notification(TENANT, 4, 10, EMAIL, {})
+        await ctx.store.record_notification(TENANT, 13, 20, EMAIL, {})
+        await passes(pull_step, ctx, 6)
+        later = await ctx.store.get_campaign(TENANT, 20, EMAIL)
+        assert later is not None and later.state == CampaignStatus.PULLED
+        stopped = await failure(ctx.store, WorkKind.CANCELLATION, poisoned)
+        assert stopped is not None and stopped.state == WorkState.STOPPED
+        assert stopped.attempts == FAST.max_refusals and "is corrupt" in stopped.last_error
+        assert [n.id for n in await ctx.store.pending_notifications(TENANT)] == [poisoned]
+        # Fixed on the platform's side; an operator requeues it.
+        ctx.platform = ctx.platform.inner  # type: ignore[attr-defined]
+        result = await asyncio.to_thread(world.cli, "work", "requeue", "cancellation",
+                                         str(poisoned))
+        assert result.exit_code == 0, result.output
+        assert "requeued 1 item" in result.output
+        await passes(pull_step, ctx, 1)
+        assert await ctx.store.pending_notifications(TENANT) == []
+        assert await ctx.store.work_failures(TENANT) == []
+
+
+# --- pulls -------------------------------------------------------------------------------
+
+async def test_one_failing_pull_does_not_hold_up_the_others(world: World) -> None:
+    # Optimove refuses this campaign's pull (400: a ChannelID it does not know).
+    world.optimove.load_audience(TENANT, 40, EMAIL, rows("H", 5))
+    async with context(world) as ctx:
+        await ctx.store.record_notification(TENANT, 13, 30, SCHEDULED_UNKNOWN, {})
+        await ctx.store.record_notification(TENANT, 13, 40, EMAIL, {})
+        await passes(pull_step, ctx, 6)
+        healthy = await ctx.store.get_campaign(TENANT, 40, EMAIL)
+        poisoned = await ctx.store.get_campaign(TENANT, 30, SCHEDULED_UNKNOWN)
+        assert healthy is not None and healthy.state == CampaignStatus.PULLED
+        assert healthy.pulled == 5
+        assert poisoned is not None and poisoned.state == CampaignStatus.PULLING
+        stopped = await failure(ctx.store, WorkKind.PULL, f"30/{SCHEDULED_UNKNOWN}")
+        assert stopped is not None and stopped.state == WorkState.STOPPED
+        assert stopped.attempts == FAST.max_refusals
+
+
+async def test_a_pull_that_fails_for_an_outage_backs_off_and_never_stops(
+        world: World) -> None:
+    from optibridge.sandbox.optimove.faults import FaultPlan
+    world.optimove.load_audience(TENANT, 40, EMAIL, rows("H", 5))
+    world.optimove.set_faults(FaultPlan(error_rate=1.0,
+                                        functions=frozenset({"GetCustomerSendDetailsByChannel"})))
+    async with context(world) as ctx:
+        ctx.optimove._retry = ClientRetry(attempts=1)
+        await ctx.store.record_notification(TENANT, 13, 40, EMAIL, {})
+        await passes(pull_step, ctx, 6)
+        failing = await failure(ctx.store, WorkKind.PULL, f"40/{EMAIL}")
+        assert failing is not None and failing.state == WorkState.RETRYING
+        assert failing.attempts >= FAST.max_refusals and failing.refusals == 0
+        world.optimove.set_faults(None)
+        await passes(pull_step, ctx, 1)
+        pulled = await ctx.store.get_campaign(TENANT, 40, EMAIL)
+        assert pulled is not None and pulled.pulled == 5
+        assert await ctx.store.work_failures(TENANT) == []
+
+
+# --- EventTypeID 1 versus 13 ---------------------------------------------------------
+
+async def test_event_1_before_the_channel_is_ready_pulls_nothing_and_13_pulls_it_all(
+        world: World) -> None:
+    world.optimove.load_audience(TENANT, 50, EMAIL, rows("A", 2))  # still being computed
+    async with context(world) as ctx:
+        await ctx.store.record_notification(TENANT, 1, 50, None, {})
+        await passes(pull_step, ctx, 2)
+        assert await ctx.store.get_campaign(TENANT, 50, EMAIL) is None
+        world.optimove.clear_audience(TENANT, 50, EMAIL)
+        world.optimove.load_audience(TENANT, 50, EMAIL, rows("A", 6))  # complete now
+        await ctx.store.record_notification(TENANT, 13, 50, EMAIL, {})
+        await passes(pull_step, ctx, 2)
+        campaign = await ctx.store.get_campaign(TENANT, 50, EMAIL)
+        assert campaign is not None and campaign.state == CampaignStatus.PULLED
+        assert campaign.pulled == 6
+        assert await ctx.store.get_campaign(TENANT, 50, SMS) is None  # its 13 never came
+
+
+async def test_event_13_then_1_pulls_once(world: World) -> None:
+    world.optimove.load_audience(TENANT, 60, EMAIL, rows("A", 4))
+    async with context(world) as ctx:
+        await ctx.store.record_notification(TENANT, 13, 60, EMAIL, {})
+        await passes(pull_step, ctx, 2)
+        await ctx.store.record_notification(TENANT, 1, 60, None, {})
+        await ctx.store.record_notification(TENANT, 1, 60, EMAIL, {})
+        await passes(pull_step, ctx, 2)
+        campaign = await ctx.store.get_campaign(TENANT, 60, EMAIL)
+        assert campaign is not None and campaign.pulled == 4
+        assert await ctx.store.get_campaign(TENANT, 60, SMS) is None
+        assert await ctx.store.pending_notifications(TENANT) == []
+        sends = await ctx.store.sends(TENANT, list(SendState))
+        assert [s.recipients for s in sends] == [4]
+
+
+# --- execution: a send the platform refuses for good --------------------------------
+
+async def test_a_send_the_platform_refuses_stops_without_a_loop_of_platform_campaigns(
+        world: World) -> None:
+    good = world.platform.add_template("Good", ChannelType.EMAIL, "<p>Hi {{FirstName}}</p>")
+    missing = good + 1000  # the platform has no such template
+    world.optimove.load_audience(TENANT, 70, EMAIL, rows("G", 3, template=good)
+                                 + rows("M", 3, template=missing))
+    async with context(world) as ctx:
+        await ctx.store.record_notification(TENANT, 13, 70, EMAIL, {})
+        await passes(pull_step, ctx, 1)
+        await passes(execute_pending_sends, ctx, 12)
+        sends = {s.template_id: s for s in await ctx.store.sends(TENANT, list(SendState))}
+        assert sends[good].state == SendState.READY
+        refused = await ctx.store.get_send(sends[missing].id)
+        assert refused is not None and refused.platform_campaign_id is None
+        stopped = await failure(ctx.store, WorkKind.SEND, refused.id)
+        assert stopped is not None and stopped.state == WorkState.STOPPED
+        assert f"no template {missing}" in stopped.last_error
+        summary = (await ctx.store.campaign_summaries(TENANT))[0]
+        shown = {s.id: s.last_error for s in summary.sends}
+        assert f"no template {missing}" in (shown[refused.id] or "")
+    # Bounded: one platform campaign per try, none of them left behind.
+    made = [c for c in world.platform.campaigns() if f"send {refused.id}" in c.name]
+    assert made == []
+    problems = await _problems(world)
+    assert any(f"send {refused.id} stopped" in p for p in problems), problems
+
+
+async def _problems(world: World) -> list[str]:
+    store = await world.store()
+    try:
+        return [p.message for p in await store.recent_problems(50)]
+    finally:
+        await store.db.dispose()
+
+
+# --- metrics chunks ------------------------------------------------------------------
+
+async def test_a_refused_metrics_chunk_does_not_hold_up_the_other_campaigns(
+        world: World) -> None:
+    async with context(world) as ctx:
+        for campaign_id, channel in ((80, UNKNOWN_TO_OPTIMOVE), (81, EMAIL), (82, EMAIL)):
+            campaign, _ = await ctx.store.open_campaign(TENANT, campaign_id, channel)
+            await ctx.store.store_audience_page(campaign.id, "email", 0, [
+                AudienceEntry(f"X{campaign_id}", 1, SOON, None)], True)  # one Dropped
+        for _ in range(FAST.max_refusals + 1):
+            await report_metrics(ctx)
+            await asyncio.sleep(0.03)
+        reported = world.optimove.metrics(TENANT)
+        assert {k[0] for k in reported} == {81, 82}
+        stopped = await failure(ctx.store, WorkKind.METRICS, f"80/{UNKNOWN_TO_OPTIMOVE}")
+        assert stopped is not None and stopped.state == WorkState.STOPPED
+        assert "ChannelID" in stopped.last_error
+
+
+# --- repeated triggers ---------------------------------------------------------------
+
+def trigger(customer: str, template: int, basket: int = 3) -> bytes:
+    return json.dumps({"EventTypeID": 11, "TriggerName": "cart abandoned",
+                       "CustomerID": customer, "CampaignID": 90, "ChannelID": TRIGGERED,
+                       "TemplateID": template,
+                       "Personalization": {"Email": f"{customer}@example.com",
+                                           "Basket": basket}}).encode()
+
+
+async def test_a_repeated_trigger_is_acknowledged_and_not_sent_again(world: World) -> None:
+    async with context(world) as ctx:
+        clock = [1_000_000.0]
+        ctx.store.clock = lambda: clock[0]
+
+        async def record(body: bytes) -> None:
+            await ctx.store.record_triggers([to_new_trigger(parse_trigger(body), ctx.tenant,
+                                                            TENANT)])
+
+        async def gather() -> None:
+            """Gather until nothing waits (a customer twice in one gather waits a turn)."""
+            for _ in range(10):
+                clock[0] += 1.0  # past the gathering window
+                await gather_triggers(ctx)
+                if not (await ctx.store.trigger_counts(TENANT))[1]:
+                    return
+
+        first = trigger("u1", 7)
+        await record(first)
+        # Optimove repeats it (keys in another order, other spacing: the same payload).
+        await record(json.dumps(json.loads(first), indent=2, sort_keys=True).encode())
+        await record(trigger("u2", 7))
+        await gather()
+        await record(first)  # again, after the first was gathered: still a repeat
+        await record(trigger("u1", 7, basket=4))  # another payload: a trigger of its own
+        await gather()
+        clock[0] += world.config.tenant(TENANT).trigger_repeat_seconds + 10
+        await record(first)  # long after: a new trigger
+        await gather()
+        sends = await ctx.store.trigger_sends(TENANT)
+        assert sorted(sends.values()) == [["u1"], ["u1"], ["u1", "u2"]]
+        assert await ctx.store.trigger_counts(TENANT) == (6, 0)
