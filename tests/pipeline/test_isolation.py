@@ -18,7 +18,14 @@ import tomli_w
 
 from optibridge.cli.tenants import tenant_context
 from optibridge.config import ChannelType, parse_config
-from optibridge.domain import AudienceEntry, CampaignStatus, SendState, WorkKind, WorkState
+from optibridge.domain import (
+    AudienceEntry,
+    BatchState,
+    CampaignStatus,
+    SendState,
+    WorkKind,
+    WorkState,
+)
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.reporting import report_metrics
@@ -170,6 +177,11 @@ async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued
         await passes(pull_step, ctx, 1)
         assert await ctx.store.pending_notifications(TENANT) == []
         assert await ctx.store.work_failures(TENANT) == []
+
+
+def test_the_work_command_names_every_kind() -> None:
+    from optibridge.cli.work import KINDS
+    assert KINDS.split(", ") == [str(k) for k in WorkKind]
 
 
 # --- pulls -------------------------------------------------------------------------------
@@ -344,3 +356,184 @@ async def test_a_repeated_trigger_is_acknowledged_and_not_sent_again(world: Worl
         sends = await ctx.store.trigger_sends(TENANT)
         assert sorted(sends.values()) == [["u1"], ["u1"], ["u1", "u2"]]
         assert await ctx.store.trigger_counts(TENANT) == (6, 0)
+
+
+# --- the whole service: one poisoned item of each kind beside healthy ones -------------
+
+HEALTHY = {(100, EMAIL), (90, TRIGGERED)}  # the campaigns whose every interaction counts
+
+
+class Poisoned:
+    """What the end-to-end run poisons, and the platform wrapper that refuses reads of the
+    platform campaigns in ``refused`` (a cancellation that keeps failing)."""
+
+    refused: set[int] = set()
+
+    @classmethod
+    def platform(cls, tenant: Any) -> Any:
+        from optibridge.platform.client import PlatformClient
+        return RefusingSet(PlatformClient.from_config(tenant.platform), cls.refused)
+
+
+class RefusingSet(RefusingPlatform):
+    def __init__(self, inner: Any, refused: set[int]) -> None:
+        super().__init__(inner, -1)
+        self.refused_ids = refused
+
+    async def get_campaign(self, campaign_id: int) -> Any:
+        self.refused = campaign_id if campaign_id in self.refused_ids else -1
+        return await super().get_campaign(campaign_id)
+
+
+async def _until(condition: Any, what: str, limit: float = 60.0, state: Any = None) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what} {state}"
+        await asyncio.sleep(0.2)
+
+
+async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_once(
+        world: World) -> None:
+    import httpx
+
+    from optibridge.service.app import create_app
+    good = world.platform.add_template("Good", ChannelType.EMAIL, "<p>Hi {{FirstName}}</p>")
+    missing = good + 1000
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    later = now + dt.timedelta(hours=1)
+    healthy = rows("H", 20, template=good, when=now + dt.timedelta(seconds=1))
+    healthy += [AudienceRow(f"N{i}", good, now + dt.timedelta(seconds=1), {"Email": None})
+                for i in range(2)]  # no address: Dropped
+    world.optimove.load_audience(TENANT, 100, EMAIL, healthy
+                                 + rows("M", 4, template=missing))  # the refused send
+    world.optimove.load_audience(TENANT, 400, EMAIL, rows("G", 2, template=good, when=later))
+    world.optimove.load_audience(TENANT, 410, EMAIL, rows("R", 2, template=good, when=later))
+    token = world.config.listener_token(TENANT)
+    listener = f"{world.service_url}/listener/{TENANT}/{token}"
+    triggered = f"{world.service_url}/triggered/{TENANT}/{token}"
+    Poisoned.refused.clear()
+    server = start_server(create_app(world.config, takeover_wait=False,
+                                     platform_factory=Poisoned.platform),
+                          port=world.service_port)
+    store = await world.store()
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def note(event: int, campaign: int, channel: int) -> None:
+                body = {"EventTypeID": event, "CampaignID": campaign, "ChannelID": channel}
+                assert (await client.post(listener, json=body)).status_code == 200
+
+            async def ready(campaign: int) -> bool:
+                sends = await store.sends(TENANT, list(SendState))
+                return any(s.campaign_id == campaign and s.state == SendState.READY
+                           for s in sends)
+
+            await note(13, 400, EMAIL)
+            await note(13, 410, EMAIL)
+            await _until(lambda: ready(400), "campaign 400 READY")
+            await _until(lambda: ready(410), "campaign 410 READY")
+            by_campaign = {s.campaign_id: s for s in await store.sends(TENANT, list(SendState))}
+            gone = by_campaign[400].platform_campaign_id
+            assert gone is not None and by_campaign[410].platform_campaign_id is not None
+            world.platform.delete_campaign(gone)  # gone behind our back: 404
+            Poisoned.refused.add(by_campaign[410].platform_campaign_id)  # refused: 400
+            await note(4, 400, EMAIL)
+            await note(4, 410, EMAIL)
+            await note(13, 100, EMAIL)
+            await note(1, 100, None)  # 1 pulls nothing: 100's 13 did
+            await note(13, 200, SCHEDULED_UNKNOWN)  # Optimove refuses this pull
+            for body in ([trigger(f"u{i}", good) for i in range(5)] + [trigger("u0", good)]
+                         + [trigger(f"v{i}", good).replace(b'"ChannelID": 511',
+                                                           b'"ChannelID": 512')
+                            for i in range(3)]):
+                assert (await client.post(triggered, content=body)).status_code == 200
+
+        seen: dict[str, Any] = {}
+
+        async def settled() -> bool:
+            seen["failures"] = await store.work_failures(TENANT)
+            stopped = [r for r in seen["failures"] if r.state == WorkState.STOPPED]
+            seen["sends"] = sends = await store.sends(TENANT, list(SendState))
+            healthy_sends = [s for s in sends if s.template_id == good
+                             and (s.campaign_id, s.channel_id) in HEALTHY]
+            seen["batches"] = batches = await store.batches(
+                TENANT, [BatchState.PENDING, BatchState.SENDING, BatchState.IN_DOUBT])
+            metrics = world.optimove.metrics(TENANT)
+            seen["due"] = [d for d in await _metrics_due(store, world)
+                           if (d.campaign_id, d.channel_id) in HEALTHY]
+            return (len(stopped) == 4 and len(healthy_sends) >= 2
+                    and all(s.state == SendState.DONE for s in healthy_sends)
+                    and await store.inbox_backlog() == 0 and not batches
+                    and any(k[0] == 100 for k in metrics) and not seen["due"])
+
+        await _until(settled, "healthy work done, poisoned work stopped", 90, seen)
+        await asyncio.sleep(1.0)  # let a last report pass run: nothing more may be reported
+        async with httpx.AsyncClient(base_url=world.service_url, timeout=30) as client:
+            page = (await client.get("/ui")).text
+            scrape = (await client.get("/metrics")).text
+        refused = next(r for r in seen["failures"] if r.kind == WorkKind.SEND)
+        assert f"optibridge work requeue -t {TENANT} send {refused.item}" in page
+        assert "no template" in page
+        for kind in ("pull", "send", "metrics", "cancellation"):
+            assert (f'optibridge_work_failures{{kind="{kind}",state="stopped",'
+                    f'tenant="{TENANT}"}} 1.0') in scrape
+    finally:
+        await asyncio.to_thread(server.stop)
+    try:
+        await _check_poisoned(store, world, good, missing)
+    finally:
+        await store.db.dispose()
+    _check_reported_once(world, good)
+
+
+async def _metrics_due(store: Store, world: World) -> list[Any]:
+    from optibridge.pipeline.reporting import metrics_due
+    return await metrics_due(store, TENANT, world.config.tenant(TENANT), float("inf"))
+
+
+async def _check_poisoned(store: Store, world: World, good: int, missing: int) -> None:
+    sends = await store.sends(TENANT, list(SendState))
+    by_key = {(s.campaign_id, s.template_id): s for s in sends}
+    refused_send = by_key[(100, missing)]
+    stopped = {(r.kind, r.item): r for r in await store.work_failures(TENANT)}
+    assert {k: r.state for k, r in stopped.items()} == {
+        (WorkKind.PULL, f"200/{SCHEDULED_UNKNOWN}"): WorkState.STOPPED,
+        (WorkKind.SEND, str(refused_send.id)): WorkState.STOPPED,
+        (WorkKind.METRICS, f"90/{UNKNOWN_TO_OPTIMOVE}"): WorkState.STOPPED,
+        (WorkKind.CANCELLATION, next(k[1] for k in stopped if k[0] == "cancellation")):
+            WorkState.STOPPED}, stopped
+    assert all(r.last_error for r in stopped.values())
+    assert "no template" in stopped[(WorkKind.SEND, str(refused_send.id))].last_error
+    assert by_key[(400, good)].state == SendState.CANCELLED  # 404: gone is done
+    assert by_key[(410, good)].state == SendState.READY  # refused: stopped, not guessed
+    assert [c for c in world.platform.campaigns() if f"send {refused_send.id}" in c.name] == []
+    assert await store.get_campaign(TENANT, 100, SMS) is None  # event 1 pulled nothing
+    assert (await store.trigger_counts(TENANT)) == (9, 0)
+
+
+def _check_reported_once(world: World, good: int) -> None:
+    from optibridge.optimove.models import InteractionEvent
+    counts = world.optimove.interaction_counts(TENANT)
+    assert set(counts.values()) == {1}, "an interaction was reported twice"
+    reported = {(key[0], key[1], key[3], key[6]) for key in counts}
+    names = {c.id: c.name for c in world.platform.campaigns()}
+
+    def healthy(platform_id: int) -> tuple[int, int] | None:
+        return next((k for k in HEALTHY
+                     if f" campaign {k[0]} channel {k[1]} " in names.get(platform_id, "")), None)
+
+    customer = {f"h{i}@example.com": f"H{i}" for i in range(20)}
+    customer.update({f"u{i}@example.com": f"u{i}" for i in range(5)})
+    events = {"opened": InteractionEvent.OPENED, "clicked": InteractionEvent.CLICKED,
+              "bounced": InteractionEvent.BOUNCED}
+    truth = world.platform.ground_truth()
+    expected = {(*key, events[event], customer[address])
+                for platform_id, event, address, _ in truth
+                if (key := healthy(platform_id)) is not None and event in events}
+    expected |= {(100, EMAIL, InteractionEvent.DROPPED, f"N{i}") for i in range(2)}
+    assert {r for r in reported if r[:2] in HEALTHY} == expected
+    assert {r[:2] for r in reported} <= HEALTHY  # nothing of the poisoned ones
+    submitted = [address for platform_id, event, address, _ in truth
+                 if event == "submitted" and healthy(platform_id) is not None]
+    assert sorted(submitted) == sorted(customer)  # u0's repeated trigger: one message
+    metrics = world.optimove.metrics(TENANT)
+    assert metrics[(100, EMAIL, good, 0)] == 20 and metrics[(90, TRIGGERED, good, 0)] == 5

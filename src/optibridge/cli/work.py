@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
 from optibridge.cli.tenants import TenantOption, pick_tenant
-from optibridge.domain import WorkKind, WorkState
-from optibridge.store import open_store
-from optibridge.store.work import WorkRecord
 
-app = typer.Typer(no_args_is_help=True, help=(
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from optibridge.domain import WorkKind
+    from optibridge.store.work import WorkRecord
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
     "Background work that failed: notifications, cancellations, pulls, sends and metrics "
     "chunks that back off, and those stopped after repeated refusals."))
 
-KINDS = ", ".join(str(k) for k in WorkKind)
+# domain.WorkKind's values (written out: help must not import the machinery; a test
+# checks that they agree).
+KINDS = "notification, cancellation, pull, send, metrics"
 
 
 def _kind(value: str) -> WorkKind:
+    from optibridge.domain import WorkKind
+
     try:
         return WorkKind(value)
     except ValueError:
@@ -34,10 +40,12 @@ def _utc(moment: float) -> str:
 
 
 def work_table(tenant: str, records: list[WorkRecord]) -> Table:
+    from rich.table import Table
+
     table = Table("Kind", "Item", "State", "Tries", "Last failed (UTC)", "Next try (UTC)",
                   "Reason", title=f"Failed work of tenant {tenant}")
     for r in records:
-        next_try = "on requeue" if r.state == WorkState.STOPPED else _utc(r.next_at)
+        next_try = "on requeue" if r.state == "stopped" else _utc(r.next_at)
         table.add_row(str(r.kind), r.item, str(r.state), str(r.attempts), _utc(r.failed_at),
                       next_try, r.last_error)
     return table
@@ -53,6 +61,9 @@ def list_work(stopped: bool = typer.Option(False, "--stopped",
     name = pick_tenant(loaded, tenant)
 
     async def go() -> list[WorkRecord]:
+        from optibridge.domain import WorkState
+        from optibridge.store import open_store
+
         store = await open_store(loaded.server.database_url)
         try:
             return await store.work_failures(
@@ -71,12 +82,12 @@ def list_work(stopped: bool = typer.Option(False, "--stopped",
 def requeue(kind: Annotated[str | None, typer.Argument(
                 help=f"Only this kind ({KINDS}).", show_default=False)] = None,
             items: Annotated[list[str] | None, typer.Argument(
-                help="Only these items, as `work list` names them.",
+                help="Only these items, as 'work list' names them.",
                 show_default=False)] = None,
             retrying: bool = typer.Option(False, "--retrying",
                                           help="Also items still backing off: try them now."),
             tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
-    """Try stopped items again from the start of their back-off (a running `serve` picks
+    """Try stopped items again from the start of their back-off (a running serve picks
     them up on its next pass)."""
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
@@ -85,6 +96,8 @@ def requeue(kind: Annotated[str | None, typer.Argument(
         raise fail("name the kind before the items")
 
     async def go() -> int:
+        from optibridge.store import open_store
+
         store = await open_store(loaded.server.database_url)
         try:
             return await store.requeue_work(name, kinds, items or [],
