@@ -100,7 +100,7 @@ class Isolation:
             await ctx.store.record_problem(
                 ctx.name, str(self.kind), f"{self.kind} {key} stopped after "
                 f"{record.attempts} tries: {message} (requeue: optibridge work requeue "
-                f"-t {ctx.name} {self.kind} {key})")
+                f"-t {ctx.name} {self.kind} {key})", key=f"work {self.kind} {key}")
         else:
             ctx.log.warning("work.failed", kind=str(self.kind), item=key, error=message,
                             attempts=record.attempts, retry_in=round(record.next_at -
