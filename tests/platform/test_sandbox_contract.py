@@ -22,6 +22,8 @@ from optibridge.platform import ALLOWED_MOVES
 from optibridge.sandbox.platform import EventRates, PlatformSandbox, State, create_app
 from optibridge.sandbox.platform import clock as sending_clock
 from optibridge.sandbox.platform.contract import Channel, Event, callback_body
+from optibridge.sandbox.platform.delivery import CallbackDelivery
+from optibridge.sandbox.platform.model import FaultDice, PlatformFaults, Settings
 from optibridge.sandbox.platform.validate import ApiError
 from optibridge.serving import serving
 from tests.platform.conftest import API_KEY
@@ -185,3 +187,20 @@ def test_the_client_reads_the_seed_the_same_way() -> None:
     client = {(a.value, b.value) for a, targets in ALLOWED_MOVES.items() for b in targets
               if a != b}
     assert client == seed_moves()
+
+
+def test_callback_lag_fault_draws_each_callbacks_delay() -> None:
+    """Not the seed's: a platform running late (fault callback_lag_max), per callback."""
+    settings = Settings(max_addresses_per_callback=1)
+    late = PlatformFaults(callback_delay=1.0, callback_lag_max=5.0)
+    delivery = CallbackDelivery(settings, FaultDice(late, seed=0))
+    addresses = [f"p{i}@example.com" for i in range(20)]
+    delivery.queue(1, "http://127.0.0.1:9/cb", Event.SUBMITTED, 0, Channel.EMAIL, addresses,
+                   100.0)
+    delays = [c.due - 100.0 for c in delivery.pending]
+    assert len(delays) == 20 and all(1.0 <= d <= 5.0 for d in delays)
+    assert len(set(delays)) > 1  # drawn per callback, not one delay for all
+    steady = CallbackDelivery(settings, FaultDice(PlatformFaults(callback_delay=1.0), seed=0))
+    steady.queue(1, "http://127.0.0.1:9/cb", Event.SUBMITTED, 0, Channel.EMAIL, addresses,
+                 100.0)
+    assert {c.due for c in steady.pending} == {101.0}

@@ -78,7 +78,7 @@ class PlatformSandbox:
     # -- Python API for tests and the demo -------------------------------------------------
 
     def set_faults(self, faults: PlatformFaults | None) -> None:
-        self._locked(self._dice.set, faults)
+        self._locked(self._dice.set, faults, self.settings.seed)
 
     @property
     def faults(self) -> PlatformFaults | None:

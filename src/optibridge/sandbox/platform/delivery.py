@@ -47,12 +47,11 @@ class CallbackDelivery:
     def queue(self, campaign_id: int, url: str, event: Event, when: int, channel: Channel,
               addresses: list[str], now: float) -> None:
         """The addresses of one closed window, as callbacks of at most the configured size."""
-        faults = self.dice.faults
-        due = now + (faults.callback_delay if faults else 0.0)
         size = self.settings.max_addresses_per_callback
         for start in range(0, len(addresses), size):
             self.pending.append(Callback(campaign_id, url, event, when, channel,
-                                         tuple(addresses[start:start + size]), due))
+                                         tuple(addresses[start:start + size]),
+                                         now + self.dice.callback_delay()))
 
     def take_due(self, now: float) -> list[Callback]:
         """The callbacks due by ``now``, oldest first (or shuffled, per fault), as in flight."""

@@ -59,6 +59,10 @@ class PlatformFaults:
     api_faults_max: int | None = None  # stop injecting API faults after this many
     callback_error_rate: float = 0.0  # share of callback POSTs not sent, counted as a 503
     callback_delay: float = 0.0  # extra seconds before a callback is first sent
+    # A platform running late: each callback's extra delay is drawn between callback_delay
+    # and this (seconds); None: always callback_delay. The lag a receiver observes (arrival
+    # minus the callback's `when`) is the callback window plus this delay.
+    callback_lag_max: float | None = None
     fail_campaigns_after: float | None = None  # ERROR after this share was submitted
     withhold_submitted_rate: float = 0.0  # contacts that get no event; campaign still DONE
     seed: int = 0
@@ -134,10 +138,19 @@ class FaultDice:
     """
 
     def __init__(self, faults: PlatformFaults | None, seed: int) -> None:
-        self.seed = seed
-        self.set(faults)
+        self.set(faults, seed)
 
-    def set(self, faults: PlatformFaults | None) -> None:
+    def set(self, faults: PlatformFaults | None, seed: int) -> None:
+        """A new plan; the generator restarts from its seed (the sandbox's if no plan)."""
         self.faults = faults
-        self.rng = random.Random(faults.seed if faults else self.seed)
+        self.rng = random.Random(faults.seed if faults else seed)
         self.api_faults_injected = 0
+
+    def callback_delay(self) -> float:
+        """Seconds a callback waits before it is first sent (the lag faults)."""
+        faults = self.faults
+        if faults is None:
+            return 0.0
+        if faults.callback_lag_max is None or faults.callback_lag_max <= faults.callback_delay:
+            return faults.callback_delay
+        return self.rng.uniform(faults.callback_delay, faults.callback_lag_max)
