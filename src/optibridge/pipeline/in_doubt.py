@@ -172,13 +172,17 @@ def _lag_fresh(lag: LagState, now: float) -> bool:
 
 async def _start_sample(ctx: TenantContext, lag: LagState, sent_after: float | None
                         ) -> LagState:
-    for batch in await ctx.store.recently_sent(ctx.name, SAMPLE_CANDIDATES):
-        if sent_after is not None and batch.updated_at <= sent_after:
-            break
+    """Read back a recently landed batch. Its lag is counted from when it was formed, a
+    time before its call went out: the 200's arrival (or its write, under load) can come
+    later than Optimove applied the call, and a lag counted from it could be too short."""
+    candidates = [(batch, formed) for batch, formed in
+                  await ctx.store.recently_sent(ctx.name, SAMPLE_CANDIDATES)
+                  if sent_after is None or batch.updated_at > sent_after]
+    for batch, formed in sorted(candidates, key=lambda c: c[0].updated_at - c[1]):
         customers = await ctx.store.clear_customers(batch, 1)
         if customers:
             lag = lag.but(sample_batch_id=batch.id, sample_customer=customers[0],
-                          sample_since=batch.updated_at,
+                          sample_since=formed,
                           sample_next_at=batch.updated_at + FIRST_SAMPLE_READ)
             await ctx.store.save_readback_lag(lag)
             return lag

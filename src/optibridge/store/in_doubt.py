@@ -161,14 +161,16 @@ class InDoubtStore(StoreBase):
             row = await session.get(ReportBatch, batch_id)
             return None if row is None else _batch(row)
 
-    async def recently_sent(self, tenant: str, limit: int) -> list[ReportBatchRecord]:
-        """The last batches whose 200 proved they landed, newest first."""
+    async def recently_sent(self, tenant: str, limit: int
+                            ) -> list[tuple[ReportBatchRecord, float]]:
+        """The last batches whose 200 proved they landed, newest first, each with when it
+        was formed (before its call went out)."""
         async with self.db.read() as session:
             rows = await session.scalars(
                 select(ReportBatch).where(ReportBatch.tenant == tenant,
                                           ReportBatch.state == BatchState.SENT)
                 .order_by(ReportBatch.updated_at.desc()).limit(limit))
-            return [_batch(r) for r in rows]
+            return [(_batch(r), r.created_at) for r in rows]
 
 
 def _read(row: BatchReadback) -> InDoubtRead:

@@ -363,7 +363,7 @@ class ReadbackLag(Base):
     samples: Mapped[int] = mapped_column(Integer, default=0)
     sample_batch_id: Mapped[int | None] = mapped_column(BigInteger)  # a sent batch
     sample_customer: Mapped[str | None] = mapped_column(String(128))
-    sample_since: Mapped[float | None] = mapped_column(Float)  # when its 200 came back
+    sample_since: Mapped[float | None] = mapped_column(Float)  # when it was formed
     sample_next_at: Mapped[float | None] = mapped_column(Float)
     unusable: Mapped[str | None] = mapped_column(Text)  # why read-back cannot be trusted
     unusable_kind: Mapped[str | None] = mapped_column(String(16))  # lag, refused, shape
