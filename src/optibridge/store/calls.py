@@ -38,8 +38,11 @@ class CallStore(LeaseStore, StoreBase):
         With ``lease``, nothing is recorded unless that lease is current by the database's
         clock with more than ``min_lease_left`` seconds left. A call whose end was never
         recorded (its process died or froze) counts as if it ended ``unended_for`` (its
-        timeout) after it started."""
-        async with self.db.write() as session:
+        timeout) after it started.
+
+        Urgent on SQLite's one write connection: a call waits for this tiny write, and
+        must not queue behind report batch forming (10,000-row updates)."""
+        async with self.db.write(urgent=True) as session:
             if not self.db.sqlite:  # SQLite's write transactions are one at a time already
                 await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                       {"key": key})
@@ -69,7 +72,7 @@ class CallStore(LeaseStore, StoreBase):
     async def end_call(self, call_id: int) -> None:
         """The call's answer came back (or it was never sent): it leaves the window
         ``span`` seconds from now."""
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             await session.execute(update(ApiCall).where(ApiCall.id == call_id)
                                   .values(ended_at=database_now(self.db.sqlite)))
 
