@@ -72,11 +72,21 @@ async def _flag_if_stuck(ctx: TenantContext, send: SendRecord, now: float) -> No
 LAG_FACTOR = 2.0
 
 
-async def quiet_needed(ctx: TenantContext, send: SendRecord) -> float:
+# Before a send's first callback we cannot know how late the platform runs: wait this
+# many quiet periods (and at least NO_CALLBACK_MIN seconds) before dropping everyone.
+NO_CALLBACK_FACTOR = 4.0
+NO_CALLBACK_MIN = 60.0
+
+
+async def quiet_needed(ctx: TenantContext, send: SendRecord, heard: bool) -> float:
     """How long a finished send's callbacks must be quiet before its unsent recipients are
-    dropped: the callback window, the margin, and twice the longest lag observed lately."""
+    dropped: the callback window, the margin, and twice the longest lag observed lately;
+    longer while the send has had no callback at all (``heard``)."""
     lag = await ctx.store.callback_lag(ctx.name, send.id)
-    return ctx.tenant.callback_window_seconds + ctx.timing.callback_margin + LAG_FACTOR * lag
+    quiet = ctx.tenant.callback_window_seconds + ctx.timing.callback_margin + LAG_FACTOR * lag
+    if heard or not send.recipients:
+        return quiet
+    return max(quiet, NO_CALLBACK_FACTOR * quiet, NO_CALLBACK_MIN)
 
 
 async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
@@ -86,9 +96,9 @@ async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
     come back later, by the platform's retries). The drop happens only in a transaction
     that sees none of the send's callbacks waiting to be mapped."""
     assert send.finished_at is not None
-    last_callback = await ctx.store.last_callback_at(send.id) or 0.0
-    quiet_since = max(send.finished_at, last_callback, ctx.started_at)
-    if now - quiet_since < await quiet_needed(ctx, send):
+    last_callback = await ctx.store.last_callback_at(send.id)
+    quiet_since = max(send.finished_at, last_callback or 0.0, ctx.started_at)
+    if now - quiet_since < await quiet_needed(ctx, send, last_callback is not None):
         return False
     while await ctx.store.process_inbox(send_ids=[send.id]):
         pass  # map every callback of this send that has arrived
