@@ -278,6 +278,10 @@ class TimingConfig(_Strict):
     retry_first: float = Field(2.0, gt=0)
     retry_longest: float = Field(600.0, gt=0)
     max_refusals: int = Field(6, ge=1)
+    # Pruning: the callback inbox, problems and journals are kept for the longest report
+    # period (report_days) plus this margin, and pruned this often.
+    prune_margin_days: float = Field(7.0, ge=0)
+    prune_every: float = Field(3600.0, gt=0)
 
 
 class Config(_Strict):

@@ -22,6 +22,7 @@ from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.follow import follow_sends
 from optibridge.pipeline.lease import LeasedLimiter, LeaseLost
 from optibridge.pipeline.listener import handle_pending_notifications
+from optibridge.pipeline.pruning import prune_step
 from optibridge.pipeline.reporting import report_interactions, report_metrics
 from optibridge.pipeline.templates import template_sync_step
 from optibridge.pipeline.triggered import gather_step
@@ -72,6 +73,7 @@ STEPS: dict[str, Step] = {
     "follow": follow_sends,
     "triggered": gather_step,
     "templates": template_sync_step,
+    "prune": prune_step,
 }
 
 

@@ -11,6 +11,7 @@ from optibridge.store.in_doubt import InDoubtStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.problems import ProblemStore
+from optibridge.store.pruning import PruningStore
 from optibridge.store.readback import ReadbackStore
 from optibridge.store.reports import ReportStore
 from optibridge.store.status import StatusStore
@@ -20,7 +21,7 @@ from optibridge.store.work import WorkStore
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
             ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore,
-            WorkStore):
+            WorkStore, PruningStore):
     """The pipeline's one handle on the database."""
 
 
