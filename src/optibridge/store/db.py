@@ -62,10 +62,11 @@ def _sqlite_pragmas(engine: AsyncEngine, immediate: bool) -> None:
 
 
 # A process frozen (SIGSTOP, a VM pause) inside a transaction must not hold its locks for
-# long: the server ends such a session after 5 s idle in it, and a statement gives up
-# waiting for a lock after 10 s (the step then fails and runs again) instead of waiting
-# behind it. ``?options=...`` in the database URL replaces these.
-POSTGRES_OPTIONS = "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=10000"
+# long: the server ends such a session after 5 s idle in it, so whoever waits on its locks
+# (a successor taking the lease over) gets through. No lock_timeout: a wait behind a long
+# but live transaction (mapping a large callback) should wait, not fail and retry.
+# ``?options=...`` in the database URL replaces this.
+POSTGRES_OPTIONS = "-c idle_in_transaction_session_timeout=5000"
 
 
 def _postgres_options(url: URL) -> dict[str, Any]:
