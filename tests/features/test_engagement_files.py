@@ -169,14 +169,7 @@ def test_an_event_14_campaign_over_several_files_runs_end_to_end(
 
 @pytest.mark.slow
 def test_a_100000_customer_event_14_campaign_executes_and_reports_exactly_once(
-        tmp_path: Path, database_url: str, request: pytest.FixtureRequest) -> None:
-    if database_url.startswith("postgresql"):
-        # Known, open: with one send of 80,000 recipients (event 14 carries one template
-        # and time), follow's per-send callback mapping and the map step contend for the
-        # same callback_inbox rows on PostgreSQL; under a loaded machine each waits past
-        # lock_timeout and the run does not settle in 900 s. A double count still fails.
-        request.applymarker(pytest.mark.xfail(raises=TimeoutError, strict=False,
-                                              reason="callback mapping lock contention"))
+        tmp_path: Path, database_url: str) -> None:
     run = files_rehearsal(tmp_path, database_url, customers=100_000, file_size=25_000)
     try:
         rows = run_to_the_end(run, timeout=900, sample=20)

@@ -16,7 +16,8 @@ from optibridge.config import parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
 from optibridge.pipeline.context import TenantContext, Timing
-from optibridge.pipeline.reporting import report_interactions
+from optibridge.pipeline.pause import Pause
+from optibridge.pipeline.reporting import IN_FLIGHT, report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
 from optibridge.sandbox.optimove import OptimoveSandbox, create_app
@@ -36,6 +37,7 @@ class Outage:
     headers: dict[str, str] = field(default_factory=dict)
     applied_then_lost: bool = False  # forward the call, then lose its answer
     seen: int = 0
+    times: int | None = None  # only the first ``times`` calls meet the outage
 
 
 class OutageTransport(httpx.AsyncBaseTransport):
@@ -45,7 +47,8 @@ class OutageTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         outage = self.outage
-        if outage.status is None or "UpdateCampaign" not in request.url.path:
+        if outage.status is None or "UpdateCampaign" not in request.url.path or (
+                outage.times is not None and outage.seen >= outage.times):
             return await self.inner.handle_async_request(request)
         outage.seen += 1
         if outage.applied_then_lost:
@@ -136,7 +139,9 @@ async def test_a_recoverable_error_pauses_reporting_and_nothing_is_final(
     assert ctx.report_pause.paused and ctx.report_pause.active
     # The pause holds reporting back: no call goes out until it is over.
     tried = outage.seen
-    assert tried <= 4  # the calls already under way when the first error came back
+    # The calls already under way when the first error came back (and, after a lost
+    # answer, which alone does not pause, the one sent before the next came back).
+    assert tried <= IN_FLIGHT + 1
     assert await report_interactions(ctx, flush_all=True) == 0
     assert outage.seen == tried
     problems = [p for p in await ctx.store.recent_problems() if p.where == "report"]
@@ -186,3 +191,26 @@ async def _tick() -> None:
     import asyncio
 
     await asyncio.sleep(0.02)
+
+
+def test_a_lost_answer_pauses_only_when_another_failure_follows_it() -> None:
+    pause = Pause()
+    assert not pause.failed("ReadTimeout", lost_answer=True) and not pause.active
+    pause.succeeded()  # a call worked: the lost answer was the batch's bad luck
+    assert not pause.failed("ReadTimeout", lost_answer=True) and not pause.active
+    assert pause.failed("ReadTimeout", lost_answer=True) and pause.active  # twice in a row
+    pause.succeeded()
+    assert pause.failed("401") and pause.active  # any other error pauses at once
+
+
+@pytest.mark.parametrize("fault", ["500 after applying", "timeout after applying"])
+async def test_one_lost_answer_among_working_calls_does_not_pause_reporting(
+        world: tuple[TenantContext, OptimoveSandbox, Outage], fault: str) -> None:
+    ctx, sandbox, outage = world
+    outage.__dict__.update(RECOVERABLE[fault].__dict__, seen=0, times=1)
+    await opened_by(ctx, 6)
+    await report_interactions(ctx, flush_all=True)
+    assert await states(ctx) == {BatchState.SENT: 5, BatchState.IN_DOUBT: 1}
+    assert not ctx.report_pause.paused
+    assert not [p for p in await ctx.store.recent_problems() if p.where == "report"]
+    assert held(sandbox) == [f"C{n}" for n in range(6)]  # the lost one landed all the same

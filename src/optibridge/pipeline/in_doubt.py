@@ -107,22 +107,27 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
     reader = _Reader(ctx, ctx.timing.readback_per_pass)
     resolved = 0
     try:
-        lag = await _learn_lag(ctx, reader, lag, now)
-        if lag.unusable is not None and (lag.unusable_kind == "lag"
-                                         or (lag.retry_at or 0.0) > now):
-            return 0  # held; a refused or odd answer is retried now and then
-        if not doubted:
-            return 0
-        due = await ctx.store.in_doubt_reads_due(ctx.name, now, ctx.timing.readback_per_pass)
-        for batch, read in due:
-            resolved += await _read_batch(ctx, reader, lag, batch, read, now)
+        # Once a lag is known the batches go first: a row seen settles one at once, and a
+        # refresh of the lag would otherwise take the window's first free slot. Before,
+        # the lag goes first: without it an empty answer proves nothing.
+        learn_first = lag.lag_seconds is None
+        if learn_first:
+            lag = await _learn_lag(ctx, reader, lag, now)
+        if doubted and not _held(lag, now):
+            due = await ctx.store.in_doubt_reads_due(ctx.name, now,
+                                                     ctx.timing.readback_per_pass)
+            for batch, read in due:
+                resolved += await _read_batch(ctx, reader, lag, batch, read, now)
+        if not learn_first:
+            lag = await _learn_lag(ctx, reader, lag, now)
     except _Unusable as why:
         await _mark_unusable(ctx, lag, why.kind, str(why), now,
                              retry_in=ctx.timing.in_doubt_wait)
         return resolved
     except _Stop:
         pass
-    if lag.unusable is not None and reader.answered:
+    # An answer ends a refusal or an odd shape; a lag problem ends only by learning it.
+    if lag.unusable is not None and lag.unusable_kind != "lag" and reader.answered:
         await _usable_again(ctx, lag)
     return resolved
 
@@ -162,6 +167,12 @@ async def _learn_lag(ctx: TenantContext, reader: _Reader, lag: LagState, now: fl
     lag = lag.but(sample_next_at=now + max(FIRST_SAMPLE_READ, elapsed))
     await ctx.store.save_readback_lag(lag)
     return lag
+
+
+def _held(lag: LagState, now: float) -> bool:
+    """Read-back is unusable: re-learn the lag first, or wait before trying again."""
+    return lag.unusable is not None and (lag.unusable_kind == "lag"
+                                         or (lag.retry_at or 0.0) > now)
 
 
 def _lag_fresh(lag: LagState, now: float) -> bool:
@@ -228,10 +239,9 @@ async def _read_batch(ctx: TenantContext, reader: _Reader, lag: LagState,
                       batch: ReportBatchRecord, read: InDoubtRead, now: float) -> int:
     """One read-back of one in-doubt batch; 1 if that settled it."""
     timing = ctx.timing
-    if lag.lag_seconds is None:  # nothing learned yet: an empty answer would prove nothing
-        if now - read.in_doubt_since > timing.in_doubt_ceiling:
-            await _batch_problem(ctx, batch, read, now, "the read-back lag could not be "
-                                 "learned (no batch known to have landed to read back)")
+    if lag.lag_seconds is None and now - read.in_doubt_since > timing.in_doubt_ceiling:
+        await _batch_problem(ctx, batch, read, now, "the read-back lag could not be "
+                             "learned (no batch known to have landed to read back)")
         return 0
     if batch.size == 0:  # a bug upstream, not a call that may have landed
         await ctx.store.mark_batch(batch.id, BatchState.DEAD_LETTER, expect=BatchState.IN_DOUBT,
@@ -248,6 +258,11 @@ async def _read_batch(ctx: TenantContext, reader: _Reader, lag: LagState,
     if await reader.rows_for(batch, probe):
         return await _settle(ctx, batch, True, read.reads + 1, probe)
     since = read.in_doubt_since
+    if lag.lag_seconds is None:  # nothing learned yet: an empty answer proves nothing
+        await ctx.store.update_in_doubt_read(
+            batch.id, reads=read.reads + 1, absent=read.absent,
+            next_read_at=now + timing.in_doubt_wait / max(1, timing.in_doubt_probes))
+        return 0
     settled = since + horizon(lag.lag_seconds, timing.in_doubt_wait, timing.in_doubt_ceiling)
     absent = read.absent + (now >= settled)
     if absent >= timing.in_doubt_probes:

@@ -76,7 +76,7 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
         await _pause(ctx, error)
     except (TimeoutError, OptimoveError, OSError) as error:
         state, note = BatchState.IN_DOUBT, str(error)
-        await _pause(ctx, error)
+        await _pause(ctx, error, lost_answer=True)
     else:
         state = BatchState.SENT
         await _resume(ctx)
@@ -92,11 +92,12 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
 NOT_APPLIED = (OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveUnavailable)
 
 
-async def _pause(ctx: TenantContext, error: BaseException) -> None:
+async def _pause(ctx: TenantContext, error: BaseException, *, lost_answer: bool = False
+                 ) -> None:
     """One problem row per pause (not one per try), and a log line per try."""
     pause = ctx.report_pause
     pause.first, pause.longest = ctx.timing.report_retry_first, ctx.timing.report_retry_max
-    if pause.failed(f"{type(error).__name__}: {error}"):
+    if pause.failed(f"{type(error).__name__}: {error}", lost_answer=lost_answer):
         ctx.log.warning("report.paused", error=pause.reason, retry_in=pause.delay())
         await ctx.store.record_problem(
             ctx.name, "report", "reporting paused (nothing is lost; it resumes by itself "
@@ -132,7 +133,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
     stopped = asyncio.Event()
     failures: list[BaseException] = []
-    sent = 0
+    sent = doubted = 0
 
     def fail(error: BaseException) -> None:
         failures.append(error)
@@ -150,18 +151,22 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
             await ready.put(None)  # the senders drain the queue, so this never blocks
 
     async def send() -> None:
-        nonlocal sent
+        nonlocal sent, doubted
         while (batch := await ready.get()) is not None:
             if stopped.is_set() or ctx.report_pause.active:
                 continue  # left pending for the next pass
             try:
-                sent += await send_batch(ctx, batch) == BatchState.SENT
+                state = await send_batch(ctx, batch)
+                sent += state == BatchState.SENT
+                doubted += state == BatchState.IN_DOUBT
             except Exception as error:  # raised below, once the others have ended
                 fail(error)
 
     await asyncio.gather(feed(), *(send() for _ in range(IN_FLIGHT)))
     if failures:
         raise failures[0]
+    if doubted and not ctx.report_pause.active:
+        await resolve_in_doubt(ctx)  # now, in the window's first free slot: a row settles it
     return sent
 
 
