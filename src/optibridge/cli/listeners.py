@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from optibridge.cli.common import ConfigOption, config_from, console, fail, run
-from optibridge.cli.tenants import TenantOption, pick_tenant
+from optibridge.cli.tenants import TenantOption, pick_tenant, shared_optimove
 
 if TYPE_CHECKING:
     from optibridge.config import Config
@@ -24,22 +24,16 @@ app = typer.Typer(help="Register the service's listeners with Optimove (flow 1).
                   rich_markup_mode=None)
 
 
-def _client(loaded: Config, tenant: str | None) -> tuple[OptimoveClient, str]:
-    from optibridge.optimove.client import OptimoveClient
-
-    name = pick_tenant(loaded, tenant)
-    return OptimoveClient.from_tenant(loaded.tenant(name)), name
-
-
 def _apply(change: Change, verb: str, tenant: str | None, config: Path | None) -> None:
     from optibridge.optimove.errors import OptimoveError
 
     loaded = config_from(config)
-    client, tenant = _client(loaded, tenant)
+    name = pick_tenant(loaded, tenant)
 
     async def go() -> None:
-        async with client:
-            done = await change(loaded, tenant, client)
+        # The calls count in the key's window with serve's (see shared_client).
+        async with shared_optimove(loaded, name) as client:
+            done = await change(loaded, name, client)
         for item in done:
             console.print(f"{verb} EventTypeID {item.event_type} on channel {item.channel_id}")
 
@@ -70,10 +64,11 @@ def list_(tenant: str | None = TenantOption, config: Path | None = ConfigOption)
     """Show what Optimove has registered for the tenant."""
     from optibridge.optimove.errors import OptimoveError
 
-    client, _ = _client(config_from(config), tenant)
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
 
     async def go() -> None:
-        async with client:
+        async with shared_optimove(loaded, name) as client:
             found = await client.get_registered_event_listeners()
         table = Table("EventTypeID", "ChannelID", "ListenerURL")
         for item in found:

@@ -48,6 +48,20 @@ def shared_client(tenant: TenantConfig, store: Store) -> OptimoveClient:
 
 
 @asynccontextmanager
+async def shared_optimove(config: Config, name: str) -> AsyncIterator[OptimoveClient]:
+    """``shared_client`` on the configured database, for a command that needs no more."""
+    from optibridge.store import open_store
+
+    store = await open_store(config.server.database_url)
+    client = shared_client(config.tenant(name), store)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await store.db.dispose()
+
+
+@asynccontextmanager
 async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantContext]:
     """A context like the service's, for one command; closed afterwards."""
     from optibridge.pipeline.context import TenantContext
