@@ -18,9 +18,6 @@ class Pause:
     until: float = 0.0  # monotonic: no report call before then
     since: float | None = None  # wall clock: when the trouble started
     reason: str | None = None
-    # A lost answer noted but not yet counted: one alone among working calls is the
-    # batch's bad luck (it is in doubt and read back), not an outage worth a pause.
-    lone_loss: bool = False
 
     @property
     def active(self) -> bool:
@@ -31,16 +28,11 @@ class Pause:
         """Reporting is in trouble (paused, or trying again after a pause)."""
         return self.failures > 0
 
-    def failed(self, reason: str, *, lost_answer: bool = False) -> bool:
+    def failed(self, reason: str) -> bool:
         """Note one more failure; True when this starts a pause (worth telling someone).
 
         Calls that were under way together fail together: one that fails while the pause
-        it joins is still on counts as the same try, not as another doubling. A
-        ``lost_answer`` (a timeout, a dropped connection, a 5xx) pauses only when another
-        failure follows it before a call works again."""
-        if lost_answer and not self.failures and not self.lone_loss:
-            self.lone_loss = True
-            return False
+        it joins is still on counts as the same try, not as another doubling."""
         if self.active:
             self.reason = reason
             return False
@@ -57,7 +49,6 @@ class Pause:
 
     def succeeded(self) -> float | None:
         """A call worked: resume. Seconds the pause lasted, if there was one."""
-        self.lone_loss = False
         if not self.failures:
             return None
         lasted = time.time() - (self.since or time.time())

@@ -76,7 +76,7 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
         await _pause(ctx, error)
     except (TimeoutError, OptimoveError, OSError) as error:
         state, note = BatchState.IN_DOUBT, str(error)
-        await _pause(ctx, error, lost_answer=True)
+        await _pause(ctx, error)
     else:
         state = BatchState.SENT
         await _resume(ctx)
@@ -92,12 +92,11 @@ async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState
 NOT_APPLIED = (OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveUnavailable)
 
 
-async def _pause(ctx: TenantContext, error: BaseException, *, lost_answer: bool = False
-                 ) -> None:
+async def _pause(ctx: TenantContext, error: BaseException) -> None:
     """One problem row per pause (not one per try), and a log line per try."""
     pause = ctx.report_pause
     pause.first, pause.longest = ctx.timing.report_retry_first, ctx.timing.report_retry_max
-    if pause.failed(f"{type(error).__name__}: {error}", lost_answer=lost_answer):
+    if pause.failed(f"{type(error).__name__}: {error}"):
         ctx.log.warning("report.paused", error=pause.reason, retry_in=pause.delay())
         await ctx.store.record_problem(
             ctx.name, "report", "reporting paused (nothing is lost; it resumes by itself "
