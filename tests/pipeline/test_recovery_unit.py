@@ -36,7 +36,6 @@ class Outage:
     headers: dict[str, str] = field(default_factory=dict)
     applied_then_lost: bool = False  # forward the call, then lose its answer
     seen: int = 0
-    times: int | None = None  # only the first ``times`` calls meet the outage
 
 
 class OutageTransport(httpx.AsyncBaseTransport):
@@ -46,8 +45,7 @@ class OutageTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         outage = self.outage
-        if outage.status is None or "UpdateCampaign" not in request.url.path or (
-                outage.times is not None and outage.seen >= outage.times):
+        if outage.status is None or "UpdateCampaign" not in request.url.path:
             return await self.inner.handle_async_request(request)
         outage.seen += 1
         if outage.applied_then_lost:
