@@ -128,3 +128,30 @@ async def test_a_key_refused_for_read_back_alone_is_a_fix(settled: Rehearsal) ->
     readback = checks["tenant demo: read-back"]
     assert not readback.ok and "refused (403)" in readback.detail, readback
     assert "customers functions" in readback.fix
+
+
+async def test_doctors_optimove_calls_count_in_the_keys_shared_window(
+        settled: Rehearsal, tmp_path: Path) -> None:
+    """Run beside ``serve`` on the same database, doctor's calls (the key's check and the
+    read-back probe) are counted where serve counts its own; with no database yet, doctor
+    creates none."""
+    from optibridge.pipeline.lease import fingerprint
+    from optibridge.store import open_store
+
+    data = settled.config_data()
+    missing = tmp_path / "not-yet.db"
+    data["server"]["database_url"] = f"sqlite:///{missing}"
+    await run_checks(parse_config(data, environ=settled.environment()))
+    assert not missing.exists()
+
+    data["server"]["database_url"] = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = parse_config(data, environ=settled.environment())
+    store = await open_store(config.server.database_url)
+    key = fingerprint(config.tenant("demo").key())
+    try:
+        before = await store.calls_in_window(key, 3600)
+        await run_checks(config)
+        after = await store.calls_in_window(key, 3600)
+    finally:
+        await store.db.dispose()
+    assert (before, after) == (0, 2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +18,9 @@ from optibridge.cli.common import ConfigOption, console
 
 if TYPE_CHECKING:
     from optibridge.config import Config, ConfigError, TenantConfig
+    from optibridge.optimove.client import OptimoveClient
     from optibridge.retry import RetryPolicy
+    from optibridge.store import Store
 
 TIMEOUT = 10.0
 
@@ -78,24 +82,58 @@ async def check_database(config: Config) -> Check:
     return Check("database", True, "reachable, migrations current")
 
 
-async def check_optimove(name: str, tenant: TenantConfig) -> Check:
+async def current_store(config: Config) -> Store | None:
+    """A store on the configured database if it exists and is migrated (else None: doctor
+    never creates a database; the database check says what is missing)."""
+    from optibridge.store import Database, Store
+    from optibridge.store.migrate import is_current
+
+    url = config.server.database_url
+    try:
+        sqlite_file = _sqlite_file(url)
+        if sqlite_file is not None and not sqlite_file.exists():
+            return None  # connecting would create it
+        if not await asyncio.to_thread(is_current, url):
+            return None
+    except Exception:
+        return None
+    return Store(Database(url))
+
+
+@asynccontextmanager
+async def optimove_client(config: Config, tenant: TenantConfig) -> AsyncIterator[OptimoveClient]:
+    """Doctor's Optimove client (two quick tries). Its calls count in the key's window with
+    ``serve``'s when the database is there, so doctor run beside a busy service never pushes
+    the key over its limit; without a database nothing else can be using the window."""
+    from optibridge.cli.tenants import shared_limiter
+    from optibridge.optimove.client import OptimoveClient
+
+    store = await current_store(config)
+    client = OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
+                            retry=_quick(), timeout=TIMEOUT,
+                            limiter=None if store is None else shared_limiter(tenant, store))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        if store is not None:
+            await store.db.dispose()
+
+
+async def check_optimove(config: Config, name: str, tenant: TenantConfig) -> Check:
     import httpx
 
-    from optibridge.optimove.client import OptimoveClient
     from optibridge.optimove.errors import OptimoveAuthError, OptimoveError
 
     what = f"tenant {name}: Optimove key"
-    client = OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
-                            retry=_quick(), timeout=TIMEOUT)
     try:
-        listeners = await client.get_registered_event_listeners()
+        async with optimove_client(config, tenant) as client:
+            listeners = await client.get_registered_event_listeners()
     except OptimoveAuthError as error:
         return Check(what, False, f"refused ({error.status})",
                      f"put this tenant's API key in ${tenant.api_key_env or 'api_key_env'}")
     except (OptimoveError, httpx.HTTPError) as error:
         return Check(what, False, _short(error), f"check tenants.{name}.optimove_url")
-    finally:
-        await client.aclose()
     return Check(what, True, f"accepted; {len(listeners)} event listeners registered")
 
 
@@ -171,7 +209,7 @@ async def run_checks(config: Config) -> list[Check]:
     """Every check after the config's: the database, each key, the public URL."""
     checks = [await check_database(config)]
     for name, tenant in config.tenants.items():
-        checks.append(await check_optimove(name, tenant))
+        checks.append(await check_optimove(config, name, tenant))
         checks.append(await check_platform(name, tenant))
         checks.append(await _readback_check(config, name, tenant))
     checks.append(check_admin_token(config))

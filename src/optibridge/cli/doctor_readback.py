@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import httpx
 
-from optibridge.cli.doctor import TIMEOUT, Check, _quick, _short, _sqlite_file
+from optibridge.cli.doctor import Check, _short, current_store, optimove_client
 from optibridge.config import Config, TenantConfig
-from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.errors import (
     OptimoveAuthError,
     OptimoveError,
     OptimoveUnexpectedResponse,
 )
-from optibridge.store import Store
-from optibridge.store.db import Database
 
 PROBE_CUSTOMER = "optibridge-doctor"  # any ID: an unknown customer answers an empty list
 
@@ -24,11 +20,10 @@ PROBE_CUSTOMER = "optibridge-doctor"  # any ID: an unknown customer answers an e
 async def check_readback(config: Config, name: str, tenant: TenantConfig) -> Check:
     """The key may call GetCustomerChannelInteractions, and serving found it usable."""
     what = f"tenant {name}: read-back"
-    client = OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
-                            retry=_quick(), timeout=TIMEOUT)
     today = dt.datetime.now(dt.UTC).date()
     try:
-        await client.get_customer_channel_interactions(PROBE_CUSTOMER, today, today)
+        async with optimove_client(config, tenant) as client:
+            await client.get_customer_channel_interactions(PROBE_CUSTOMER, today, today)
     except OptimoveAuthError as error:
         return Check(what, False, f"GetCustomerChannelInteractions refused ({error.status}): "
                      "in-doubt report batches cannot be read back and are held",
@@ -38,8 +33,6 @@ async def check_readback(config: Config, name: str, tenant: TenantConfig) -> Che
                      f"do not know: {_short(error)}", "report it to the optibridge team")
     except (OptimoveError, httpx.HTTPError) as error:
         return Check(what, False, _short(error), f"check tenants.{name}.optimove_url")
-    finally:
-        await client.aclose()
     unusable = await _stored_unusable(config, name)
     if unusable:
         return Check(what, False, f"permitted, but serving found read-back unusable: "
@@ -50,19 +43,10 @@ async def check_readback(config: Config, name: str, tenant: TenantConfig) -> Che
 
 async def _stored_unusable(config: Config, name: str) -> str | None:
     """Why serving last found read-back unusable for the tenant (None: it did not)."""
-    from optibridge.store.migrate import is_current
-
-    url = config.server.database_url
-    try:
-        sqlite_file = _sqlite_file(url)
-        if sqlite_file is not None and not sqlite_file.exists():
-            return None  # connecting would create it
-        if not await asyncio.to_thread(is_current, url):
-            return None
-        store = Store(Database(url))
-        try:
-            return (await store.readback_lag(name)).unusable
-        finally:
-            await store.db.dispose()
-    except Exception:  # no database or not migrated yet: the database check says so
+    store = await current_store(config)
+    if store is None:  # no database or not migrated yet: the database check says so
         return None
+    try:
+        return (await store.readback_lag(name)).unusable
+    finally:
+        await store.db.dispose()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from optibridge.config import Config, TenantConfig
     from optibridge.optimove.client import OptimoveClient
     from optibridge.pipeline.context import TenantContext
+    from optibridge.ratelimit import SlidingWindowLimiter
     from optibridge.store import Store
 
 TenantOption = typer.Option(None, "--tenant", "-t",
@@ -33,18 +34,23 @@ def pick_tenant(config: Config, tenant: str | None) -> str:
     return next(iter(config.tenants))
 
 
-def shared_client(tenant: TenantConfig, store: Store) -> OptimoveClient:
-    """An Optimove client whose calls count in the key's window with ``serve``'s (the
-    database counts them), so a command run beside it never pushes the key over its limit."""
-    from optibridge.optimove.client import OptimoveClient
+def shared_limiter(tenant: TenantConfig, store: Store) -> SlidingWindowLimiter:
+    """The key's limiter whose calls count in its window with ``serve``'s (the database
+    counts them), so a command run beside it never pushes the key over its limit."""
     from optibridge.pipeline.lease import KeyWindow
     from optibridge.ratelimit import SlidingWindowLimiter
 
     limit = tenant.rate_limit
     window = KeyWindow(store, tenant.key(), limit.requests, limit.per_seconds)
+    return SlidingWindowLimiter(limit.requests, limit.per_seconds, shared=window)
+
+
+def shared_client(tenant: TenantConfig, store: Store) -> OptimoveClient:
+    """An Optimove client on ``shared_limiter``."""
+    from optibridge.optimove.client import OptimoveClient
+
     return OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
-                          limiter=SlidingWindowLimiter(limit.requests, limit.per_seconds,
-                                                       shared=window))
+                          limiter=shared_limiter(tenant, store))
 
 
 @asynccontextmanager
