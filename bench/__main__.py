@@ -1,8 +1,12 @@
-"""``python -m bench NAME [--quick] [--runs N] [--no-append] [--out FILE] [--audience files]``
+"""``python -m bench NAME... [--quick] [--runs N] [--no-append] [--out FILE] [--audience files]
+[--database sqlite|postgresql|both] [--replicas N]``
 
-NAME is one of the benchmarks or ``all``. Each run prints a table; the median of the runs is
-appended to BENCHMARKS.md with date, machine and commit (``--quick`` runs are not recorded
-unless ``--out`` names a file).
+NAME is one or more of the benchmarks, or ``all``. Each run prints a table; the median of the
+runs is appended to BENCHMARKS.md with date, machine, commit and load average (``--quick``
+runs are not recorded unless ``--out`` names a file). ``--database postgresql`` runs the
+service on a database of its own, created on the server $OPTIBRIDGE_BENCH_POSTGRES_URL names
+and dropped afterwards (``both``: the two alternate run by run); ``--replicas N`` (ingest
+benchmarks) runs N service processes on one database, the load spread over their ports.
 """
 
 from __future__ import annotations
@@ -12,10 +16,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import BENCHMARKS_MD, Result, append, console, median_of, table
+from bench.common import (
+    BENCHMARKS_MD,
+    POSTGRES_ENV,
+    TARGET,
+    Result,
+    append,
+    console,
+    median_of,
+    postgres_server,
+    table,
+)
 
 NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "report-lost",
          "triggered", "campaign")
+REPLICATED = ("ingest-batched", "ingest-single")  # what --replicas applies to
 
 
 def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Result]]:
@@ -42,9 +57,56 @@ def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Res
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    if "postgresql" in databases:
+        postgres_server()  # a clear message before anything starts
+    names = list(NAMES) if "all" in args.name else list(dict.fromkeys(args.name))
+    if args.replicas < 1 or (args.replicas > 1 and not set(names) & set(REPLICATED)):
+        raise SystemExit(f"--replicas N (N >= 1) applies to {' and '.join(REPLICATED)} only")
+    runs = args.runs or (1 if args.quick else 3)
+    wanted = names
+    if args.audience == "files":
+        wanted = ["pull-files" if name == "pull" else name for name in wanted]
+    record = not args.no_append and (args.out is not None or not args.quick)
+    out = args.out or BENCHMARKS_MD
+    done: dict[tuple[str, str], list[Result]] = {}
+    for name in wanted:
+        if any(measured == name for measured, _ in done):
+            continue  # measured by an earlier benchmark's run (pull measures execute)
+        TARGET.replicas = args.replicas if name in REPLICATED else 1
+        # Databases alternate run by run, so both see the same hour of a shared machine.
+        for run in range(runs):
+            for database in databases:
+                TARGET.database = database
+                console.print(f"[bold]{name}[/] run {run + 1}/{runs}{TARGET.label()}"
+                              f"{' (quick)' if args.quick else ''}")
+                runner = _runner("pull", "files") if name == "pull-files" else _runner(name)
+                for measured, result in runner(args.quick).items():
+                    done.setdefault((measured, database), []).append(result)
+                    console.print(table(result))
+    failed = False
+    for name in dict.fromkeys(measured for measured, _ in done):  # execute comes with pull
+        for database in databases:
+            results = done.get((name, database))
+            if not results:
+                continue
+            merged = median_of(results)
+            if runs > 1:
+                console.print(table(merged))
+            if record:
+                append(merged, out)
+            failed = failed or not merged.figures
+    if record:
+        console.print(f"figures appended to {out}")
+    return 1 if failed else 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=[*NAMES, "all"])
+    parser.add_argument("name", nargs="+", choices=[*NAMES, "all"],
+                        help="one or more benchmarks, or all")
     parser.add_argument("--quick", action="store_true", help="seconds, small sizes (CI)")
     parser.add_argument("--runs", type=int, default=None,
                         help="runs to take the median of (default 3, --quick 1)")
@@ -54,38 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audience", choices=["rest", "files"], default="rest",
                         help="pull: files reads an EventTypeID 14 audience from Avro files "
                              "(and measures the REST pull in the same run as its baseline)")
-    args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.quick else 3)
-    wanted = list(NAMES) if args.name == "all" else [args.name]
-    if args.audience == "files":
-        wanted = ["pull-files" if name == "pull" else name for name in wanted]
-    record = not args.no_append and (args.out is not None or not args.quick)
-    out = args.out or BENCHMARKS_MD
-    done: dict[str, list[Result]] = {}
-    for name in wanted:
-        if name in done:
-            continue  # measured by an earlier benchmark's run (pull measures execute)
-        for run in range(runs):
-            console.print(f"[bold]{name}[/] run {run + 1}/{runs}"
-                          f"{' (quick)' if args.quick else ''}")
-            runner = _runner("pull", "files") if name == "pull-files" else _runner(name)
-            for measured, result in runner(args.quick).items():
-                done.setdefault(measured, []).append(result)
-                console.print(table(result))
-    failed = False
-    for name in wanted:
-        results = done.get(name)
-        if not results:
-            continue
-        merged = median_of(results)
-        if runs > 1:
-            console.print(table(merged))
-        if record:
-            append(merged, out)
-        failed = failed or not merged.figures
-    if record:
-        console.print(f"figures appended to {out}")
-    return 1 if failed else 0
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"],
+                        default="sqlite",
+                        help="the service's database; postgresql: a fresh database on the "
+                             f"server ${POSTGRES_ENV} names; both: the two alternate run "
+                             "by run (a baseline in the same hour)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help=f"service processes on one database ({', '.join(REPLICATED)})")
+    return parser
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import sqlite3
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,76 @@ from rich.console import Console
 from rich.table import Table
 
 from optibridge.demo import Rehearsal
+from optibridge.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+POSTGRES_ENV = "OPTIBRIDGE_BENCH_POSTGRES_URL"
 console = Console()
+
+
+@dataclass
+class Target:
+    """What the benchmarks run against: the database kind and, for the ingest benchmarks,
+    how many replicas of the service share it. ``python -m bench`` sets ``TARGET``."""
+
+    database: str = "sqlite"  # or "postgresql" (a fresh database at $OPTIBRIDGE_BENCH_...)
+    replicas: int = 1
+
+    def label(self) -> str:
+        """How a result's heading names the target ("" for the default)."""
+        parts = [] if self.database == "sqlite" else [self.database]
+        if self.replicas > 1:
+            parts.append(f"{self.replicas} replicas")
+        return f" ({', '.join(parts)})" if parts else ""
+
+
+TARGET = Target()
+
+
+def postgres_server() -> str:
+    """The PostgreSQL server the benchmarks make their databases on, or a clear exit."""
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        raise SystemExit(f"--database postgresql: set {POSTGRES_ENV} to a server the "
+                         "benchmark may create and drop databases on, for example "
+                         "postgresql://postgres@127.0.0.1:5432/postgres")
+    return url
+
+
+class PostgresDatabase:
+    """A database of its own on the benchmark server, created now and dropped by ``drop``
+    (as the tests' fixture does)."""
+
+    def __init__(self, server: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        admin = make_url(server).set(drivername="postgresql")
+        self.admin = admin.render_as_string(hide_password=False)
+        self.name = f"optibridge_bench_{uuid.uuid4().hex[:10]}"
+        self._admin("CREATE DATABASE \"{}\"")
+        self.url = admin.set(database=self.name).render_as_string(hide_password=False)
+        self._connection: Any = None
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as connection:
+            connection.execute(sql.format(self.name).encode())
+
+    def connection(self) -> Any:
+        """One autocommit connection for the benchmark's own reads and writes."""
+        import psycopg
+
+        if self._connection is None:
+            self._connection = psycopg.connect(self.url, autocommit=True)
+        return self._connection
+
+    def drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._admin("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)")
 
 
 @dataclass(frozen=True)
@@ -53,6 +120,11 @@ class Result:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     runs: int = 1
+    target: str = field(default_factory=lambda: TARGET.label())
+    loads: list[float] = field(default_factory=lambda: [os.getloadavg()[0]])
+
+    def loads_text(self) -> str:
+        return ", ".join(f"{load:.1f}" for load in self.loads)
 
     def add(self, name: str, value: float, unit: str = "", target: float | None = None,
             better: str = ">=") -> None:
@@ -65,7 +137,8 @@ class Result:
 def median_of(results: Sequence[Result]) -> Result:
     """Each figure's median over the runs (figures keep the first run's order)."""
     first = results[0]
-    merged = Result(first.benchmark, first.quick, runs=len(results))
+    merged = Result(first.benchmark, first.quick, runs=len(results), target=first.target,
+                    loads=[load for r in results for load in r.loads])
     for figure in first.figures:
         values = [f.value for r in results for f in r.figures if f.name == figure.name]
         merged.figures.append(Figure(figure.name, statistics.median(values), figure.unit,
@@ -90,7 +163,7 @@ def _verdict(figure: Figure) -> str:
 
 
 def table(result: Result) -> Table:
-    title = (f"{result.benchmark}{' (quick)' if result.quick else ''}"
+    title = (f"{result.benchmark}{result.target}{' (quick)' if result.quick else ''}"
              f"{f', median of {result.runs} runs' if result.runs > 1 else ''}")
     out = Table("figure", "value", "unit", "target", "", title=title)
     for figure in result.figures:
@@ -133,8 +206,10 @@ def append(result: Result, path: Path = BENCHMARKS_MD) -> None:
     """Append the figures with date, machine and commit under the results heading."""
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = f", median of {result.runs} runs" if result.runs > 1 else ""
-    text = (f"\n### {result.benchmark}{' --quick' if result.quick else ''} — {when}\n\n"
-            f"Machine: {machine()}. Commit: {commit()}{runs}.\n\n{markdown(result)}\n")
+    text = (f"\n### {result.benchmark}{' --quick' if result.quick else ''}{result.target} "
+            f"— {when}\n\n"
+            f"Machine: {machine()}. Commit: {commit()}{runs}. Load average (1 min) at the "
+            f"start of each run: {result.loads_text()}.\n\n{markdown(result)}\n")
     for note in result.notes:
         text += f"\n- {note}"
     if result.notes:
@@ -163,20 +238,21 @@ def cpu_seconds(pid: int) -> float:
 
 
 class ServiceProbe:
-    """CPU time and peak RSS of the service process over a measured stretch."""
+    """CPU time and peak RSS of the service process (or of each replica's) over a measured
+    stretch: cores are the sum over the processes, peak RSS the largest one's."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
         self.started = time.monotonic()
-        self.cpu_start = cpu_seconds(pid)
+        self.cpu_start = sum(cpu_seconds(pid) for pid in pids)
 
     def cores(self) -> float:
         """Cores the service used on average since the probe started."""
-        return (cpu_seconds(self.pid) - self.cpu_start) / max(1e-9,
-                                                              time.monotonic() - self.started)
+        used = sum(cpu_seconds(pid) for pid in self.pids) - self.cpu_start
+        return used / max(1e-9, time.monotonic() - self.started)
 
     def peak_mb(self) -> float:
-        return peak_rss_mb(self.pid)
+        return max(peak_rss_mb(pid) for pid in self.pids)
 
 
 # ---- worlds: sandboxes here, the service in its own process ---------------------------------
@@ -188,6 +264,7 @@ class World(Rehearsal):
     overrides: dict[str, Any] = field(default_factory=dict)
     tenant_overrides: dict[str, Any] = field(default_factory=dict)
     channels: dict[str, Any] = field(default_factory=dict)
+    postgres: PostgresDatabase | None = None
 
     def config_data(self) -> dict[str, Any]:
         data = super().config_data()
@@ -203,16 +280,37 @@ class World(Rehearsal):
         self.start_sandboxes()
         return self.start_service_process()
 
+    def start_sandboxes(self) -> None:
+        """The sandboxes, and on PostgreSQL a fresh database of the run's own."""
+        if TARGET.database == "postgresql" and self.postgres is None:
+            self.postgres = PostgresDatabase(postgres_server())
+            self.database_url = self.postgres.url
+        super().start_sandboxes()
+
     def start_service_process(self) -> subprocess.Popen[bytes]:
         self.config = self._config()
         return self.start_process(self.service_port)
+
+    def start_replicas(self, count: int) -> list[subprocess.Popen[bytes]]:
+        """The service and ``count - 1`` more replicas on the same database, each on a
+        port of its own (``ports``)."""
+        first = self.start_service_process()
+        return [first, *(self.start_process(free_port()) for _ in range(count - 1))]
+
+    @property
+    def ports(self) -> list[int]:
+        return list(self.processes)
 
     @property
     def database_path(self) -> Path:
         return self.workdir / "optibridge.db"
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """A read of the service's SQLite database from here (WAL: never blocks it)."""
+        """A read of the service's database from here (SQLite's WAL: never blocks it);
+        ``?`` placeholders on either database."""
+        if self.postgres is not None:
+            cursor = self.postgres.connection().execute(sql.replace("?", "%s").encode(), args)
+            return list(cursor.fetchall()) if cursor.description else []
         with sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True,
                              timeout=30) as db:
             return list(db.execute(sql, args).fetchall())
@@ -220,6 +318,30 @@ class World(Rehearsal):
     def scalar(self, sql: str, *args: Any) -> Any:
         rows = self.query(sql, *args)
         return rows[0][0] if rows else None
+
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Iterable[Sequence[Any]]) -> None:
+        """Rows written straight into the service's database (a backlog to start from):
+        COPY on PostgreSQL, one executemany on SQLite."""
+        names = ", ".join(columns)
+        if self.postgres is not None:
+            with self.postgres.connection().cursor() as cursor, cursor.copy(
+                    f"COPY {table} ({names}) FROM STDIN".encode()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in columns)
+        with sqlite3.connect(self.database_path) as db:
+            db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                           rows)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.postgres is not None:
+                self.postgres.drop()
+                self.postgres = None
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, poll: float = 0.05,

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from bench import loadgen
 from bench.common import (
+    TARGET,
     Result,
     ServiceProbe,
     World,
@@ -94,12 +95,13 @@ def run(name: str, quick: bool) -> Result:
         template = world.platform.add_template("Offer", ChannelType.EMAIL, "<p>Hi</p>")
         recipients = 20_000 if quick else 200_000
         addresses = asyncio.run(seed_send(world, recipients, template))
-        process = world.start_service_process()
+        processes = world.start_replicas(TARGET.replicas)
+        process = processes[0]
         wait_for("the send READY", lambda: world.scalar(
             "SELECT state FROM send") == "ready", timeout=300, alive=process)
         requests = callbacks(world, addresses, per_callback, 2_000)
-        probe = ServiceProbe(process.pid)
-        load = loadgen.closed_loop("127.0.0.1", world.service_port, requests,
+        probe = ServiceProbe(*(p.pid for p in processes))
+        load = loadgen.closed_loop("127.0.0.1", world.ports, requests,
                                    concurrency=concurrency, duration=duration)
         cores = probe.cores()
         stopped = time.monotonic()
@@ -128,6 +130,7 @@ def run(name: str, quick: bool) -> Result:
         result.add("service CPU (cores, average)", cores, "cores")
         result.add("service peak RSS", probe.peak_mb(), "MB")
         result.add("concurrent connections", concurrency, "")
+        result.add("service replicas", len(processes), "")
         result.add("seconds of load", load.seconds, "s")
         if single:
             bare_port = free_port()

@@ -70,7 +70,7 @@ class _Tally:
             self.failed += 1
 
 
-async def _closed(host: str, port: int, requests: Sequence[tuple[bytes, int]],
+async def _closed(host: str, ports: Sequence[int], requests: Sequence[tuple[bytes, int]],
                   concurrency: int, duration: float, limit: int | None) -> LoadResult:
     tally = _Tally()
     start = time.monotonic()
@@ -78,6 +78,7 @@ async def _closed(host: str, port: int, requests: Sequence[tuple[bytes, int]],
     counter = iter(range(limit if limit is not None else 10**12))
 
     async def connection(offset: int) -> None:
+        port = ports[offset % len(ports)]  # connections spread evenly over the replicas
         reader, writer = await asyncio.open_connection(host, port)
         index = offset
         try:
@@ -131,10 +132,10 @@ async def _paced(host: str, port: int, requests: Sequence[tuple[bytes, int]], ra
                       tally.latencies, tally.statuses)
 
 
-def _run_closed(host: str, port: int, requests: Sequence[tuple[bytes, int]],
+def _run_closed(host: str, ports: Sequence[int], requests: Sequence[tuple[bytes, int]],
                 concurrency: int, duration: float, limit: int | None) -> LoadResult:
     _fast_loop()
-    return asyncio.run(_closed(host, port, requests, concurrency, duration, limit))
+    return asyncio.run(_closed(host, ports, requests, concurrency, duration, limit))
 
 
 def _run_paced(host: str, port: int, requests: Sequence[tuple[bytes, int]], rate: float,
@@ -156,13 +157,15 @@ def _pool() -> concurrent.futures.ProcessPoolExecutor:
         max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
-def closed_loop(host: str, port: int, requests: Sequence[tuple[bytes, int]], *,
-                concurrency: int, duration: float, limit: int | None = None) -> LoadResult:
+def closed_loop(host: str, port: int | Sequence[int], requests: Sequence[tuple[bytes, int]],
+                *, concurrency: int, duration: float, limit: int | None = None) -> LoadResult:
     """``concurrency`` connections, each sending its next request when the last is
     answered, for ``duration`` seconds (or ``limit`` requests), in a separate process.
-    ``requests`` are (encoded request, units it carries), used round robin."""
+    ``requests`` are (encoded request, units it carries), used round robin. Several
+    ``port``s (replicas of the service): the connections are spread over them."""
+    ports = [port] if isinstance(port, int) else list(port)
     with _pool() as pool:
-        return pool.submit(_run_closed, host, port, list(requests), concurrency, duration,
+        return pool.submit(_run_closed, host, ports, list(requests), concurrency, duration,
                            limit).result()
 
 

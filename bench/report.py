@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
 import time
 
 from bench.common import Result, ServiceProbe, World, rate_share, wait_for
@@ -37,11 +36,10 @@ def write_backlog(world: World, count: int) -> None:
     send_id = int(world.scalar("SELECT id FROM send"))
     day = dt.datetime.now(dt.UTC).date().isoformat()
     created = time.time() - 60
-    with sqlite3.connect(world.database_path) as db:
-        db.executemany(
-            "INSERT INTO interaction (send_id, customer_id, event, day, batch_id, created_at)"
-            " VALUES (?, ?, 'opened', ?, NULL, ?)",
-            ((send_id, f"R{i:08d}", day, created) for i in range(count)))
+    world.insert_rows("interaction",
+                      ("send_id", "customer_id", "event", "day", "batch_id", "created_at"),
+                      ((send_id, f"R{i:08d}", "opened", day, None, created)
+                       for i in range(count)))
 
 
 def lost_answers(quick: bool) -> FaultPlan:

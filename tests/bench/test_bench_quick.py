@@ -54,3 +54,50 @@ def test_every_benchmark_runs_quick_and_records_figures(tmp_path: Path) -> None:
         assert all(math.isfinite(v) and v >= 0 for v in figures.values()), (name, figures)
         assert figures[HEADLINE[name]] > 0, (name, figures)
         assert figures.get("service peak RSS", 1) > 0, (name, figures)
+
+
+def _bench(args: list[str], env: dict[str, str], timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_postgresql_without_a_server_says_which_variable_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPTIBRIDGE_BENCH_POSTGRES_URL"}
+    done = _bench(["report", "--quick", "--database", "postgresql", "--out",
+                   str(tmp_path / "out.md")], env, timeout=60)
+    assert done.returncode != 0
+    assert "OPTIBRIDGE_BENCH_POSTGRES_URL" in done.stderr
+    assert not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.slow
+def test_postgresql_and_replicas_run_quick_and_record_figures(tmp_path: Path) -> None:
+    """The production path's benchmarks (a database of their own on the test server, two
+    replicas for ingest) come out with figures; the database is dropped afterwards."""
+    server = os.environ.get("OPTIBRIDGE_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("OPTIBRIDGE_TEST_POSTGRES_URL is not set")
+    import psycopg
+
+    def bench_databases() -> set[str]:
+        with psycopg.connect(server, autocommit=True) as connection:
+            return {row[0] for row in connection.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'optibridge_bench_%'")}
+
+    before = bench_databases()
+    out = tmp_path / "BENCHMARKS.md"
+    env = {**os.environ, "OPTIBRIDGE_BENCH_POSTGRES_URL": server}
+    done = _bench(["pull", "ingest-batched", "report", "--quick", "--database", "postgresql",
+                   "--replicas", "2", "--out", str(out)], env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    for name in ("pull", "execute", "ingest-batched", "report"):
+        assert re.search(rf"^### {name} --quick \(postgresql", text, re.MULTILINE), name
+        figures = _figures(text, name)
+        assert figures[HEADLINE[name]] > 0, (name, figures)
+    assert "### ingest-batched --quick (postgresql, 2 replicas)" in text
+    assert _figures(text, "ingest-batched")["service replicas"] == 2
+    assert "Load average (1 min) at the start of each run:" in text
+    assert bench_databases() == before
