@@ -12,12 +12,14 @@ import json
 import math
 from typing import Any
 
+from optibridge.refusals import Refusal, Refused
+
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 19  # every integer a 64-bit signed column holds, and then some
 INT64 = 2**63
 
 
-class JsonBodyError(ValueError):
+class JsonBodyError(Refused):
     """The body is not JSON we accept; the message says why."""
 
 
@@ -90,3 +92,33 @@ def bounded_id(number: int, name: str, bits: int = 63) -> int:
     if not -(2**bits) <= number < 2**bits:
         raise JsonBodyError(f"{name} {number} is out of range (at most {2**bits - 1})")
     return number
+
+
+def json_object(body: bytes, limit: int) -> dict[str, Any]:
+    """The body as a JSON object: refused when over ``limit`` bytes, not JSON we accept, or
+    not an object."""
+    if len(body) > limit:
+        raise Refused(f"body is {len(body)} bytes, at most {limit}", Refusal.TOO_LARGE)
+    data = loads(body)
+    if not isinstance(data, dict):
+        raise JsonBodyError("body must be a JSON object")
+    return data
+
+
+def id_field(value: Any, name: str, *, required: bool = False, bits: int = 63) -> int | None:
+    """An ID from a JSON value, a number or its decimal text (None when absent and not
+    ``required``): never negative, and held by a signed column of ``bits`` + 1 bits."""
+    if value is None or value == "":
+        if required:
+            raise JsonBodyError(f"{name} is missing")
+        return None
+    if isinstance(value, (bool, dict, list)):
+        raise JsonBodyError(f"{name} must be an integer, got {json.dumps(value)[:60]}")
+    try:
+        number = int(value) if isinstance(value, float) and value.is_integer() \
+            else int(str(value).strip())
+    except ValueError:
+        raise JsonBodyError(f"{name} must be an integer, got {str(value)[:60]!r}") from None
+    if number < 0:
+        raise JsonBodyError(f"{name} must not be negative, got {number}")
+    return bounded_id(number, name, bits)

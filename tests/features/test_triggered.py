@@ -13,15 +13,11 @@ import httpx
 import pytest
 
 from optibridge.config import ChannelType
+from optibridge.optimove.inbound import parse_trigger
 from optibridge.optimove.models import InteractionEvent, Metric
 from optibridge.pipeline.progress import progress
-from optibridge.pipeline.triggered import (
-    TriggerError,
-    TriggerIntake,
-    gather_step,
-    parse_trigger,
-    to_new_trigger,
-)
+from optibridge.pipeline.triggered import TriggerIntake, gather_step, to_new_trigger
+from optibridge.refusals import Refused
 from optibridge.service.app import create_app
 from optibridge.serving import RunningServer, start_server
 from tests.features.conftest import TENANT, TRIGGERED, World
@@ -239,5 +235,5 @@ def test_parser_reads_both_shapes_and_keeps_the_raw_payload(world: World) -> Non
     chosen = to_new_trigger(parse_trigger(snake), tenant, TENANT)
     assert (chosen.customer_id, chosen.campaign_id, chosen.channel_id, chosen.template_id,
             chosen.action_id, chosen.address) == ("U9", 8, TRIGGERED, 4, 3, None)
-    with pytest.raises(TriggerError, match="not a scalar"):
+    with pytest.raises(Refused, match="not a scalar"):
         parse_trigger(b'{"CustomerID":"a","CampaignID":1,"Personalization":{"x":[1]}}')

@@ -26,10 +26,11 @@ from optibridge.domain import (
     WorkKind,
     WorkState,
 )
+from optibridge.optimove.inbound import parse_trigger
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.reporting import report_metrics
-from optibridge.pipeline.triggered import gather_triggers, parse_trigger, to_new_trigger
+from optibridge.pipeline.triggered import gather_triggers, to_new_trigger
 from optibridge.pipeline.worker import pull_step
 from optibridge.retry import RetryPolicy as ClientRetry
 from optibridge.sandbox.optimove import OptimoveSandbox

@@ -15,13 +15,15 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from optibridge.config import EngagementFilesConfig
+from optibridge.refusals import Refused
+from optibridge.safejson import JsonBodyError, id_field
 
 CSEK_REASONS = {"resourceIsEncryptedWithCustomerEncryptionKey", "customerEncryptionKeyIsIncorrect",
                 "customerEncryptionKeyFormatIsInvalid", "customerEncryptionKeySha256IsInvalid",
                 "resourceNotEncryptedWithCustomerEncryptionKey"}
 
 
-class EngagementPayloadError(ValueError):
+class EngagementPayloadError(Refused):
     """The webhook's payload cannot be used; the message names the field."""
 
 
@@ -63,17 +65,10 @@ def _text(fields: Mapping[str, Any], name: str) -> str:
 
 
 def _int(fields: Mapping[str, Any], name: str, required: bool) -> int | None:
-    value = fields.get(name.lower())
-    if value is None or value == "":
-        if required:
-            raise EngagementPayloadError(f"{name} is missing")
-        return None
-    if isinstance(value, bool):
-        raise EngagementPayloadError(f"{name} must be an integer, got {value!r}")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise EngagementPayloadError(f"{name} must be an integer, got {value!r}") from None
+        return id_field(fields.get(name.lower()), name, required=required)
+    except JsonBodyError as error:
+        raise EngagementPayloadError(error.reason) from None
 
 
 def parse_engagement(payload: Mapping[str, Any], files: EngagementFilesConfig | None = None

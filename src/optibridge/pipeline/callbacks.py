@@ -13,25 +13,16 @@ from urllib.parse import parse_qs
 
 from optibridge.domain import Event, InboxItem
 from optibridge.pipeline.group_commit import GroupCommit
-from optibridge.platform.callbacks import CallbackError, parse_callback
+from optibridge.platform.callbacks import MAX_CALLBACK_BYTES, CallbackError, parse_callback
+from optibridge.refusals import Refusal, Refused
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
 
-MAX_CALLBACK_BYTES = 32 * 1024 * 1024  # 200,000 addresses are about 10 MB (platform-api.md)
 # The door's window for a callback's ``when``: not more than a day before its send was due,
 # not more than a few minutes ahead of our clock (the platform's clock may run a little
 # ahead). Anything outside cannot be an event of this send, and would break the mapping.
 WHEN_BEFORE_SEND = 86_400.0
 WHEN_AHEAD = 300.0
-
-
-class CallbackRefused(Exception):
-    """The callback is not stored; ``status`` is the HTTP answer that fits."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -95,29 +86,26 @@ def verified_send(signer: UrlSigner, tenant: str, query_string: str) -> int:
         query = {}
     send_id = signer.verify(tenant, _one(query, "send"), _one(query, "sig"))
     if send_id is None:
-        raise CallbackRefused(403, "the callback URL's signature is missing or wrong")
+        raise Refused("the callback URL's signature is missing or wrong", Refusal.FORBIDDEN)
     return send_id
 
 
 async def accept_callback(send_id: int, writer: InboxWriter, store: Store, body: bytes,
                           query_string: str) -> Accepted:
     """Parse a verified send's callback and store it as received."""
-    if len(body) > MAX_CALLBACK_BYTES:
-        await store.record_callback_problem("oversize", send_id, f"{len(body)} bytes")
-        raise CallbackRefused(413, f"body of {len(body)} bytes is over {MAX_CALLBACK_BYTES}")
-    try:
+    try:  # the body's size was checked at the door (``service.http.read_body``)
         batch = parse_callback(body, query_string, max_bytes=MAX_CALLBACK_BYTES)
     except CallbackError as error:
         # Signed, so it is really from the platform: keep it for inspection.
         await store.record_callback_problem("malformed", send_id,
                                             f"{error}: {body[:500]!r}")
-        raise CallbackRefused(400, str(error)) from None
+        raise Refused(str(error)) from None
     refused = await _when_refused(writer.send_times, send_id, batch.when, store.clock())
     if refused is not None:
         await store.record_callback_problem("refused", send_id,
                                             f"{refused}: {batch.event} x{len(batch.addresses)}",
                                             key=f"when {batch.when}")
-        raise CallbackRefused(400, f"callback: {refused}")
+        raise Refused(f"callback: {refused}")
     event = Event(str(batch.event))
     # Stored as received; the store lowercases them in one pass (addresses are matched
     # lowercased, and telephone numbers have no letters).

@@ -2,88 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from optibridge.config import Config, TenantConfig
+from optibridge.config import Config
 from optibridge.domain import CampaignStatus, NotificationRecord, WorkKind
 from optibridge.optimove.client import OptimoveClient
-from optibridge.optimove.engagement import EngagementPayloadError, parse_engagement
+from optibridge.optimove.inbound import Notification
 from optibridge.optimove.models import EventType
 from optibridge.pipeline.cancel import cancel_campaign
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.engagement import open_engagement_campaign
 from optibridge.pipeline.work import Isolation
-from optibridge.safejson import JsonBodyError, bounded_id, loads
 from optibridge.store import Store
 
-MAX_NOTIFICATION_BYTES = 64 * 1024
 SCHEDULED_EVENTS = (EventType.CHANNEL_EXECUTED, EventType.CAMPAIGN_PROCESSED,
                     EventType.CAMPAIGN_CANCELED)
-KNOWN_EVENTS = {1, 2, 3, 4, 5, 13, 14}
-
-
-class NotificationError(ValueError):
-    """The notification cannot be used; the message says which field and why."""
-
-
-@dataclass(frozen=True)
-class Notification:
-    event_type: int
-    campaign_id: int | None
-    channel_id: int | None
-    payload: dict[str, Any]
 
 
 def listener_url(config: Config, tenant: str) -> str:
     return f"{config.server.public_url}/listener/{tenant}/{config.listener_token(tenant)}"
-
-
-def _int_field(fields: Mapping[str, Any], name: str, required: bool) -> int | None:
-    value = fields.get(name.lower())
-    if value is None or value == "":
-        if required:
-            raise NotificationError(f"{name} is missing")
-        return None
-    if isinstance(value, bool):
-        raise NotificationError(f"{name} must be an integer, got {value!r}")
-    try:
-        # ChannelID is a 32-bit column; the other IDs are 64-bit.
-        return bounded_id(int(value), name, 31 if name == "ChannelID" else 63)
-    except JsonBodyError as error:
-        raise NotificationError(str(error)) from None
-    except (TypeError, ValueError):
-        raise NotificationError(f"{name} must be an integer, got {str(value)[:60]!r}"
-                                ) from None
-
-
-def parse_notification(body: bytes, tenant: TenantConfig | None = None) -> Notification:
-    """Validate a scheduled-campaign notification (keys in any case: Optimove's docs and
-    proxies disagree on EventTypeID vs eventTypeId)."""
-    if len(body) > MAX_NOTIFICATION_BYTES:
-        raise NotificationError(f"body is {len(body)} bytes, at most {MAX_NOTIFICATION_BYTES}")
-    try:
-        data = loads(body)
-    except JsonBodyError as error:
-        raise NotificationError(str(error)) from None
-    if not isinstance(data, dict):
-        raise NotificationError("body must be a JSON object")
-    fields = {str(k).lower(): v for k, v in data.items()}
-    event_type = _int_field(fields, "EventTypeID", True)
-    assert event_type is not None
-    if event_type not in KNOWN_EVENTS:
-        raise NotificationError(f"EventTypeID {event_type} is not a scheduled-campaign event "
-                                f"(expected one of {sorted(KNOWN_EVENTS)})")
-    needs_campaign = event_type in {1, 4, 13, 14}
-    campaign_id = _int_field(fields, "CampaignID", needs_campaign)
-    channel_id = _int_field(fields, "ChannelID", event_type in {13, 14})
-    if event_type == EventType.ENGAGEMENT_FILES:
-        try:  # refused now, while Optimove can still be told
-            parse_engagement(data, tenant.files if tenant else None)
-        except EngagementPayloadError as error:
-            raise NotificationError(str(error)) from None
-    return Notification(event_type, campaign_id, channel_id, data)
 
 
 async def record_notification(store: Store, tenant: str, notification: Notification) -> int:

@@ -5,10 +5,8 @@ channel, template) that arrive within the tenant's ``trigger_window_seconds`` be
 platform campaign due now. A trigger is recorded before it is answered; gathering it into
 a send is one transaction; execution, following and reporting are the scheduled flows'.
 
-The payload of EventTypeID 11 is not public (optimove-api.md section 0): the parser takes
-the PascalCase fields (``CustomerID``, ``CampaignID``, ``ActionID``, ``ChannelID``,
-``TemplateID``, ``TriggerName``, a personalization object) and the snake_case
-``user``/``campaign`` shape, and keeps the raw body.
+The payload is parsed by ``optimove.inbound``; here a parsed trigger finds its route on
+the tenant's triggered channels and its template on the platform.
 """
 
 from __future__ import annotations
@@ -24,151 +22,16 @@ from typing import Any
 
 from optibridge.config import ChannelConfig, ChannelType, TenantConfig
 from optibridge.domain import CampaignStatus
+from optibridge.optimove.inbound import ParsedTrigger, Scalar, normalized, parse_trigger, text_value
 from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.api import Platform
-from optibridge.safejson import JsonBodyError, bounded_id, loads
+from optibridge.refusals import Refusal, Refused
 from optibridge.store import Store
 from optibridge.store.triggers import NewTrigger, TriggerGroup
 
-MAX_TRIGGER_BYTES = 256 * 1024
 MAX_GATHER = 10_000  # recipients of one gathered send (one platform upload call)
-Scalar = str | int | float | bool | None
-_PERSONALIZATION_KEYS = ("personalization", "personalizationtags", "personalizationvalues",
-                         "personalizations")
-
-
-class TriggerError(ValueError):
-    """The trigger is refused; ``status`` is the HTTP answer that fits."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Route:
-    channel_id: int | None
-    template_id: int | None
-
-
-@dataclass(frozen=True)
-class ParsedTrigger:
-    customer_id: str
-    campaign_id: int
-    routes: tuple[Route, ...]  # candidate (channel, template) pairs, in payload order
-    action_id: int | None
-    trigger_name: str | None
-    personalization: Mapping[str, Scalar]
-    top_level: Mapping[str, Any]  # the body's own fields, keys normalized
-    raw: str
-
-
-def _key(name: str) -> str:
-    return name.replace("_", "").replace("-", "").lower()
-
-
-def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {_key(str(k)): v for k, v in data.items()}
-
-
-def _int(value: Any, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (bool, dict, list)):
-        raise TriggerError(f"{name} must be an integer, got {json.dumps(value)[:60]}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise TriggerError(f"{name} must be an integer, got {str(value)[:60]!r}") from None
-    if number < 0:
-        raise TriggerError(f"{name} must not be negative, got {number}")
-    try:  # ChannelID is a 32-bit column; the other IDs are 64-bit
-        return bounded_id(number, name, 31 if "channel" in name.lower() else 63)
-    except JsonBodyError as error:
-        raise TriggerError(str(error)) from None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list, bool)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _personalization(raw: Any) -> dict[str, Scalar]:
-    """Name -> scalar from an object, or from a list of {Key|Name, Value} pairs."""
-    if raw is None:
-        return {}
-    if isinstance(raw, list):
-        pairs: dict[str, Any] = {}
-        for item in raw:
-            item_fields = _fields(item) if isinstance(item, dict) else {}
-            name = _text(item_fields.get("key", item_fields.get("name")))
-            if name is None or "value" not in item_fields:
-                raise TriggerError("personalization: a list must hold {Key, Value} objects")
-            pairs[name] = item_fields["value"]
-        raw = pairs
-    if not isinstance(raw, dict):
-        raise TriggerError("personalization must be an object of name: value")
-    values: dict[str, Scalar] = {}
-    for name, value in raw.items():
-        if isinstance(value, (dict, list)):
-            raise TriggerError(f"personalization value {name!r} is not a scalar "
-                               f"(got {type(value).__name__})", 422)
-        values[str(name)] = value
-    return values
-
-
-def _snake_routes(campaign: Mapping[str, Any]) -> tuple[Route, ...]:
-    action = campaign.get("action")
-    channels = action.get("channels") if isinstance(action, dict) else None
-    routes = []
-    for channel in channels if isinstance(channels, list) else []:
-        if not isinstance(channel, dict):
-            continue
-        templates = channel.get("templates")
-        first = templates[0] if isinstance(templates, list) and templates else None
-        template = first.get("id") if isinstance(first, dict) else None
-        routes.append(Route(_int(channel.get("id"), "campaign.action.channels[].id"),
-                            _int(template, "campaign.action.channels[].templates[].id")))
-    return tuple(routes)
-
-
-def parse_trigger(body: bytes) -> ParsedTrigger:
-    """Validate an EventTypeID 11 body in either known shape; raises ``TriggerError``."""
-    if len(body) > MAX_TRIGGER_BYTES:
-        raise TriggerError(f"body is {len(body)} bytes, at most {MAX_TRIGGER_BYTES}", 413)
-    try:
-        data = loads(body)
-    except JsonBodyError as error:
-        raise TriggerError(str(error)) from None
-    if not isinstance(data, dict):
-        raise TriggerError("body must be a JSON object")
-    top = _fields(data)
-    user, campaign = top.get("user"), top.get("campaign")
-    user_fields = _fields(user) if isinstance(user, dict) else {}
-    campaign_fields = _fields(campaign) if isinstance(campaign, dict) else {}
-    customer = _text(top.get("customerid", user_fields.get("userid",
-                                                           user_fields.get("customerid"))))
-    if customer is None:
-        raise TriggerError("no customer: CustomerID (or user.user_id) is missing")
-    campaign_id = _int(top.get("campaignid", campaign_fields.get("id")), "CampaignID")
-    if campaign_id is None:
-        raise TriggerError("no campaign: CampaignID (or campaign.id) is missing")
-    action = campaign_fields.get("action")
-    action_id = _int(top.get("actionid", action.get("id") if isinstance(action, dict)
-                            else None), "ActionID")
-    routes = _snake_routes(campaign_fields)
-    if "channelid" in top or "templateid" in top or not routes:
-        routes = (Route(_int(top.get("channelid"), "ChannelID"),
-                        _int(top.get("templateid"), "TemplateID")),)
-    raw_personalization = next((top[k] for k in _PERSONALIZATION_KEYS if k in top), None)
-    name = _text(top.get("triggername", top.get("trigger")))
-    return ParsedTrigger(customer[:128], campaign_id, routes, action_id,
-                         name[:200] if name else None, _personalization(raw_personalization),
-                         top, body.decode("utf-8"))
 
 
 def _triggered_channels(tenant: TenantConfig) -> dict[int, ChannelConfig]:
@@ -184,24 +47,23 @@ def resolve_route(parsed: ParsedTrigger, tenant: TenantConfig, name: str
         if channel_id is None and len(triggered) == 1:
             channel_id = next(iter(triggered))
         if channel_id is None:
-            raise TriggerError(f"ChannelID is missing and tenant {name!r} has "
-                               f"{len(triggered)} triggered channels")
+            raise Refused(f"ChannelID is missing and tenant {name!r} has "
+                          f"{len(triggered)} triggered channels")
         if channel_id not in triggered:
             continue
         if route.template_id is None:
-            raise TriggerError("no template: TemplateID (or the channel's templates) is "
-                               "missing")
+            raise Refused("no template: TemplateID (or the channel's templates) is missing")
         return channel_id, route.template_id, triggered[channel_id]
     channels = ", ".join(str(r.channel_id) for r in parsed.routes)
-    raise TriggerError(f"unknown channel: {channels} is not a triggered channel of tenant "
-                       f"{name!r} (configured: {sorted(triggered) or 'none'})", 422)
+    raise Refused(f"unknown channel: {channels} is not a triggered channel of tenant "
+                  f"{name!r} (configured: {sorted(triggered) or 'none'})", Refusal.UNPROCESSABLE)
 
 
 def _lookup(values: Mapping[str, Any], name: str) -> Any:
     if name in values:
         return values[name]
-    wanted = _key(name)
-    return next((v for k, v in values.items() if _key(k) == wanted), None)
+    wanted = normalized(name)
+    return next((v for k, v in values.items() if normalized(k) == wanted), None)
 
 
 def _as_field(value: Scalar) -> str:
@@ -225,7 +87,7 @@ def to_new_trigger(parsed: ParsedTrigger, tenant: TenantConfig, name: str) -> Ne
     raw_address = _lookup(parsed.personalization, channel.address_attribute)
     if raw_address is None:
         raw_address = _lookup(parsed.top_level, channel.address_attribute)
-    address = usable_address(_text(raw_address), channel.type)
+    address = usable_address(text_value(raw_address), channel.type)
     return NewTrigger(tenant=name, campaign_id=parsed.campaign_id, channel_id=channel_id,
                       template_id=template_id, customer_id=parsed.customer_id,
                       address=address, fields=contact_fields(parsed, channel),
@@ -302,8 +164,8 @@ class TriggerIntake:
         trigger = to_new_trigger(parse_trigger(body), ctx.tenant, ctx.name)
         channel_type = ctx.tenant.channel(trigger.channel_id).type
         if not await self.catalogs[ctx.name].has(trigger.template_id, channel_type):
-            raise TriggerError(f"unknown template: {trigger.template_id} is not a "
-                               f"{channel_type} template on the platform", 422)
+            raise Refused(f"unknown template: {trigger.template_id} is not a "
+                          f"{channel_type} template on the platform", Refusal.UNPROCESSABLE)
         trigger_id = await self.writer.write(trigger)
         ctx.wake.set()
         return trigger_id

@@ -8,41 +8,39 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from optibridge.pipeline.callbacks import (
-    MAX_CALLBACK_BYTES,
-    CallbackRefused,
-    accept_callback,
-    verified_send,
-)
-from optibridge.pipeline.listener import (
-    MAX_NOTIFICATION_BYTES,
-    NotificationError,
-    parse_notification,
-    record_notification,
-)
+from optibridge.optimove.inbound import MAX_NOTIFICATION_BYTES, parse_notification
+from optibridge.pipeline.callbacks import accept_callback, verified_send
+from optibridge.pipeline.listener import record_notification
+from optibridge.platform.callbacks import MAX_CALLBACK_BYTES
+from optibridge.refusals import Refusal, Refused
 from optibridge.service.assembly import Service
 
-
-class BodyTooLarge(Exception):
-    pass
+# The HTTP answer to each kind of refusal; the pipeline and the parsers never pick one.
+STATUS_OF: dict[Refusal, int] = {Refusal.MALFORMED: 400, Refusal.FORBIDDEN: 403,
+                                 Refusal.TOO_LARGE: 413, Refusal.UNPROCESSABLE: 422}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes without reading them all."""
+    too_large = Refused(f"body is over {limit} bytes", Refusal.TOO_LARGE)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise too_large
     parts, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise too_large
         parts.append(chunk)
     return b"".join(parts)
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def refused(refusal: Refused) -> JSONResponse:
+    return error(STATUS_OF[refusal.refusal], refusal.reason)
 
 
 def _service(request: Request) -> Service:
@@ -69,11 +67,9 @@ async def listener(request: Request) -> Response:
         return error(404, "not found")
     try:
         body = await read_body(request, MAX_NOTIFICATION_BYTES)
-        notification = parse_notification(body, service.config.tenant(tenant))
-    except BodyTooLarge:
-        return error(413, f"body is over {MAX_NOTIFICATION_BYTES} bytes")
-    except NotificationError as problem:
-        return error(400, str(problem))
+        notification = parse_notification(body, service.config.tenant(tenant).files)
+    except Refused as refusal:
+        return refused(refusal)
     notification_id = await record_notification(service.store, tenant, notification)
     service.contexts[tenant].wake.set()
     return JSONResponse({"recorded": notification_id})
@@ -90,10 +86,8 @@ async def callback(request: Request) -> Response:
         body = await read_body(request, MAX_CALLBACK_BYTES)
         accepted = await accept_callback(send_id, service.writer, service.store, body,
                                          request.url.query)
-    except BodyTooLarge:
-        return error(413, f"body is over {MAX_CALLBACK_BYTES} bytes")
-    except CallbackRefused as refused:
-        return error(refused.status, refused.reason)
+    except Refused as refusal:
+        return refused(refusal)
     return JSONResponse({"send": accepted.send_id, "event": str(accepted.event),
                          "addresses": accepted.addresses})
 

@@ -7,9 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from optibridge.pipeline.triggered import MAX_TRIGGER_BYTES, TriggerError, TriggerIntake
+from optibridge.optimove.inbound import MAX_TRIGGER_BYTES
+from optibridge.pipeline.triggered import TriggerIntake
+from optibridge.refusals import Refused
 from optibridge.service.assembly import Service
-from optibridge.service.http import BodyTooLarge, error, listener_tenant, read_body
+from optibridge.service.http import error, listener_tenant, read_body, refused
 
 
 def _intake(request: Request, service: Service) -> TriggerIntake:
@@ -29,10 +31,8 @@ async def triggered(request: Request) -> Response:
     try:
         body = await read_body(request, MAX_TRIGGER_BYTES)
         trigger_id = await _intake(request, service).accept(service.contexts[tenant], body)
-    except BodyTooLarge:
-        return error(413, f"body is over {MAX_TRIGGER_BYTES} bytes")
-    except TriggerError as problem:
-        return error(problem.status, str(problem))
+    except Refused as refusal:
+        return refused(refusal)
     return JSONResponse({"recorded": trigger_id})
 
 
