@@ -27,9 +27,8 @@ from bench.common import (
     percentile,
     wait_for,
 )
-from optibridge.config import ChannelType
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
-from optibridge.domain import AudienceEntry
+from optibridge.domain import AudienceEntry, ChannelType
 from optibridge.platform.api import CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import encode_callback
 from optibridge.serving import free_port, wait_for_port

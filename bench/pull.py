@@ -14,8 +14,8 @@ import datetime as dt
 import time
 
 from bench.common import Result, ServiceProbe, World, console, rate_share, wait_for
-from optibridge.config import ChannelType
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
+from optibridge.domain import ChannelType
 from optibridge.sandbox.optimove import AudienceRow
 
 SEND_DETAILS = "GetCustomerSendDetailsByChannel"

@@ -14,8 +14,8 @@ import time
 
 from bench.common import Result, ServiceProbe, World, console, wait_for
 from bench.pull import audience, sizes
-from optibridge.config import ChannelType
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
+from optibridge.domain import ChannelType
 from optibridge.pipeline.listener import listener_url
 
 

@@ -18,8 +18,8 @@ import time
 
 from bench.common import Result, ServiceProbe, World, rate_share, wait_for
 from bench.ingest import seed_send
-from optibridge.config import ChannelType
 from optibridge.demo import TENANT
+from optibridge.domain import ChannelType
 from optibridge.sandbox.optimove import FaultPlan
 
 INTERACTIONS = "UpdateCampaignInteractions"

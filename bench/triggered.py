@@ -11,8 +11,8 @@ import json
 
 from bench import loadgen
 from bench.common import Result, ServiceProbe, World, console, percentile, wait_for
-from optibridge.config import ChannelType
 from optibridge.demo import TENANT
+from optibridge.domain import ChannelType
 
 CHANNEL = 511
 CAMPAIGN = 9001

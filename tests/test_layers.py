@@ -30,11 +30,7 @@ LAYERS: tuple[tuple[str, frozenset[str], bool], ...] = (
 SELF_CONTAINED = frozenset({"sandbox"})
 
 # Known violations, each to be removed when it is fixed: (importing module, imported module).
-ALLOWED: dict[tuple[str, str], str] = {
-    # domain's InteractionEvent and Metric still come from the Optimove client's models;
-    # issue 17 item 4 moves the domain records and enums into domain.py.
-    ("optibridge.domain", "optibridge.optimove.models"): "issue 17 item 4",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _module(path: Path) -> str:

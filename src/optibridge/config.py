@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self, get_args, get_origin
 
@@ -29,6 +28,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from optibridge.domain import ChannelType
 
 ENV_PREFIX = "OPTIBRIDGE__"
 # Secret variables that may be left unset (then /ui and /metrics answer only localhost).
@@ -58,11 +59,6 @@ class ConfigError(Exception):
     def __init__(self, message: str, problems: tuple[ConfigProblem, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
-
-
-class ChannelType(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,8 @@ from typing import Any
 
 import tomli_w
 
-from optibridge.config import ChannelType, Config, parse_config
+from optibridge.config import Config, parse_config
+from optibridge.domain import ChannelType
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import InteractionEvent, Metric
 from optibridge.pipeline.progress import Progress, progress

@@ -9,7 +9,10 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-from optibridge.optimove.models import InteractionEvent, Metric
+
+class ChannelType(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
 
 
 class Event(StrEnum):
@@ -23,26 +26,11 @@ class Event(StrEnum):
     DROPPED = "dropped"
 
 
-# Which events UpdateCampaignInteractions takes, and as which EventID (seed 000).
-REPORTED_AS: Mapping[Event, InteractionEvent] = {
-    Event.OPENED: InteractionEvent.OPENED,
-    Event.CLICKED: InteractionEvent.CLICKED,
-    Event.BOUNCED: InteractionEvent.BOUNCED,
-    Event.DROPPED: InteractionEvent.DROPPED,
-}
+class CampaignStage(StrEnum):
+    """How far our campaign (one Optimove campaign on one channel) has come: its audience
+    being pulled, pulled, or cancelled by Optimove. The platform's campaign has its own
+    ``platform.api.CampaignState``."""
 
-# UpdateCampaignMetrics running totals: Sent counts submitted messages.
-METRIC_OF: Mapping[Event, Metric] = {
-    Event.SUBMITTED: Metric.SENT,
-    Event.DELIVERED: Metric.DELIVERED,
-    Event.OPENED: Metric.OPENED,
-    Event.CLICKED: Metric.CLICKED,
-    Event.BOUNCED: Metric.BOUNCED,
-    Event.DROPPED: Metric.DROPPED,
-}
-
-
-class CampaignStatus(StrEnum):
     PULLING = "pulling"
     PULLED = "pulled"
     CANCELLED = "cancelled"
@@ -106,7 +94,7 @@ class CampaignRecord:
     tenant: str
     campaign_id: int
     channel_id: int
-    state: CampaignStatus
+    stage: CampaignStage
     next_skip: int
     pulled: int
     triggered: bool = False
@@ -130,7 +118,7 @@ class SendRecord:
     tenant: str
     campaign_id: int
     channel_id: int
-    channel_type: str
+    channel_type: ChannelType
     template_id: int
     scheduled_time: dt.datetime
     state: SendState

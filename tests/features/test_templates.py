@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 from optibridge.pipeline.templates import diff_templates
 from optibridge.store.triggers import TemplateIdConflict
 from tests.features.conftest import EMAIL, SMS, TENANT, TRIGGERED, World, run

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 from optibridge.optimove.inbound import parse_trigger
 from optibridge.optimove.models import InteractionEvent, Metric
 from optibridge.pipeline.progress import progress

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from optibridge.config import parse_config
-from optibridge.domain import REPORTED_AS, AudienceEntry, BatchState, Event, InboxItem, SendState
+from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.models import REPORTED_AS
 from optibridge.pipeline.context import TenantContext, Timing
 from optibridge.pipeline.reporting import report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter

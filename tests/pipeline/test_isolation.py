@@ -17,11 +17,12 @@ import pytest
 import tomli_w
 
 from optibridge.cli.tenants import tenant_context
-from optibridge.config import ChannelType, parse_config
+from optibridge.config import parse_config
 from optibridge.domain import (
     AudienceEntry,
     BatchState,
-    CampaignStatus,
+    CampaignStage,
+    ChannelType,
     SendState,
     WorkKind,
     WorkState,
@@ -128,7 +129,7 @@ async def test_a_cancelled_campaign_gone_from_the_platform_is_done_and_later_not
         cancelled = await ctx.store.get_send(send.id)
         later = await ctx.store.get_campaign(TENANT, 20, EMAIL)
         assert cancelled is not None and cancelled.state == SendState.CANCELLED
-        assert later is not None and later.state == CampaignStatus.PULLED and later.pulled == 3
+        assert later is not None and later.stage == CampaignStage.PULLED and later.pulled == 3
         assert await ctx.store.pending_notifications(TENANT) == []
         assert await ctx.store.work_failures(TENANT) == []
 
@@ -164,7 +165,7 @@ async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued
         await ctx.store.record_notification(TENANT, 13, 20, EMAIL, {})
         await passes(pull_step, ctx, 6)
         later = await ctx.store.get_campaign(TENANT, 20, EMAIL)
-        assert later is not None and later.state == CampaignStatus.PULLED
+        assert later is not None and later.stage == CampaignStage.PULLED
         stopped = await failure(ctx.store, WorkKind.CANCELLATION, poisoned)
         assert stopped is not None and stopped.state == WorkState.STOPPED
         assert stopped.attempts == FAST.max_refusals and "is corrupt" in stopped.last_error
@@ -196,9 +197,9 @@ async def test_one_failing_pull_does_not_hold_up_the_others(world: World) -> Non
         await passes(pull_step, ctx, 6)
         healthy = await ctx.store.get_campaign(TENANT, 40, EMAIL)
         poisoned = await ctx.store.get_campaign(TENANT, 30, SCHEDULED_UNKNOWN)
-        assert healthy is not None and healthy.state == CampaignStatus.PULLED
+        assert healthy is not None and healthy.stage == CampaignStage.PULLED
         assert healthy.pulled == 5
-        assert poisoned is not None and poisoned.state == CampaignStatus.PULLING
+        assert poisoned is not None and poisoned.stage == CampaignStage.PULLING
         stopped = await failure(ctx.store, WorkKind.PULL, f"30/{SCHEDULED_UNKNOWN}")
         assert stopped is not None and stopped.state == WorkState.STOPPED
         assert stopped.attempts == FAST.max_refusals
@@ -238,7 +239,7 @@ async def test_event_1_before_the_channel_is_ready_pulls_nothing_and_13_pulls_it
         await ctx.store.record_notification(TENANT, 13, 50, EMAIL, {})
         await passes(pull_step, ctx, 2)
         campaign = await ctx.store.get_campaign(TENANT, 50, EMAIL)
-        assert campaign is not None and campaign.state == CampaignStatus.PULLED
+        assert campaign is not None and campaign.stage == CampaignStage.PULLED
         assert campaign.pulled == 6
         assert await ctx.store.get_campaign(TENANT, 50, SMS) is None  # its 13 never came
 

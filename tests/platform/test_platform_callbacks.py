@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 from optibridge.platform import callbacks
 from optibridge.platform.api import SMS_EVENTS, CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import CallbackError, encode_callback, parse_callback

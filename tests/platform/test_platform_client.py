@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from optibridge.config import ChannelType, PlatformConfig
+from optibridge.config import PlatformConfig
+from optibridge.domain import ChannelType
 from optibridge.platform import (
     ALLOWED_MOVES,
     CampaignState,

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 from optibridge.platform import CampaignState, Contact, PlatformClient
 from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox, State, render
 from optibridge.serving import RunningServer

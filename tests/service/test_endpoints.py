@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from optibridge.config import ChannelType, Config, parse_config
-from optibridge.domain import CampaignStatus
+from optibridge.config import Config, parse_config
+from optibridge.domain import CampaignStage, ChannelType
 from optibridge.pipeline.listener import handle_pending_notifications
 from optibridge.platform.api import CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import encode_callback
@@ -98,7 +98,7 @@ def test_a_repeated_notification_starts_the_campaign_once(
         built = await build_service(config)
         try:
             await handle_pending_notifications(built.contexts["acme"])
-            campaigns = await built.store.campaigns_in("acme", CampaignStatus.PULLING)
+            campaigns = await built.store.campaigns_in("acme", CampaignStage.PULLING)
             return [c.campaign_id for c in campaigns]
         finally:
             await built.close()

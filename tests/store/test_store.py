@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from optibridge.domain import (
     AudienceEntry,
     BatchState,
-    CampaignStatus,
+    CampaignStage,
     Event,
     InboxItem,
     SendState,
@@ -63,7 +63,7 @@ async def test_audience_pages_split_into_sends_and_resume(database_url: str) -> 
     assert await store.store_audience_page(campaign.id, "email", 3, page2, last_page=True)
     state = await store.get_campaign("t", 5, 504)
     assert state is not None
-    assert state.state == CampaignStatus.PULLED and state.pulled == 5 and state.next_skip == 5
+    assert state.stage == CampaignStage.PULLED and state.pulled == 5 and state.next_skip == 5
     sends = await store.sends("t", list(SendState))
     assert sorted((s.template_id, s.scheduled_time, s.recipients) for s in sends) == [
         (1, T0, 3), (1, later, 1), (2, T0, 1)]

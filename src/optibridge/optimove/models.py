@@ -6,12 +6,14 @@ Field names follow Optimove's PascalCase on the wire (aliases); Python code uses
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from optibridge.domain import Event
 
 # Limits from optimove-api.md section 0 (enforced by the client before sending).
 MAX_INTERACTION_CUSTOMERS = 10_000
@@ -139,3 +141,22 @@ class CustomerAttributesUpdate(_Wire):
 class ExecutionChannel(_Wire):
     channel_id: int = Field(alias="ChannelID")
     channel_name: str = Field(alias="ChannelName")
+
+
+# Which events UpdateCampaignInteractions takes, and as which EventID (seed 000).
+REPORTED_AS: Mapping[Event, InteractionEvent] = {
+    Event.OPENED: InteractionEvent.OPENED,
+    Event.CLICKED: InteractionEvent.CLICKED,
+    Event.BOUNCED: InteractionEvent.BOUNCED,
+    Event.DROPPED: InteractionEvent.DROPPED,
+}
+
+# UpdateCampaignMetrics running totals: Sent counts submitted messages.
+METRIC_OF: Mapping[Event, Metric] = {
+    Event.SUBMITTED: Metric.SENT,
+    Event.DELIVERED: Metric.DELIVERED,
+    Event.OPENED: Metric.OPENED,
+    Event.CLICKED: Metric.CLICKED,
+    Event.BOUNCED: Metric.BOUNCED,
+    Event.DROPPED: Metric.DROPPED,
+}

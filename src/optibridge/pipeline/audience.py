@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from optibridge.config import ChannelConfig, ChannelType
-from optibridge.domain import AudienceEntry, CampaignRecord
+from optibridge.config import ChannelConfig
+from optibridge.domain import AudienceEntry, CampaignRecord, ChannelType
 from optibridge.optimove.models import CustomerSendDetail
 from optibridge.pipeline.context import TenantContext
 

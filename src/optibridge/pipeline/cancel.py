@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optibridge.domain import CampaignStatus, SendState
+from optibridge.domain import CampaignStage, SendState
 from optibridge.pipeline.context import TenantContext
 from optibridge.platform.api import CampaignState
 from optibridge.platform.errors import PlatformError, PlatformNotFound
@@ -16,7 +16,7 @@ async def cancel_campaign(ctx: TenantContext, campaign_id: int, channel_id: int)
     if campaign is None:
         # Cancelled before we heard of it: remember, so a late "ready" starts nothing.
         campaign, _ = await ctx.store.open_campaign(ctx.name, campaign_id, channel_id)
-    await ctx.store.set_campaign_status(campaign.id, CampaignStatus.CANCELLED)
+    await ctx.store.set_campaign_status(campaign.id, CampaignStage.CANCELLED)
     cancelled, sending = 0, 0
     async with ctx.send_lock:
         for send in await ctx.store.sends(ctx.name, UNSENT, campaign_pk=campaign.id):

@@ -60,7 +60,7 @@ async def open_engagement_campaign(ctx: TenantContext, note: NotificationRecord)
     if created:
         ctx.log.info("campaign.opened", campaign=notice.campaign_id, channel=notice.channel_id,
                      source="files", bucket=notice.bucket)
-    state = "started from files" if created else f"already {campaign.state}"
+    state = "started from files" if created else f"already {campaign.stage}"
     return f"campaign {notice.campaign_id} channel {notice.channel_id}: {state}"
 
 

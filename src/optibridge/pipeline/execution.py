@@ -12,8 +12,7 @@ import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Mapping
 
-from optibridge.config import ChannelType
-from optibridge.domain import RecipientRow, SendRecord, SendState, WorkKind, WorkState
+from optibridge.domain import ChannelType, RecipientRow, SendRecord, SendState, WorkKind, WorkState
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
 from optibridge.pipeline.work import Isolation, describe
@@ -97,7 +96,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
     confirmed; a chunk sent again after a crash only updates its contacts (seed 003).
     """
     assert send.list_id is not None
-    list_id, channel_type = send.list_id, ChannelType(send.channel_type)
+    list_id, channel_type = send.list_id, send.channel_type
     uploads: deque[tuple[list[RecipientRow], asyncio.Task[ImportResult]]] = deque()
 
     def read_after(point: int) -> asyncio.Task[list[RecipientRow]]:
@@ -139,7 +138,7 @@ async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
         await _forget(ctx.platform.delete_campaign(campaign.id))
         return await _current(ctx, send)
     try:
-        await ctx.platform.attach_payload(campaign.id, ChannelType(send.channel_type),
+        await ctx.platform.attach_payload(campaign.id, send.channel_type,
                                           send.template_id)
     except PlatformRequestRejected:
         # Refused, so certainly not attached: remove the DRAFT now rather than leave it

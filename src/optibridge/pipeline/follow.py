@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from optibridge.config import ChannelType
-from optibridge.domain import Event, SendRecord, SendState
+from optibridge.domain import ChannelType, Event, SendRecord, SendState
 from optibridge.pipeline.context import TenantContext, each_apart
 from optibridge.platform.api import FINAL_STATES, CampaignState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optibridge.config import Config
-from optibridge.domain import CampaignStatus, NotificationRecord, WorkKind
+from optibridge.domain import CampaignStage, NotificationRecord, WorkKind
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.inbound import Notification
 from optibridge.optimove.models import EventType
@@ -68,8 +68,8 @@ async def handle_notification(ctx: TenantContext, note: NotificationRecord) -> s
                                                           channel_id)
         if created:
             ctx.log.info("campaign.opened", campaign=note.campaign_id, channel=channel_id)
-        state = "started" if created else f"already {campaign.state}"
-        if campaign.state == CampaignStatus.CANCELLED:
+        state = "started" if created else f"already {campaign.stage}"
+        if campaign.stage == CampaignStage.CANCELLED:
             state = "cancelled before"
         outcomes.append(f"campaign {note.campaign_id} channel {channel_id}: {state}")
     return "; ".join(outcomes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optibridge.config import TenantConfig
-from optibridge.domain import FINAL_SEND_STATES, BatchState, CampaignStatus, SendState
+from optibridge.domain import FINAL_SEND_STATES, BatchState, CampaignStage, SendState
 from optibridge.pipeline.reporting import metrics_due
 from optibridge.store import Store
 from optibridge.store.reports import REPORTED_EVENTS
@@ -34,8 +34,8 @@ class Progress:
 
 
 async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
-    pulling = await store.campaigns_in(name, CampaignStatus.PULLING)
-    pulled = await store.campaigns_in(name, CampaignStatus.PULLED)
+    pulling = await store.campaigns_in(name, CampaignStage.PULLING)
+    pulled = await store.campaigns_in(name, CampaignStage.PULLED)
     sends = await store.sends(name, list(SendState))
     unreported, oldest = await store.unreported_backlog(name)
     reported = sum(sent for event, (_, sent) in (await store.event_counts(name)).items()

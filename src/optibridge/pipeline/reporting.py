@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from optibridge.config import ChannelType, TenantConfig
-from optibridge.domain import BatchState, MetricTotal, ReportBatchRecord, WorkKind
+from optibridge.config import TenantConfig
+from optibridge.domain import BatchState, ChannelType, MetricTotal, ReportBatchRecord, WorkKind
 from optibridge.optimove.errors import (
     RECOVERABLE,
     BatchTooLarge,

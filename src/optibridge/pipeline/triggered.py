@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optibridge.config import ChannelConfig, ChannelType, TenantConfig
-from optibridge.domain import CampaignStatus
+from optibridge.config import ChannelConfig, TenantConfig
+from optibridge.domain import CampaignStage, ChannelType
 from optibridge.optimove.inbound import ParsedTrigger, Scalar, normalized, parse_trigger, text_value
 from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
@@ -186,8 +186,8 @@ async def gather_group(ctx: TenantContext, group: TriggerGroup) -> int:
     channel = ctx.tenant.channel(group.channel_id)
     campaign, _ = await ctx.store.open_campaign(ctx.name, group.campaign_id,
                                                 group.channel_id, triggered=True)
-    if campaign.state == CampaignStatus.PULLING:  # a triggered campaign has no pull
-        await ctx.store.set_campaign_status(campaign.id, CampaignStatus.PULLED)
+    if campaign.stage == CampaignStage.PULLING:  # a triggered campaign has no pull
+        await ctx.store.set_campaign_status(campaign.id, CampaignStage.PULLED)
     gathered = await ctx.store.gather_triggers(
         ctx.name, campaign.id, group, channel.type, _now_utc(), MAX_GATHER,
         repeat_window=ctx.tenant.trigger_repeat_seconds)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from optibridge.domain import CampaignStatus, WorkKind
+from optibridge.domain import CampaignStage, WorkKind
 from optibridge.pipeline.audience import pull_item
 from optibridge.pipeline.callbacks import map_callbacks
 from optibridge.pipeline.context import TenantContext
@@ -39,7 +39,7 @@ async def pull_step(ctx: TenantContext) -> int:
     others go on."""
     handled = await handle_pending_notifications(ctx)
     pulls = await Isolation.load(ctx, WorkKind.PULL)
-    for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStatus.PULLING):
+    for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStage.PULLING):
         item = pull_item(campaign)  # REST pages or event-14 files
         if pulls.due(item):
             handled += await pulls.run(item, pull_campaign(ctx, campaign),

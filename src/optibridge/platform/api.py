@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 
 
 class CampaignState(StrEnum):

@@ -12,7 +12,7 @@ import operator
 import re
 from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
-from optibridge.config import ChannelType
+from optibridge.domain import ChannelType
 from optibridge.platform.api import SMS_EVENTS, CallbackBatch, MessageEvent
 
 MAX_CALLBACK_BYTES = 32 * 1024 * 1024

@@ -31,7 +31,8 @@ import httpx
 import orjson
 
 from optibridge import observe
-from optibridge.config import ChannelType, PlatformConfig
+from optibridge.config import PlatformConfig
+from optibridge.domain import ChannelType
 from optibridge.platform.api import (
     ALLOWED_MOVES,
     CampaignState,

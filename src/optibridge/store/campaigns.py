@@ -15,7 +15,8 @@ from optibridge.domain import (
     FINAL_SEND_STATES,
     AudienceEntry,
     CampaignRecord,
-    CampaignStatus,
+    CampaignStage,
+    ChannelType,
     Event,
     NotificationRecord,
     RecipientRow,
@@ -28,7 +29,7 @@ from optibridge.store.schema import Campaign, Interaction, Notification, Recipie
 
 def _campaign(row: Campaign) -> CampaignRecord:
     return CampaignRecord(id=row.id, tenant=row.tenant, campaign_id=row.campaign_id,
-                          channel_id=row.channel_id, state=CampaignStatus(row.state),
+                          channel_id=row.channel_id, stage=CampaignStage(row.state),
                           next_skip=row.next_skip, pulled=row.pulled, triggered=row.triggered)
 
 
@@ -36,7 +37,7 @@ def _send(row: Send, campaign: Campaign) -> SendRecord:
     return SendRecord(
         id=row.id, campaign_pk=campaign.id, tenant=campaign.tenant,
         campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
-        channel_type=row.channel_type, template_id=row.template_id,
+        channel_type=ChannelType(row.channel_type), template_id=row.template_id,
         scheduled_time=row.scheduled_time, state=SendState(row.state),
         recipients=row.recipients, list_id=row.list_id, uploaded_through=row.uploaded_through,
         platform_campaign_id=row.platform_campaign_id, platform_state=row.platform_state,
@@ -87,13 +88,13 @@ class CampaignStore(StoreBase):
             if found is not None:
                 return _campaign(found), False
             row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
-                           triggered=triggered, state=CampaignStatus.PULLING, next_skip=0,
+                           triggered=triggered, state=CampaignStage.PULLING, next_skip=0,
                            pulled=0, created_at=self.clock())
             session.add(row)
             await session.flush()
             return _campaign(row), True
 
-    async def campaigns_in(self, tenant: str, state: CampaignStatus) -> list[CampaignRecord]:
+    async def campaigns_in(self, tenant: str, state: CampaignStage) -> list[CampaignRecord]:
         async with self.db.read() as session:
             rows = await session.scalars(select(Campaign).where(
                 Campaign.tenant == tenant, Campaign.state == state,
@@ -108,7 +109,7 @@ class CampaignStore(StoreBase):
                 Campaign.channel_id == channel_id))
             return None if row is None else _campaign(row)
 
-    async def set_campaign_status(self, campaign_pk: int, status: CampaignStatus) -> None:
+    async def set_campaign_status(self, campaign_pk: int, status: CampaignStage) -> None:
         async with self.db.write() as session:
             await session.execute(update(Campaign).where(Campaign.id == campaign_pk)
                                   .values(state=status))
@@ -119,7 +120,7 @@ class CampaignStore(StoreBase):
         page at most, and the unique keys make the repeat a no-op."""
         async with self.db.write() as session:
             current = await session.get(Campaign, campaign_pk)
-            if current is None or current.state != CampaignStatus.PULLING:
+            if current is None or current.state != CampaignStage.PULLING:
                 return False  # cancelled meanwhile
             if current.next_skip != skip:
                 return False  # stored already (a repeat after a crash or a takeover)
@@ -152,7 +153,7 @@ class CampaignStore(StoreBase):
             current.next_skip = skip + len(entries)
             current.pulled = current.pulled + len(entries)
             if last_page:
-                current.state = CampaignStatus.PULLED
+                current.state = CampaignStage.PULLED
                 current.pulled_at = now
                 await self._count_recipients(session, campaign_pk)
             return True
@@ -201,7 +202,7 @@ class CampaignStore(StoreBase):
                     ) -> list[SendRecord]:
         """Sends of pulled (or triggered) campaigns in ``states``; ``live_only`` leaves out
         those of cancelled campaigns."""
-        excluded = [CampaignStatus.PULLING, *([CampaignStatus.CANCELLED] if live_only else [])]
+        excluded = [CampaignStage.PULLING, *([CampaignStage.CANCELLED] if live_only else [])]
         query = (select(Send, Campaign).join(Campaign, Campaign.id == Send.campaign_pk)
                  .where(Campaign.tenant == tenant, Send.state.in_(list(states)),
                         Campaign.state.not_in([str(e) for e in excluded])))

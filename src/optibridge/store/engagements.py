@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from optibridge.domain import CampaignRecord, CampaignStatus
+from optibridge.domain import CampaignRecord, CampaignStage
 from optibridge.store.base import StoreBase
 from optibridge.store.campaigns import _campaign
 from optibridge.store.schema import Campaign, Engagement
@@ -49,7 +49,7 @@ class EngagementStore(StoreBase):
                 return _campaign(found), False
             now = self.clock()
             row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
-                           triggered=False, state=CampaignStatus.PULLING, next_skip=0,
+                           triggered=False, state=CampaignStage.PULLING, next_skip=0,
                            pulled=0, created_at=now)
             session.add(row)
             await session.flush()

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased
 
-from optibridge.domain import REPORTED_AS, BatchState, ReportBatchRecord
+from optibridge.domain import BatchState, ReportBatchRecord
+from optibridge.optimove.models import REPORTED_AS
 from optibridge.store.base import StoreBase
 from optibridge.store.reports import _batch
 from optibridge.store.schema import (

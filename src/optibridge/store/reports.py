@@ -11,14 +11,8 @@ from sqlalchemy import and_, case, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from optibridge.domain import (
-    METRIC_OF,
-    REPORTED_AS,
-    BatchState,
-    Event,
-    MetricTotal,
-    ReportBatchRecord,
-)
+from optibridge.domain import BatchState, Event, MetricTotal, ReportBatchRecord
+from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.leases import LeaseLost
 from optibridge.store.schema import (
