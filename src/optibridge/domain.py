@@ -177,3 +177,31 @@ class MetricTotal:
     value: int
     reported_value: int | None
     reported_at: float | None
+
+
+@dataclass(frozen=True)
+class NewTrigger:
+    """A validated trigger, ready to be recorded."""
+
+    tenant: str
+    campaign_id: int
+    channel_id: int
+    template_id: int
+    customer_id: str
+    address: str | None
+    fields: Mapping[str, str]
+    payload: str
+    action_id: int | None = None
+    trigger_name: str | None = None
+    fingerprint: str | None = None  # equal for identical triggers (see ``repeat_of``)
+
+
+@dataclass(frozen=True)
+class TriggerGroup:
+    """Pending triggers of one (campaign, channel, template)."""
+
+    campaign_id: int
+    channel_id: int
+    template_id: int
+    count: int
+    oldest: float

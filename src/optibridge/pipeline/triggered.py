@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optibridge.config import ChannelConfig, TenantConfig
-from optibridge.domain import CampaignStage, ChannelType
+from optibridge.domain import CampaignStage, ChannelType, NewTrigger, TriggerGroup
 from optibridge.optimove.inbound import ParsedTrigger, Scalar, normalized, parse_trigger, text_value
 from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
@@ -29,7 +29,6 @@ from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.api import Platform
 from optibridge.refusals import Refusal, Refused
 from optibridge.store import Store
-from optibridge.store.triggers import NewTrigger, TriggerGroup
 
 MAX_GATHER = 10_000  # recipients of one gathered send (one platform upload call)
 

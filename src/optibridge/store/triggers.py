@@ -11,7 +11,7 @@ from typing import cast
 from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from optibridge.domain import Event, SendState
+from optibridge.domain import Event, NewTrigger, SendState, TriggerGroup
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import Interaction, Recipient, Send, TemplateMap, Trigger
 
@@ -21,34 +21,6 @@ MAPPED_IDS_FROM = 2_000_000_000  # where IDs for non-integer platform templates 
 
 class TemplateIdConflict(ValueError):
     """Two platform templates would get the same Optimove TemplateID."""
-
-
-@dataclass(frozen=True)
-class NewTrigger:
-    """A validated trigger, ready to be recorded."""
-
-    tenant: str
-    campaign_id: int
-    channel_id: int
-    template_id: int
-    customer_id: str
-    address: str | None
-    fields: Mapping[str, str]
-    payload: str
-    action_id: int | None = None
-    trigger_name: str | None = None
-    fingerprint: str | None = None  # equal for identical triggers (see ``repeat_of``)
-
-
-@dataclass(frozen=True)
-class TriggerGroup:
-    """Pending triggers of one (campaign, channel, template)."""
-
-    campaign_id: int
-    channel_id: int
-    template_id: int
-    count: int
-    oldest: float
 
 
 @dataclass(frozen=True)
