@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, exists, func, select, text, update
+from sqlalchemy import and_, any_, case, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -141,12 +141,8 @@ class ReportStore(StoreBase):
                 created_at=now, updated_at=now)
             session.add(batch)
             await session.flush()
-            members = (select(Interaction.id).where(
-                Interaction.send_id == group.send_id, Interaction.event == group.event,
-                Interaction.day == group.day, Interaction.batch_id.is_(None))
-                .order_by(Interaction.id).limit(max_size))
             marked = await session.execute(
-                update(Interaction).where(Interaction.id.in_(members),
+                update(Interaction).where(self._members(group, max_size),
                                           Interaction.batch_id.is_(None))
                 .values(batch_id=batch.id))
             size = rowcount(marked)
@@ -156,6 +152,22 @@ class ReportStore(StoreBase):
             batch.size = size
             await session.flush()
             return _batch(batch)
+
+    def _members(self, group: ReportGroup, max_size: int) -> ColumnElement[bool]:
+        """``interaction.id`` is one of the group's oldest ``max_size`` unreported ones,
+        read from the unreported index in id order (it ends with the id), so forming a batch
+        reads that many index entries, never the group. The index's predicate is in the
+        query literally: a parameter for the event would not prove it (SQLite's rule, and
+        PostgreSQL's generic plans)."""
+        members = (select(Interaction.id).where(
+            Interaction.send_id == group.send_id, Interaction.event == group.event,
+            Interaction.day == group.day, text(UNREPORTED))
+            .order_by(Interaction.id).limit(max_size))
+        if self.db.sqlite:
+            return Interaction.id.in_(members)
+        # PostgreSQL plans ``IN (subquery)`` as a hash join over every interaction; an
+        # array of the IDs looks each up by the primary key.
+        return Interaction.id == any_(func.array(members.scalar_subquery()))
 
     async def batches(self, tenant: str, states: Sequence[BatchState], limit: int = 100, *,
                       campaign_id: int | None = None, after: int = 0

@@ -144,7 +144,8 @@ class Interaction(Base):
                          name="uq_interaction_identity"),
         # Only what report batches take: submitted and delivered never get a batch, and
         # would otherwise stay in this index (and in batch forming's scan) forever.
-        Index("ix_interaction_unreported", "send_id", "event", "day",
+        # It ends with the id: a batch takes a group's oldest in id order from it.
+        Index("ix_interaction_unreported", "send_id", "event", "day", "id",
               sqlite_where=text(UNREPORTED), postgresql_where=text(UNREPORTED)),
         Index("ix_interaction_batch", "batch_id"),
         Index("ix_interaction_customer", "customer_id"),

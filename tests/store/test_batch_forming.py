@@ -1,0 +1,58 @@
+"""Forming a report batch reads the group's oldest unreported interactions from the
+unreported index in id order, on both databases (not every interaction, nor the group)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import event, text
+
+from optibridge.domain import BatchState, Event, InboxItem, SendState
+from optibridge.store import Store, open_store
+from tests.store.test_store import entry, pulled_campaign
+
+
+async def _stored(store: Store, customers: int) -> None:
+    """One send whose customers were each delivered (never batched) and opened."""
+    await pulled_campaign(store, [entry(i) for i in range(customers)])
+    send = (await store.sends("t", list(SendState)))[0]
+    when = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
+    addresses = tuple(f"c{i}@example.com" for i in range(customers))
+    await store.record_callbacks([InboxItem(send.id, Event.DELIVERED, when, addresses),
+                                  InboxItem(send.id, Event.OPENED, when, addresses)])
+    while await store.process_inbox():
+        pass
+
+
+async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) -> None:
+    store = await open_store(database_url)
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any,
+             _many: bool) -> None:
+        if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
+            statements.append((sql, params))
+
+    try:
+        await _stored(store, 3_000)
+        event.listen(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
+        assert await store.form_report_batches("t", store.clock() + 1, max_size=1_000) == 3
+        event.remove(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
+        sizes = [b.size for b in await store.batches("t", [BatchState.PENDING])]
+        assert sizes == [1_000, 1_000, 1_000]
+        sql, params = statements[0]
+        async with store.db.write() as session:
+            connection = await session.connection()
+            if store.db.sqlite:
+                plan = " ".join(str(row[-1]) for row in await connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {sql}", params))
+            else:
+                await connection.exec_driver_sql("ANALYZE interaction")
+                plan = " ".join(str(row[0]) for row in await connection.exec_driver_sql(
+                    f"EXPLAIN {sql}", params))
+            await session.execute(text("SELECT 1"))
+    finally:
+        await store.db.dispose()
+    assert "ix_interaction_unreported" in plan, plan
+    assert "SCAN interaction" not in plan and "Seq Scan on interaction" not in plan, plan
