@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from optibridge.config import parse_config
+from optibridge.config import TimingConfig, parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import REPORTED_AS
-from optibridge.pipeline.context import TenantContext, Timing
+from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.reporting import report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
@@ -26,12 +26,12 @@ CAMPAIGN, EMAIL = 42, 504
 SEND_DAY = dt.date(2026, 11, 20)
 SENT_AT = dt.datetime(2026, 11, 20, 23, 30)  # late: opens straddle midnight
 Key = tuple[int, int, int, int, int, dt.date, str]
-FAST = Timing(in_doubt_wait=0.3, in_doubt_ceiling=20.0, in_doubt_probes=3,
+FAST = TimingConfig(in_doubt_wait=0.3, in_doubt_ceiling=20.0, in_doubt_probes=3,
               readback_per_pass=10, report_retry_first=0.05, report_retry_max=0.2)
 
 
 @asynccontextmanager
-async def pipeline(database_url: str, timing: Timing = FAST
+async def pipeline(database_url: str, timing: TimingConfig = FAST
                    ) -> AsyncIterator[tuple[TenantContext, OptimoveSandbox]]:
     sandbox = OptimoveSandbox({"k": "t"}, rate_limit=(100_000, 1.0))
     with serving(create_app(sandbox)) as running:

@@ -27,10 +27,10 @@ class Ctx:
     """The slice of TenantContext that follow_send uses."""
 
     def __init__(self, store: Store, platform: ScriptedPlatform) -> None:
-        from optibridge.pipeline.context import Timing
+        from optibridge.config import TimingConfig
 
         self.name, self.store, self.platform = "t", store, platform
-        self.timing = Timing(follow_min=0.0, follow_max=0.0, callback_margin=5.0)
+        self.timing = TimingConfig(follow_min=1e-6, follow_max=1e-6, callback_margin=5.0)
         self.tenant = type("T", (), {"callback_window_seconds": 10.0})()
         self.started_at = 0.0
         self.flagged_sends: set[int] = set()

@@ -41,13 +41,13 @@ from optibridge.sandbox.platform import EventRates, PlatformSandbox
 from optibridge.sandbox.platform import create_app as platform_app
 from optibridge.serving import free_port, start_server
 from optibridge.store import Store
-from optibridge.store.work import WorkRetry
 from tests.features.conftest import ENVIRON, OPTIMOVE_KEY, PLATFORM_KEY, TENANT, World
 from tests.features.conftest import config_data as features_config
 
 EMAIL, SMS, TRIGGERED = 504, 505, 511
 UNKNOWN_TO_OPTIMOVE, SCHEDULED_UNKNOWN = 512, 513  # channels the Optimove sandbox refuses
-FAST = WorkRetry(first=0.01, longest=0.02, max_refusals=3)
+MAX_REFUSALS = 3
+FAST = {"retry_first": 0.01, "retry_longest": 0.02, "max_refusals": MAX_REFUSALS}
 SOON = dt.datetime(2030, 1, 1, 9)
 
 
@@ -87,7 +87,7 @@ def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @asynccontextmanager
 async def context(world: World) -> AsyncIterator[TenantContext]:
     async with tenant_context(world.config, TENANT) as ctx:
-        ctx.timing.retry = FAST
+        ctx.timing = ctx.timing.model_copy(update=FAST)
         yield ctx
 
 
@@ -168,7 +168,7 @@ async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued
         assert later is not None and later.stage == CampaignStage.PULLED
         stopped = await failure(ctx.store, WorkKind.CANCELLATION, poisoned)
         assert stopped is not None and stopped.state == WorkState.STOPPED
-        assert stopped.attempts == FAST.max_refusals and "is corrupt" in stopped.last_error
+        assert stopped.attempts == MAX_REFUSALS and "is corrupt" in stopped.last_error
         assert [n.id for n in await ctx.store.pending_notifications(TENANT)] == [poisoned]
         # Fixed on the platform's side; an operator requeues it.
         ctx.platform = ctx.platform.inner  # type: ignore[attr-defined]
@@ -202,7 +202,7 @@ async def test_one_failing_pull_does_not_hold_up_the_others(world: World) -> Non
         assert poisoned is not None and poisoned.stage == CampaignStage.PULLING
         stopped = await failure(ctx.store, WorkKind.PULL, f"30/{SCHEDULED_UNKNOWN}")
         assert stopped is not None and stopped.state == WorkState.STOPPED
-        assert stopped.attempts == FAST.max_refusals
+        assert stopped.attempts == MAX_REFUSALS
 
 
 async def test_a_pull_that_fails_for_an_outage_backs_off_and_never_stops(
@@ -217,7 +217,7 @@ async def test_a_pull_that_fails_for_an_outage_backs_off_and_never_stops(
         await passes(pull_step, ctx, 6)
         failing = await failure(ctx.store, WorkKind.PULL, f"40/{EMAIL}")
         assert failing is not None and failing.state == WorkState.RETRYING
-        assert failing.attempts >= FAST.max_refusals and failing.refusals == 0
+        assert failing.attempts >= MAX_REFUSALS and failing.refusals == 0
         world.optimove.set_faults(None)
         await passes(pull_step, ctx, 1)
         pulled = await ctx.store.get_campaign(TENANT, 40, EMAIL)
@@ -306,7 +306,7 @@ async def test_a_refused_metrics_chunk_does_not_hold_up_the_other_campaigns(
             campaign, _ = await ctx.store.open_campaign(TENANT, campaign_id, channel)
             await ctx.store.store_audience_page(campaign.id, "email", 0, [
                 AudienceEntry(f"X{campaign_id}", 1, SOON, None)], True)  # one Dropped
-        for _ in range(FAST.max_refusals + 1):
+        for _ in range(MAX_REFUSALS + 1):
             await report_metrics(ctx)
             await asyncio.sleep(0.03)
         reported = world.optimove.metrics(TENANT)

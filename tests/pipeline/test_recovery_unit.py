@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from optibridge.config import parse_config
+from optibridge.config import TimingConfig, parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
-from optibridge.pipeline.context import TenantContext, Timing
+from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.reporting import IN_FLIGHT, report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
@@ -80,7 +80,7 @@ async def world(tmp_path: Path, database_url: str
         ctx = TenantContext(name="t", tenant=config.tenant("t"), config=config, store=store,
                             optimove=client, platform=None,  # type: ignore[arg-type]
                             signer=UrlSigner(b"s" * 16, "http://x"),
-                            timing=Timing(in_doubt_wait=0.0, report_retry_first=0.3,
+                            timing=TimingConfig(in_doubt_wait=0.0, report_retry_first=0.3,
                                           report_retry_max=1.0))
         yield ctx, sandbox, outage
         await client.aclose()

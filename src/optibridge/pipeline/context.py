@@ -23,38 +23,6 @@ T = TypeVar("T")
 
 
 @dataclass
-class Timing:
-    """Pauses of the background loops, in seconds (tests and the demo shorten them)."""
-
-    idle: float = 1.0  # how long a loop sleeps when it found nothing to do
-    in_doubt_wait: float = 30.0  # the shortest horizon before an empty read-back counts
-    in_doubt_ceiling: float = 21_600.0  # the longest; a landed batch must show within it
-    in_doubt_probes: int = 3  # agreeing empty read-backs before an in-doubt batch is re-sent
-    readback_per_pass: int = 10  # read-back calls per reporting pass, at most
-    follow_min: float = 2.0  # platform campaign state polling, first interval
-    follow_max: float = 60.0  # ... and the longest
-    callback_margin: float = 60.0  # after DONE, wait window + margin for late callbacks
-    metrics_refresh: float = 4 * 3600.0  # re-send unchanged totals this often (seed 002)
-    report_retry_first: float = 1.0  # reporting's pause after a recoverable error ...
-    report_retry_max: float = 60.0  # ... doubling up to this
-    retry: WorkRetry = field(default_factory=WorkRetry)  # per failing item of work
-
-    @classmethod
-    def from_config(cls, config: TimingConfig) -> Timing:
-        return cls(idle=config.idle, in_doubt_wait=config.in_doubt_wait,
-                   in_doubt_ceiling=config.in_doubt_ceiling,
-                   in_doubt_probes=config.in_doubt_probes,
-                   readback_per_pass=config.readback_per_pass,
-                   follow_min=config.follow_min, follow_max=config.follow_max,
-                   callback_margin=config.callback_margin,
-                   metrics_refresh=config.metrics_refresh,
-                   report_retry_first=config.report_retry_first,
-                   report_retry_max=config.report_retry_max,
-                   retry=WorkRetry(config.retry_first, config.retry_longest,
-                                   config.max_refusals))
-
-
-@dataclass
 class TenantContext:
     name: str
     tenant: TenantConfig
@@ -63,7 +31,7 @@ class TenantContext:
     optimove: OptimoveClient
     platform: Platform
     signer: UrlSigner
-    timing: Timing = field(default_factory=Timing)
+    timing: TimingConfig = field(default_factory=TimingConfig)
     # Send state changes that must not interleave (execution's READY step vs cancellation).
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,6 +42,12 @@ class TenantContext:
     metrics_reported_at: float = 0.0
     lease: LeasedWindow | None = None  # None outside ``serve`` (CLI commands)
     report_pause: Pause = field(default_factory=Pause)
+
+    @property
+    def work_retry(self) -> WorkRetry:
+        """The back-off of a failing item of work (``pipeline.work``)."""
+        timing = self.timing
+        return WorkRetry(timing.retry_first, timing.retry_longest, timing.max_refusals)
 
     @property
     def epoch(self) -> int | None:

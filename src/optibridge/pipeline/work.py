@@ -92,7 +92,7 @@ class Isolation:
         ctx, message = self.ctx, describe(error)
         record = await ctx.store.record_work_failure(
             ctx.name, self.kind, key, message, refused=about_the_item(error),
-            policy=ctx.timing.retry)
+            policy=ctx.work_retry)
         self.failures[key] = record
         if record.state == WorkState.STOPPED:
             ctx.log.error("work.stopped", kind=str(self.kind), item=key, error=message,

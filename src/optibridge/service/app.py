@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from optibridge.config import Config
-from optibridge.pipeline.context import Timing
 from optibridge.service import http, ops, triggered
 from optibridge.service.assembly import PlatformFactory, Service, _platform, build_service
 from optibridge.service.openapi import openapi_endpoint
@@ -64,12 +63,12 @@ async def database_unavailable(_: Request, error: Exception) -> Response:
                         status_code=503, headers={"Retry-After": "5"})
 
 
-def create_app(config: Config, *, timing: Timing | None = None, run_worker: bool = True,
+def create_app(config: Config, *, run_worker: bool = True,
                lease_ttl: float | None = None, takeover_wait: bool = True,
                platform_factory: PlatformFactory = _platform) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service = await build_service(config, timing=timing, platform_factory=platform_factory)
+        service = await build_service(config, platform_factory=platform_factory)
         app.state.service = service
         # What start-up built lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise rescan it while pages of 10,000 rows

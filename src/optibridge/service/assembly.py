@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from optibridge.config import Config, TenantConfig
 from optibridge.optimove.client import OptimoveClient
 from optibridge.pipeline.callbacks import InboxWriter
-from optibridge.pipeline.context import TenantContext, Timing
+from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeasedLimiter, LeasedWindow
 from optibridge.pipeline.worker import Worker, new_holder
 from optibridge.platform.api import Platform
@@ -44,7 +44,7 @@ def _platform(tenant: TenantConfig) -> Platform:
     return PlatformClient.from_config(tenant.platform)
 
 
-async def build_service(config: Config, *, timing: Timing | None = None,
+async def build_service(config: Config, *,
                         platform_factory: PlatformFactory = _platform) -> Service:
     store = await open_store(config.server.database_url)
     signer = UrlSigner(config.server.secret(), config.server.public_url)
@@ -62,5 +62,5 @@ async def build_service(config: Config, *, timing: Timing | None = None,
         contexts[name] = TenantContext(
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
-            timing=timing or Timing.from_config(config.timing), lease=window)
+            timing=config.timing, lease=window)
     return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder)
