@@ -49,7 +49,7 @@ async def interrupted(ctx: TenantContext) -> list[int]:
     batches = await ctx.store.batches("t", [BatchState.PENDING], limit=10_000)
     for batch in batches:
         await ctx.store.mark_batch(batch.id, BatchState.SENDING, expect=BatchState.PENDING)
-    await ctx.store.suspect_interrupted_sends("t")
+    await ctx.store.doubt_interrupted_batches("t")
     return [b.id for b in batches]
 
 
@@ -245,7 +245,7 @@ async def test_a_batch_in_doubt_again_waits_a_fresh_horizon(database_url: str) -
         # Sent again: applied this time, and the process died before the answer.
         await ctx.store.mark_batch(batch, BatchState.SENDING, expect=BatchState.PENDING)
         await land(ctx, ["C1"])
-        await ctx.store.suspect_interrupted_sends("t")
+        await ctx.store.doubt_interrupted_batches("t")
         await passes(ctx, 60)  # its first reads come before the row shows
         assert await states(ctx, [batch]) == ["sent"]
         assert held(sandbox) == {"C1": 1}

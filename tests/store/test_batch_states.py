@@ -67,7 +67,7 @@ async def test_a_stale_lease_holder_cannot_change_a_batch(database_url: str) -> 
     await asyncio.sleep(0.6)
     new = await store.acquire_lease("t", "b", ttl=10)
     assert new.epoch == old.epoch + 1
-    assert await store.suspect_interrupted_sends("t", new.epoch) == 1
+    assert await store.doubt_interrupted_batches("t", new.epoch) == 1
     # The paused holder comes back with its answer: refused, whatever the state.
     with pytest.raises(LeaseLost):
         await store.mark_batch(first, BatchState.SENT, expect=BatchState.SENDING,
@@ -78,7 +78,7 @@ async def test_a_stale_lease_holder_cannot_change_a_batch(database_url: str) -> 
     with pytest.raises(LeaseLost):
         await store.settle_in_doubt([first], True, kind="read_back", actor="a",
                                     epoch=old.epoch)
-    assert await store.suspect_interrupted_sends("t", old.epoch) == 0
+    assert await store.doubt_interrupted_batches("t", old.epoch) == 0
     states = {b.id: b.state for b in await store.batches("t", list(BatchState))}
     assert states == {first: BatchState.IN_DOUBT, second: BatchState.PENDING}
     # The current holder's writes go through.

@@ -106,7 +106,7 @@ async def test_report_batches_split_at_the_limit_and_track_state(database_url: s
     first = batches[0]
     assert await store.mark_batch(first.id, BatchState.SENDING, expect=BatchState.PENDING)
     assert not await store.mark_batch(first.id, BatchState.SENDING, expect=BatchState.PENDING)
-    assert await store.suspect_interrupted_sends("t") == 1
+    assert await store.doubt_interrupted_batches("t") == 1
     doubt = await store.batches("t", [BatchState.IN_DOUBT])
     assert [b.id for b in doubt] == [first.id]
     # Nothing is formed twice.

@@ -43,7 +43,7 @@ LOOKAHEAD = 8  # formed batches waiting for a call
 PENDING_PER_PASS = 1_000  # batches formed earlier that one pass takes (more wait a pass)
 
 
-async def send_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState:
+async def submit_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchState:
     """Send one pending batch once; the state it ends in says what is known.
 
     Only a refusal of the batch's own content (a 400) is final: the batch becomes a dead
@@ -126,7 +126,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
         return 0  # backing off after a recoverable error; the next try is a normal pass
     # Nothing of ours is in flight between passes: a batch still 'sending' was cut off
     # (crash, lost lease) and may or may not have landed.
-    await ctx.store.suspect_interrupted_sends(ctx.name, ctx.epoch)
+    await ctx.store.doubt_interrupted_batches(ctx.name, ctx.epoch)
     await resolve_in_doubt(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
@@ -155,7 +155,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
             if stopped.is_set() or ctx.report_pause.active:
                 continue  # left pending for the next pass
             try:
-                state = await send_batch(ctx, batch)
+                state = await submit_batch(ctx, batch)
                 sent += state == BatchState.SENT
                 doubted += state == BatchState.IN_DOUBT
             except Exception as error:  # raised below, once the others have ended

@@ -158,7 +158,7 @@ class Worker:
         if fresh:
             log.info("worker.lease_taken", tenant=name, holder=self.holder,
                      previous=grant.previous, epoch=grant.epoch)
-            await ctx.store.suspect_interrupted_sends(name, grant.epoch)
+            await ctx.store.doubt_interrupted_batches(name, grant.epoch)
             ctx.started_at = ctx.store.clock()
             self._tasks[name] = [asyncio.create_task(run_loop(ctx, step, fn), name=step)
                                  for step, fn in STEPS.items()]

@@ -298,7 +298,7 @@ class ReportStore(StoreBase):
                     requeued.append(batch_id)
         return requeued
 
-    async def suspect_interrupted_sends(self, tenant: str, epoch: int | None = None) -> int:
+    async def doubt_interrupted_batches(self, tenant: str, epoch: int | None = None) -> int:
         """Batches left 'sending' by a process that died are in doubt, not pending."""
         async with self.db.write() as session:
             result = await session.execute(
