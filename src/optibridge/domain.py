@@ -71,6 +71,27 @@ class WorkKind(StrEnum):
     PULL = "pull"  # a campaign's audience pull, by campaign/channel
     SEND = "send"  # a send's execution, by the send's ID
     METRICS = "metrics"  # a campaign's UpdateCampaignMetrics chunk, by campaign/channel
+    FOLLOW = "follow"  # following a READY send to its end (and its Dropped), by send ID
+
+
+class Made(StrEnum):
+    """What one create on the platform makes (one row per create, recorded before it)."""
+
+    LIST = "list"  # a send's contact list
+    CAMPAIGN = "campaign"  # a send's platform campaign (DRAFT when made)
+
+
+class CreateState(StrEnum):
+    """Where one create on the platform stands. A create whose answer was lost may have
+    made an object nobody knows of: a leftover, found and deleted by the sweep."""
+
+    ASKING = "asking"  # recorded; the create is (or was, if we crashed) under way
+    MADE = "made"  # answered: the send holds what it made
+    LOST = "lost"  # no usable answer: it may have made an object; to be looked for
+    ORPHAN = "orphan"  # made, known by its ID, and not the send's: to be deleted
+    DELETED = "deleted"  # an orphan, deleted
+    ABSENT = "absent"  # looked for where it must be and not found: it made nothing
+    HELD = "held"  # cannot be found from here: an operator looks for it by its name
 
 
 class WorkState(StrEnum):

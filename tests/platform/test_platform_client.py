@@ -209,12 +209,33 @@ async def test_rate_limited_call_waits_for_retry_after(api_key: str,
 
 async def test_server_errors_are_retried_then_raised(
         client: PlatformClient, sandbox: PlatformSandbox) -> None:
+    list_id = await client.create_list("people")
     sandbox.set_faults(PlatformFaults(api_error_rate=1.0, api_faults_max=2))
-    list_id = await client.create_list("after two 500s")
-    assert sandbox.contacts(list_id) == []
+    assert (await client.get_list(list_id)).name == "people"
     sandbox.set_faults(PlatformFaults(api_error_rate=1.0))
     with pytest.raises(PlatformServerError, match=r"get campaign 1: 500"):
         await client.get_campaign(1)
+
+
+async def test_a_create_is_never_retried_once_it_may_have_been_applied(
+        client: PlatformClient, sandbox: PlatformSandbox) -> None:
+    # A 500 may come after the platform applied the create: a retry could make two.
+    sandbox.set_faults(PlatformFaults(api_error_rate=1.0, api_faults_max=1))
+    with pytest.raises(PlatformOutcomeUnknown, match="create list: 500"):
+        await client.create_list("after a 500")
+    # Applied, then the answer lost (the connection drops mid-answer): one list, not two.
+    sandbox.set_faults(PlatformFaults(lost_answer_rate=1.0, lost_answers_max=2))
+    with pytest.raises(PlatformOutcomeUnknown, match="create list: no answer"):
+        await client.create_list("lost")
+    list_id = max(sandbox.lists())
+    assert sandbox.lists()[list_id] == "lost" and list(sandbox.lists().values()) == ["lost"]
+    with pytest.raises(PlatformOutcomeUnknown, match="create campaign: no answer"):
+        await client.create_campaign("c", list_id, LATER, "http://127.0.0.1:9/cb")
+    assert [c.name for c in sandbox.campaigns()] == ["c"]
+    # A 429 was not applied: that one is retried.
+    sandbox.set_faults(PlatformFaults(api_rate_limit_rate=1.0, retry_after=0.01,
+                                      api_faults_max=1))
+    assert await client.create_list("after a 429") in sandbox.lists()
 
 
 async def test_payload_is_not_retried_after_a_server_error(

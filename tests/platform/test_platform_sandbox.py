@@ -192,6 +192,21 @@ async def test_admin_api(platform_server: RunningServer, sandbox: PlatformSandbo
         assert truth == {"items": [], "total": 0}
         anonymous = await admin.get("/domain")
         assert anonymous.status_code == 401 and "error" in anonymous.json()
+        lists = (await admin.get("/sandbox/lists")).json()
+        assert lists == {"items": [{"id": list_id, "name": "l"}], "total": 1}
+        lost = await admin.put("/sandbox/faults", json={"lost_answer_rate": 1.0,
+                                                        "lost_answers_of": ["list"]})
+        assert lost.json()["faults"]["lost_answers_of"] == ["list"]
+        wrong = await admin.put("/sandbox/faults", json={"lost_answers_of": ["send"]})
+        assert wrong.status_code == 400 and "lost_answers_of" in wrong.json()["error"]
+
+
+def test_scattered_ids_say_nothing_of_the_order_objects_were_made_in() -> None:
+    counted = PlatformSandbox(["k"], seed=2)
+    assert [counted.add_template(f"t{i}", "sms", "b") for i in range(3)] == [1, 2, 3]
+    sandbox = PlatformSandbox(["k"], seed=2, scattered_ids=True)
+    ids = [sandbox.add_template(f"t{i}", "sms", "b") for i in range(30)]
+    assert len(set(ids)) == 30 and ids != sorted(ids)
 
 
 @pytest.mark.slow

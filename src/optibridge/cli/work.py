@@ -15,15 +15,17 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from optibridge.domain import WorkKind
+    from optibridge.store.leftovers import CreateRecord
     from optibridge.store.work import WorkRecord
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
-    "Background work that failed: notifications, cancellations, pulls, sends and metrics "
-    "chunks that back off, and those stopped after repeated refusals."))
+    "Background work that failed: notifications, cancellations, pulls, sends, metrics "
+    "chunks and follows that back off, and those stopped after repeated refusals; platform "
+    "objects that lost answers may have left behind."))
 
 # domain.WorkKind's values (written out: help must not import the machinery; a test
 # checks that they agree).
-KINDS = "notification, cancellation, pull, send, metrics"
+KINDS = "notification, cancellation, pull, send, metrics, follow"
 
 
 def _kind(value: str) -> WorkKind:
@@ -107,3 +109,49 @@ def requeue(kind: Annotated[str | None, typer.Argument(
 
     count = run(go())
     console.print(f"{name}: requeued {count} item{'s' if count != 1 else ''}")
+
+
+def leftover_line(record: CreateRecord) -> str:
+    """One create per line, its name whole (an operator searches the platform for it)."""
+    return (f"{record.id}  {record.state}  {record.made} {record.name!r}  send {record.send_id}"
+            f"  asked {_utc(record.asked_at)} UTC" + (f"\n    {record.note}" if record.note
+                                                     else ""))
+
+
+@app.command()
+def leftovers(forget: Annotated[list[int] | None, typer.Option(
+                  "--forget", help="Settle these held creates (you deleted what they made, "
+                                   "or found nothing); repeatable.", show_default=False)] = None,
+              tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
+    """Creates on the platform whose answer was lost and what they made is not yet found
+    and deleted; 'held' ones wait for you to look for them by name on the platform."""
+    loaded = config_from(config)
+    name = pick_tenant(loaded, tenant)
+
+    async def go() -> tuple[int, list[CreateRecord]]:
+        from optibridge.domain import CreateState
+        from optibridge.store import open_store
+        from optibridge.store.leftovers import OPEN
+
+        store = await open_store(loaded.server.database_url)
+        try:
+            held = await store.creates(name, [CreateState.HELD])
+            settled = 0
+            for record in held:
+                if record.id in (forget or []):
+                    settled += await store.settle_create(
+                        record.id, CreateState.HELD, CreateState.DELETED,
+                        note=f"settled by an operator; {record.note or ''}")
+            return settled, await store.creates(name, [*OPEN, CreateState.HELD])
+        finally:
+            await store.db.dispose()
+
+    settled, records = run(go())
+    if forget:
+        console.print(f"{name}: settled {settled} held create{'s' if settled != 1 else ''}")
+    if not records:
+        console.print(f"{name}: nothing left behind on the platform")
+        return
+    console.print(f"{name}: platform creates not settled", highlight=False)
+    for record in records:
+        console.print(leftover_line(record), highlight=False, soft_wrap=True, markup=False)

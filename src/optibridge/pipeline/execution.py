@@ -2,6 +2,8 @@
 
 Every step records its result before the next, so a crash resumes where it stopped:
 list created -> recipients uploaded -> campaign created (DRAFT) -> payload -> READY.
+Each create is recorded before it is made (``pipeline/leftovers.py``): one whose answer is
+lost is made again under a new name, and the sweep deletes what the lost one made.
 """
 
 from __future__ import annotations
@@ -12,9 +14,18 @@ import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Mapping
 
-from optibridge.domain import ChannelType, RecipientRow, SendRecord, SendState, WorkKind, WorkState
+from optibridge.domain import (
+    ChannelType,
+    Made,
+    RecipientRow,
+    SendRecord,
+    SendState,
+    WorkKind,
+    WorkState,
+)
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
+from optibridge.pipeline.leftovers import create_once, discard_orphan, sweep_leftovers
 from optibridge.pipeline.work import Isolation, describe
 from optibridge.platform.api import CampaignState, Contact, ImportResult
 from optibridge.platform.errors import PlatformNotFound, PlatformRequestRejected
@@ -42,10 +53,11 @@ async def execute_send(ctx: TenantContext, send: SendRecord) -> SendState:
     """
     state = send.state
     if state == SendState.NEW:
-        list_id = await ctx.platform.create_list(send_name(ctx, send))
-        if not await ctx.store.advance_send(send.id, SendState.NEW, state=SendState.LISTED,
-                                            list_id=list_id):
-            await _forget(ctx.platform.delete_list(list_id))
+        made, list_id = await create_once(ctx, send, Made.LIST, send_name(ctx, send),
+                                          ctx.platform.create_list)
+        if not await ctx.store.create_answered(made.id, list_id, send.id, SendState.NEW,
+                                               state=SendState.LISTED, list_id=list_id):
+            await discard_orphan(ctx, made, list_id)
             return await _current(ctx, send)
         send, state = await _reload(ctx, send), SendState.LISTED
     if state == SendState.LISTED:
@@ -128,14 +140,18 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
 
 
 async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
-    assert send.list_id is not None
+    list_id = send.list_id
+    assert list_id is not None
     when = send.scheduled_time.replace(tzinfo=dt.UTC)
-    campaign = await ctx.platform.create_campaign(
-        send_name(ctx, send), send.list_id, when, ctx.signer.callback_url(ctx.name, send.id))
-    if not await ctx.store.advance_send(send.id, SendState.UPLOADED, state=SendState.CREATED,
-                                        platform_campaign_id=campaign.id,
-                                        platform_state=str(campaign.state)):
-        await _forget(ctx.platform.delete_campaign(campaign.id))
+    callback = ctx.signer.callback_url(ctx.name, send.id)
+    made, campaign = await create_once(
+        ctx, send, Made.CAMPAIGN, send_name(ctx, send),
+        lambda name: ctx.platform.create_campaign(name, list_id, when, callback))
+    if not await ctx.store.create_answered(made.id, campaign.id, send.id, SendState.UPLOADED,
+                                           state=SendState.CREATED,
+                                           platform_campaign_id=campaign.id,
+                                           platform_state=str(campaign.state)):
+        await discard_orphan(ctx, made, campaign.id)
         return await _current(ctx, send)
     try:
         await ctx.platform.attach_payload(campaign.id, send.channel_type,
@@ -185,7 +201,9 @@ async def _make_ready(ctx: TenantContext, send: SendRecord) -> SendState:
 async def execute_pending_sends(ctx: TenantContext) -> int:
     """Advance every unfinished send of live campaigns that is due; a send that fails keeps
     its error (on the send and as its work failure) and backs off, or stops after repeated
-    refusals, without holding up the others."""
+    refusals, without holding up the others. What lost answers left on the platform is
+    swept first."""
+    swept = await sweep_leftovers(ctx)
     states = [SendState.NEW, SendState.LISTED, SendState.UPLOADED, SendState.CREATED,
               SendState.PAYLOAD]
     sends = await ctx.store.sends(ctx.name, states, live_only=True)
@@ -207,4 +225,4 @@ async def execute_pending_sends(ctx: TenantContext) -> int:
             await ctx.store.update_send(send.id, last_error=None)
         await isolation.succeeded(str(send.id))
         advanced += 1
-    return advanced
+    return advanced + swept

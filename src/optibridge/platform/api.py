@@ -91,6 +91,13 @@ class PlatformCampaign:
 
 
 @dataclass(frozen=True)
+class PlatformList:
+    id: int
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
 class PlatformTemplate:
     id: int
     name: str
@@ -120,7 +127,12 @@ class CallbackBatch:
 class Platform(Protocol):
     """What the pipeline needs from the execution platform."""
 
-    async def create_list(self, name: str) -> int: ...
+    async def create_list(self, name: str) -> int:
+        """Create a contact list; ``PlatformOutcomeUnknown`` when the answer was lost
+        after the request may have reached the platform (never retried: see the client)."""
+        ...
+
+    async def get_list(self, list_id: int) -> PlatformList: ...
 
     async def delete_list(self, list_id: int) -> None: ...
 
@@ -131,7 +143,8 @@ class Platform(Protocol):
 
     async def create_campaign(self, name: str, list_id: int, when: datetime,
                               event_callback: str) -> PlatformCampaign:
-        """Create a DRAFT campaign. ``when`` is an aware UTC datetime."""
+        """Create a DRAFT campaign. ``when`` is an aware UTC datetime. Like ``create_list``,
+        never retried once the request may have reached the platform."""
         ...
 
     async def attach_payload(self, campaign_id: int, channel_type: ChannelType,

@@ -10,10 +10,12 @@ Idempotency of retries (429, 5xx, connection errors are retried with backoff):
   with a GET: if the campaign already is in (or beyond) the target state, the move landed.
 - ``POST /list/<list>/contacts`` is idempotent: adding an address already in the list only
   updates its fields.
-- ``POST /campaign`` and ``POST /list`` are NOT idempotent: a retry after a lost response can
-  create a second campaign or list. We accept that only because the pipeline records the IDs
-  it gets back and never moves a campaign it does not know past DRAFT, so a stray DRAFT is
-  never sent (and an empty stray list costs nothing).
+- ``POST /campaign`` and ``POST /list`` are NOT idempotent, and the contract has no
+  idempotency key, client reference or listing of campaigns and lists: a retry after a lost
+  answer would make a second object and leave the first one behind, unknown. So they are
+  retried only when the request cannot have reached the platform (429, connection never
+  made); otherwise they raise ``PlatformOutcomeUnknown``. The pipeline records each create
+  before it is made (``pipeline/leftovers.py``) and finds what a lost answer left behind.
 - ``POST /campaign/<campaign>/payload`` is NOT retried once the request may have reached the
   platform (5xx, timeout, dropped connection): a duplicate payload would send every message
   twice. It raises ``PlatformOutcomeUnknown``; the caller deletes the DRAFT and starts over.
@@ -41,6 +43,7 @@ from optibridge.platform.api import (
     Platform,
     PlatformCampaign,
     PlatformDomain,
+    PlatformList,
     PlatformTemplate,
     RejectedContact,
 )
@@ -146,8 +149,17 @@ class PlatformClient:
     # -- lists and contacts ----------------------------------------------------------------
 
     async def create_list(self, name: str) -> int:
-        data = await self._request("create list", "POST", "/list", form=[("name", name)])
+        data = await self._request("create list", "POST", "/list", form=[("name", name)],
+                                   retry_unsent_only=True)
         return _int(data, "id", "create list")
+
+    async def get_list(self, list_id: int) -> PlatformList:
+        call = f"get list {list_id}"
+        data = await self._request(call, "GET", f"/list/{list_id}")
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            raise PlatformServerError(call, "answer has no string 'name'")
+        return PlatformList(id=_int(data, "id", call), name=name, size=_int(data, "size", call))
 
     async def delete_list(self, list_id: int) -> None:
         await self._delete("delete list", f"/list/{list_id}")
@@ -178,7 +190,8 @@ class PlatformClient:
         form = [("name", name), ("domain", str(domain)), ("list", str(list_id)),
                 ("state", CampaignState.DRAFT.value), ("when", str(int(when.timestamp()))),
                 ("event_callback", event_callback)]
-        data = await self._request("create campaign", "POST", "/campaign", form=form)
+        data = await self._request("create campaign", "POST", "/campaign", form=form,
+                                   retry_unsent_only=True)
         return _campaign(data, "create campaign")
 
     async def attach_payload(self, campaign_id: int, channel_type: ChannelType,

@@ -48,5 +48,6 @@ class PlatformUnavailable(PlatformError):
 
 
 class PlatformOutcomeUnknown(PlatformError):
-    """A call that must not run twice (attaching a payload) may or may not have been applied:
-    a 5xx, a timeout or a dropped connection after the request was sent. Not retried."""
+    """A call that must not run twice (a create, attaching a payload) may or may not have
+    been applied: a 5xx, a timeout or a dropped connection after the request was sent.
+    Not retried."""

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optibridge.config import Config
-from optibridge.domain import BatchState, WorkKind, WorkState
+from optibridge.domain import BatchState, CreateState, WorkKind, WorkState
 from optibridge.ratelimit import limiter_for
 from optibridge.service.assembly import Service
 from optibridge.store.in_doubt import LagState
@@ -51,6 +51,7 @@ class Snapshot:
     readback: dict[str, LagState] = field(default_factory=dict)
     paused: dict[str, int] = field(default_factory=dict)  # reporting paused (this process)
     work: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    leftovers: dict[tuple[str, str], int] = field(default_factory=dict)  # platform creates
     at: float = field(default_factory=time.time)
 
 
@@ -67,7 +68,8 @@ async def take_snapshot(service: Service) -> Snapshot:
         rate_in_use=rate_limits_in_use(service),
         readback={lag.tenant: lag for lag in await service.store.readback_lags()},
         paused={name: int(ctx.report_pause.paused) for name, ctx in service.contexts.items()},
-        work=await service.store.work_failure_counts())
+        work=await service.store.work_failure_counts(),
+        leftovers=await service.store.create_counts())
 
 
 def rate_limits_in_use(service: Service) -> dict[tuple[str, str], float]:
@@ -123,6 +125,7 @@ class StoreCollector(Collector):
         yield share
         yield from _readback(snap, self.tenants)
         yield self._work(snap)
+        yield self._leftovers(snap)
 
     def _work(self, snap: Snapshot) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
@@ -134,6 +137,17 @@ class StoreCollector(Collector):
                 for state in WorkState:
                     family.add_metric([tenant, str(kind), str(state)],
                                       snap.work.get((tenant, kind, state), 0))
+        return family
+
+    def _leftovers(self, snap: Snapshot) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "optibridge_platform_creates_unsettled", "Creates on the platform whose answer "
+            "was lost and whose object is not yet found and deleted (held: waits for "
+            "`optibridge work leftovers`)", labels=["tenant", "state"])
+        for tenant in self.tenants:
+            for state in (CreateState.ASKING, CreateState.LOST, CreateState.ORPHAN,
+                          CreateState.HELD):
+                family.add_metric([tenant, str(state)], snap.leftovers.get((tenant, state), 0))
         return family
 
     def _batches(self, snap: Snapshot) -> GaugeMetricFamily:

@@ -8,6 +8,7 @@ from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
 from optibridge.store.engagements import EngagementStore
 from optibridge.store.in_doubt import InDoubtStore
+from optibridge.store.leftovers import LeftoverStore
 from optibridge.store.migrate import upgrade
 from optibridge.store.ops import OpsStore
 from optibridge.store.problems import ProblemStore
@@ -21,7 +22,7 @@ from optibridge.store.work import WorkStore
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
             ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore,
-            WorkStore, PruningStore):
+            WorkStore, PruningStore, LeftoverStore):
     """The pipeline's one handle on the database."""
 
 

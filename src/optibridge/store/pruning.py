@@ -1,6 +1,7 @@
 """Bounded growth: what is only kept for operators and for exactly-once checks (the mapped
 callback inbox, problems, handled notifications, gathered triggers, the events of sent
-report batches) is deleted once it is older than the report period plus a margin."""
+report batches, settled platform creates) is deleted once it is older than the report
+period plus a margin."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 
-from optibridge.domain import BatchState
+from optibridge.domain import BatchState, CreateState
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.schema import (
     BatchEvent,
     CallbackInbox,
     CallbackProblem,
     Notification,
+    PlatformCreate,
     Problem,
     ReportBatch,
     Trigger,
@@ -47,6 +49,9 @@ def _old(before: float) -> list[tuple[Any, ColumnElement[bool]]]:
          & (Notification.received_at < before)),
         (Trigger, Trigger.send_id.is_not(None) & (Trigger.received_at < before)),
         (BatchEvent, BatchEvent.batch_id.in_(sent) & (BatchEvent.at < before)),
+        (PlatformCreate, PlatformCreate.state.in_(
+            [CreateState.MADE, CreateState.DELETED, CreateState.ABSENT])
+         & (PlatformCreate.asked_at < before)),
     ]
 
 

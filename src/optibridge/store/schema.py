@@ -403,3 +403,23 @@ class WorkFailure(Base):
     first_failed_at: Mapped[float] = mapped_column(Float)
     failed_at: Mapped[float] = mapped_column(Float)
     next_at: Mapped[float] = mapped_column(Float)
+
+
+class PlatformCreate(Base):
+    """One create on the platform (a send's contact list or campaign), recorded before it is
+    made: the platform has no idempotency key and cannot list what it holds, so a create
+    whose answer was lost is looked for by its unique ``name`` and deleted (a leftover)."""
+
+    __tablename__ = "platform_create"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    send_id: Mapped[int] = mapped_column(BigInteger)
+    made: Mapped[str] = mapped_column(String(16))  # list, campaign
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))  # domain.CreateState
+    platform_id: Mapped[int | None] = mapped_column(BigInteger)
+    asked_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)  # the answer came, or was lost
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_platform_create_state", "tenant", "state"),)

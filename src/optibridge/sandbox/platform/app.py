@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from optibridge.sandbox.platform.contract import Channel
 from optibridge.sandbox.platform.core import PlatformSandbox
@@ -49,8 +50,25 @@ async def _form(request: Request) -> list[tuple[str, str]]:
         raise bad("body: not valid UTF-8") from None
 
 
-def _platform(sandbox: PlatformSandbox, operation: Operation) -> Handler:
-    """Wrap one platform operation: auth (401), injected faults, ApiError -> JSON."""
+class LostAnswer(JSONResponse):
+    """Starts the 200 answer, sends half of it, then stops: the server closes the connection
+    because the answer is incomplete, so the client sees a transport error after the
+    create was applied (fault ``lost_answer_rate``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.headers["content-length"] = str(len(self.body) + 64)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[:len(self.body) // 2],
+                    "more_body": True})
+        # Returning without the last body message is what drops the connection.
+
+
+def _platform(sandbox: PlatformSandbox, operation: Operation,
+              creates: str | None = None) -> Handler:
+    """Wrap one platform operation: auth (401), injected faults, ApiError -> JSON.
+    ``creates`` names what a create POST makes (``campaign``, ``list``): its answer may be
+    lost after it was applied."""
 
     async def handle(request: Request) -> Response:
         if not sandbox.authorized(request.headers.get("Authorization")):
@@ -63,9 +81,12 @@ def _platform(sandbox: PlatformSandbox, operation: Operation) -> Handler:
                               {"Retry-After": f"{retry_after:g}"})
             return _error(status, "injected server error")
         try:
-            return JSONResponse(await operation(sandbox, request))
+            answer = await operation(sandbox, request)
         except ApiError as error:
             return _error(error.status, error.message)
+        if creates is not None and sandbox.loses_answer(creates):
+            return LostAnswer(answer)
+        return JSONResponse(answer)
 
     return handle
 
@@ -149,10 +170,15 @@ def _admin_routes(sandbox: PlatformSandbox) -> list[Route]:
             return _error(400, f"template: needs name, type (email|sms) and body ({error})")
         return JSONResponse({"id": template_id}, status_code=201)
 
+    async def lists(_: Request) -> Response:
+        items = [{"id": i, "name": n} for i, n in sorted(sandbox.lists().items())]
+        return JSONResponse({"items": items, "total": len(items)})
+
     async def index(_: Request) -> Response:
         return JSONResponse({"sandbox": "platform", "admin": {
             "POST /sandbox/templates": "add a template: {name, type: email|sms, body}",
             "GET /sandbox/campaigns": "every campaign with its state and contacts",
+            "GET /sandbox/lists": "every contact list (ID and name)",
             "GET /sandbox/ground-truth": "every event the platform emitted",
             "PUT /sandbox/faults": "fault plan for the API and the callbacks",
         }})
@@ -161,6 +187,7 @@ def _admin_routes(sandbox: PlatformSandbox) -> list[Route]:
             Route("/sandbox/", index, methods=["GET"]),
             Route("/sandbox/ground-truth", ground_truth, methods=["GET"]),
             Route("/sandbox/campaigns", campaigns, methods=["GET"]),
+            Route("/sandbox/lists", lists, methods=["GET"]),
             Route("/sandbox/faults", faults, methods=["PUT"]),
             Route("/sandbox/templates", templates, methods=["POST"])]
 
@@ -168,14 +195,15 @@ def _admin_routes(sandbox: PlatformSandbox) -> list[Route]:
 def create_app(sandbox: PlatformSandbox) -> Starlette:
     """The sandbox as an ASGI app; its lifespan runs the sender."""
 
-    def route(path: str, operation: Operation, *methods: str) -> Route:
-        return Route(path, _platform(sandbox, operation), methods=list(methods))
+    def route(path: str, operation: Operation, *methods: str, creates: str | None = None
+              ) -> Route:
+        return Route(path, _platform(sandbox, operation, creates), methods=list(methods))
 
     routes = [
-        route("/campaign", _create_campaign, "POST"),
+        route("/campaign", _create_campaign, "POST", creates="campaign"),
         route("/campaign/{id}", _campaign_item, "GET", "PUT", "DELETE"),
         route("/campaign/{id}/payload", _payload, "POST"),
-        route("/list", _create_list, "POST"),
+        route("/list", _create_list, "POST", creates="list"),
         route("/list/{id}", _list_item, "GET", "DELETE"),
         route("/list/{id}/contacts", _contacts, "POST"),
         route("/template", _templates, "GET"),

@@ -56,18 +56,20 @@ class PlatformSandbox:
     max_addresses_per_callback: _Setting[int] = _Setting()
     callback_retry: _Setting[float] = _Setting()
     callback_attempts: _Setting[int] = _Setting()
+    scattered_ids: _Setting[bool] = _Setting()
 
     def __init__(self, api_keys: Iterable[str], *, seed: int = 0, callback_window: float = 300.0,
                  tick: float = 0.05, rates: EventRates | None = None,
                  faults: PlatformFaults | None = None,
                  max_addresses_per_callback: int = 100_000, callback_retry: float = 0.2,
-                 callback_attempts: int = 20) -> None:
+                 callback_attempts: int = 20, scattered_ids: bool = False) -> None:
         self.api_keys = frozenset(api_keys)
         self.settings = Settings(seed, callback_window, tick, rates or EventRates(),
-                                 max_addresses_per_callback, callback_retry, callback_attempts)
+                                 max_addresses_per_callback, callback_retry, callback_attempts,
+                                 scattered_ids)
         self._lock = threading.Lock()
         self._dice = FaultDice(faults, seed)
-        self._resources = Resources()
+        self._resources = Resources(self.settings)
         self._delivery = CallbackDelivery(self.settings, self._dice)
         self._clock = SendingClock(self._resources, self._delivery, self.settings, self._dice)
 
@@ -106,6 +108,10 @@ class PlatformSandbox:
         """KeyError if unknown."""
         with self._lock:
             return self._clock.progress(self._resources.campaigns[campaign_id])
+
+    def lists(self) -> dict[int, str]:
+        """Every contact list: ID -> name."""
+        return self._locked(self._resources.list_names)
 
     def contacts(self, list_id: int) -> list[SandboxContact]:
         return self._locked(self._resources.contacts, list_id)
@@ -147,6 +153,11 @@ class PlatformSandbox:
                 dice.api_faults_injected += 1
                 return 500, None
             return None
+
+    def loses_answer(self, kind: str) -> bool:
+        """Whether the answer to a create just applied (``campaign`` or ``list``) is to be
+        lost (fault ``lost_answer_rate``)."""
+        return self._locked(self._dice.loses_answer, kind)
 
     # -- platform API operations (raise ApiError) ------------------------------------------
 

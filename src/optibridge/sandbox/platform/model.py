@@ -43,6 +43,10 @@ class Settings:
     max_addresses_per_callback: int = 100_000
     callback_retry: float = 0.2  # first retry delay of an unanswered callback; doubles up to 30 s
     callback_attempts: int = 20
+    # Assumption (no source says how the platform numbers objects): IDs count up, one
+    # sequence for templates, lists and campaigns. True draws each new ID at random instead,
+    # a platform whose IDs say nothing of the order in which objects were made.
+    scattered_ids: bool = False
 
 
 @dataclass
@@ -65,6 +69,12 @@ class PlatformFaults:
     callback_lag_max: float | None = None
     fail_campaigns_after: float | None = None  # ERROR after this share was submitted
     withhold_submitted_rate: float = 0.0  # contacts that get no event; campaign still DONE
+    # Create POSTs (/campaign, /list) applied, then their answer lost: the connection drops
+    # mid-answer. ``lost_answers_of`` says which creates ("campaign", "list"); at most
+    # ``lost_answers_max`` answers are lost (None: no limit).
+    lost_answer_rate: float = 0.0
+    lost_answers_of: tuple[str, ...] = ("campaign", "list")
+    lost_answers_max: int | None = None
     seed: int = 0
 
     @classmethod
@@ -74,7 +84,13 @@ class PlatformFaults:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
-        return cls(**dict(data))
+        values = dict(data)
+        if "lost_answers_of" in values:
+            kinds = values["lost_answers_of"]
+            if not isinstance(kinds, list | tuple) or not set(kinds) <= {"campaign", "list"}:
+                raise ValueError('lost_answers_of: a list of "campaign" and "list"')
+            values["lost_answers_of"] = tuple(kinds)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,20 @@ class FaultDice:
         self.faults = faults
         self.rng = random.Random(faults.seed if faults else seed)
         self.api_faults_injected = 0
+        self.answers_lost = 0
+
+    def loses_answer(self, kind: str) -> bool:
+        """Whether the answer to this create (``campaign`` or ``list``), already applied,
+        is to be lost."""
+        faults = self.faults
+        if faults is None or kind not in faults.lost_answers_of or (
+                faults.lost_answers_max is not None
+                and self.answers_lost >= faults.lost_answers_max):
+            return False
+        if self.rng.random() >= faults.lost_answer_rate:
+            return False
+        self.answers_lost += 1
+        return True
 
     def callback_delay(self) -> float:
         """Seconds a callback waits before it is first sent (the lag faults)."""

@@ -9,6 +9,7 @@ asking for one of those (other than the current state) is refused with 409.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,12 @@ from optibridge.sandbox.platform.contract import (
     State,
     parse_state,
 )
-from optibridge.sandbox.platform.model import SandboxCampaign, SandboxContact, SandboxPayload
+from optibridge.sandbox.platform.model import (
+    SandboxCampaign,
+    SandboxContact,
+    SandboxPayload,
+    Settings,
+)
 from optibridge.sandbox.platform.sender import Row
 from optibridge.sandbox.platform.validate import (
     ApiError,
@@ -103,15 +109,23 @@ def _edits(params: Params) -> dict[str, Any]:
 class Resources:
     """Every template, list and campaign, with the operations of the platform API."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self._ids = 0
+        self._settings = settings or Settings()
+        self._scatter = random.Random(self._settings.seed + 1)
         self.templates: dict[int, Template] = {}
         self.lists: dict[int, ContactList] = {}
         self.campaigns: dict[int, SandboxCampaign] = {}
 
     def _next_id(self) -> int:
-        self._ids += 1
-        return self._ids
+        """The next ID: counted up, or drawn at random (``Settings.scattered_ids``)."""
+        if not self._settings.scattered_ids:
+            self._ids += 1
+            return self._ids
+        taken = self.templates.keys() | self.lists.keys() | self.campaigns.keys()
+        while (drawn := self._scatter.randrange(1, 2**31)) in taken:
+            pass
+        return drawn
 
     # -- the sandbox's own API -------------------------------------------------------------
 
@@ -130,6 +144,9 @@ class Resources:
     def contacts(self, list_id: int) -> list[SandboxContact]:
         return [SandboxContact(email, telephone, dict(fields))
                 for email, telephone, fields in self.lists[list_id].contacts.values()]
+
+    def list_names(self) -> dict[int, str]:
+        return {found.id: found.name for found in self.lists.values()}
 
     def rows(self, list_id: int) -> list[Row]:
         """The list's contacts as the sender reads them (none if the list is gone)."""
