@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
@@ -150,7 +149,7 @@ async def test_a_refused_read_back_holds_in_doubt_batches_until_it_works(
 
 async def test_a_landed_batch_that_never_shows_makes_read_back_unusable(
         database_url: str) -> None:
-    timing = replace(FAST, in_doubt_ceiling=1.0)
+    timing = FAST.model_copy(update={"in_doubt_ceiling": 1.0})
     async with pipeline(database_url, timing) as (ctx, sandbox):
         sandbox.set_faults(FaultPlan(readback_delay_seconds=600))
         await sent_batch_to_learn_from(ctx, learn=False)
@@ -197,7 +196,7 @@ async def test_an_answer_of_unknown_shape_holds_in_doubt_batches(
 
 async def test_read_backs_are_bounded_per_pass_and_reach_every_batch(
         database_url: str) -> None:
-    timing = replace(FAST, readback_per_pass=4)
+    timing = FAST.model_copy(update={"readback_per_pass": 4})
     async with pipeline(database_url, timing) as (ctx, sandbox):
         await sent_batch_to_learn_from(ctx)
         await passes(ctx, 2)
