@@ -13,7 +13,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from optibridge.domain import BatchState, Event, MetricTotal, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
-from optibridge.store.base import StoreBase, rowcount
+from optibridge.store.base import rowcount
+from optibridge.store.counts import CountStore, counted
 from optibridge.store.leases import LeaseLost
 from optibridge.store.schema import (
     UNREPORTED,
@@ -79,7 +80,7 @@ class ReportGroup:
     count: int
 
 
-class ReportStore(StoreBase):
+class ReportStore(CountStore):
     async def form_report_batches(self, tenant: str, ready_before: float,
                                   max_size: int = 10_000, limit: int | None = None) -> int:
         """Form every batch that is ready now (at most ``limit``); the number formed."""
@@ -311,21 +312,23 @@ class ReportStore(StoreBase):
     async def metric_totals(self, tenant: str, since: float
                             ) -> dict[tuple[int, int, int, int], int]:
         """Running totals per (campaign, channel, template, metric) of the sends made
-        after ``since``, counted from the stored interactions."""
-        metric = case(*((Interaction.event == str(e), int(m)) for e, m in METRIC_OF.items()))
+        after ``since``, from the interaction counts the database keeps."""
+        await self.fold_interaction_counts()
+        rows = counted()
+        metric = case(*((rows.c.event == str(e), int(m)) for e, m in METRIC_OF.items()))
         async with self.db.read() as session:
-            rows = await session.execute(
+            found = await session.execute(
                 select(Campaign.campaign_id, Campaign.channel_id, Send.template_id,
-                       metric, func.count())
-                .select_from(Interaction)
-                .join(Send, Send.id == Interaction.send_id)
+                       metric, func.sum(rows.c.count))
+                .select_from(rows)
+                .join(Send, Send.id == rows.c.send_id)
                 .join(Campaign, Campaign.id == Send.campaign_pk)
                 .where(Campaign.tenant == tenant, Campaign.id.in_(
                     # Totals stay totals: a campaign still sending in the window (triggered
                     # ones do for months) counts all its sends, not only the recent ones.
                     select(Send.campaign_pk).where(Send.created_at >= since)))
                 .group_by(Campaign.campaign_id, Campaign.channel_id, Send.template_id, metric))
-            return {(c, ch, t, m): int(v) for c, ch, t, m, v in rows}
+            return {(c, ch, t, m): int(v) for c, ch, t, m, v in found}
 
     async def reported_metrics(self, tenant: str
                                ) -> dict[tuple[int, int, int, int], tuple[int, float]]:

@@ -423,3 +423,27 @@ class PlatformCreate(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_platform_create_state", "tenant", "state"),)
+
+
+class InteractionCount(Base):
+    """Interactions stored per send and event, kept as they are inserted (by a trigger the
+    migration creates), so metric totals and funnels are read, not recounted. Pruning does
+    not lower them: they are totals of what was stored."""
+
+    __tablename__ = "interaction_count"
+    send_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class InteractionCountDelta(Base):
+    """PostgreSQL: what each INSERT statement added to ``interaction_count``, appended by a
+    statement trigger (no row lock shared by concurrent writers) and folded into it from
+    time to time. Always empty on SQLite, whose row trigger adds to the totals directly
+    (it has one writer at a time)."""
+
+    __tablename__ = "interaction_count_delta"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    send_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(BigInteger)

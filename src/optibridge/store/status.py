@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from optibridge.domain import BatchState
-from optibridge.store.base import StoreBase
+from optibridge.store.counts import CountStore
 from optibridge.store.reports import REPORTED_EVENTS
 from optibridge.store.schema import (
     CallbackInbox,
@@ -89,7 +89,7 @@ class ErrorRecord:
     message: str
 
 
-class StatusStore(StoreBase):
+class StatusStore(CountStore):
     async def campaign_summaries(self, tenant: str | None = None, limit: int = 50,
                                  campaign_pk: int | None = None) -> list[CampaignSummary]:
         """The newest campaigns (or one), each with its sends and their funnels."""
@@ -113,13 +113,7 @@ class StatusStore(StoreBase):
         async with self.db.read() as session:
             sends = list(await session.scalars(
                 select(Send).where(Send.campaign_pk.in_(campaign_pks)).order_by(Send.id)))
-            rows = await session.execute(
-                select(Interaction.send_id, Interaction.event, func.count())
-                .where(Interaction.send_id.in_([s.id for s in sends]))
-                .group_by(Interaction.send_id, Interaction.event))
-            counts: dict[int, dict[str, int]] = defaultdict(dict)
-            for send_id, event, n in rows:
-                counts[send_id][event] = int(n)
+        counts = await self.interaction_counts([s.id for s in sends])
         result: dict[int, list[SendFunnel]] = defaultdict(list)
         for s in sends:
             result[s.campaign_pk].append(SendFunnel(
