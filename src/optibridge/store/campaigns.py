@@ -33,6 +33,23 @@ def _campaign(row: Campaign) -> CampaignRecord:
                           next_skip=row.next_skip, pulled=row.pulled, triggered=row.triggered)
 
 
+async def find_or_add_campaign(session: AsyncSession, tenant: str, campaign_id: int,
+                               channel_id: int, *, triggered: bool, now: float
+                               ) -> tuple[Campaign, bool]:
+    """The campaign's row in this transaction, added (its pull not begun) if it is new."""
+    found = await session.scalar(select(Campaign).where(
+        Campaign.tenant == tenant, Campaign.campaign_id == campaign_id,
+        Campaign.channel_id == channel_id))
+    if found is not None:
+        return found, False
+    row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
+                   triggered=triggered, state=CampaignStage.PULLING, next_skip=0, pulled=0,
+                   created_at=now)
+    session.add(row)
+    await session.flush()
+    return row, True
+
+
 def _send(row: Send, campaign: Campaign) -> SendRecord:
     return SendRecord(
         id=row.id, campaign_pk=campaign.id, tenant=campaign.tenant,
@@ -82,17 +99,9 @@ class CampaignStore(StoreBase):
                             triggered: bool = False) -> tuple[CampaignRecord, bool]:
         """The campaign's record, created on first sight; ``True`` when it is new."""
         async with self.db.write() as session:
-            found = await session.scalar(select(Campaign).where(
-                Campaign.tenant == tenant, Campaign.campaign_id == campaign_id,
-                Campaign.channel_id == channel_id))
-            if found is not None:
-                return _campaign(found), False
-            row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
-                           triggered=triggered, state=CampaignStage.PULLING, next_skip=0,
-                           pulled=0, created_at=self.clock())
-            session.add(row)
-            await session.flush()
-            return _campaign(row), True
+            row, created = await find_or_add_campaign(session, tenant, campaign_id, channel_id,
+                                                      triggered=triggered, now=self.clock())
+            return _campaign(row), created
 
     async def campaigns_in(self, tenant: str, state: CampaignStage) -> list[CampaignRecord]:
         async with self.db.read() as session:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from optibridge.domain import CampaignRecord, CampaignStage
+from optibridge.domain import CampaignRecord
 from optibridge.store.base import StoreBase
-from optibridge.store.campaigns import _campaign
-from optibridge.store.schema import Campaign, Engagement
+from optibridge.store.campaigns import _campaign, find_or_add_campaign
+from optibridge.store.schema import Engagement
 
 
 @dataclass(frozen=True)
@@ -42,17 +42,11 @@ class EngagementStore(StoreBase):
         """The campaign and where its files are, created together (a campaign never exists
         without its source); ``True`` when new. A campaign known already is left as it is."""
         async with self.db.write() as session:
-            found = await session.scalar(select(Campaign).where(
-                Campaign.tenant == tenant, Campaign.campaign_id == campaign_id,
-                Campaign.channel_id == channel_id))
-            if found is not None:
-                return _campaign(found), False
             now = self.clock()
-            row = Campaign(tenant=tenant, campaign_id=campaign_id, channel_id=channel_id,
-                           triggered=False, state=CampaignStage.PULLING, next_skip=0,
-                           pulled=0, created_at=now)
-            session.add(row)
-            await session.flush()
+            row, created = await find_or_add_campaign(session, tenant, campaign_id, channel_id,
+                                                      triggered=False, now=now)
+            if not created:
+                return _campaign(row), False
             session.add(Engagement(campaign_pk=row.id, bucket=bucket,
                                    customers_folder=customers_folder,
                                    metadata_path=metadata_path, decryption_key=decryption_key,
