@@ -289,6 +289,58 @@ async def test_a_send_the_platform_refuses_stops_without_a_loop_of_platform_camp
     assert any(f"send {refused.id} stopped" in p for p in problems), problems
 
 
+# --- following sends to their end ----------------------------------------------------
+
+async def test_a_send_whose_follow_keeps_failing_stops_alone_and_can_be_requeued(
+        world: World) -> None:
+    from optibridge.pipeline.follow import follow_sends
+    good = world.platform.add_template("Good", ChannelType.EMAIL, "<p>Hi {{FirstName}}</p>")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    world.optimove.load_audience(TENANT, 75, EMAIL, rows("F", 2, template=good, when=now)
+                                 + rows("P", 2, template=good,
+                                        when=now + dt.timedelta(seconds=1)))
+    async with context(world) as ctx:
+        await ctx.store.record_notification(TENANT, 13, 75, EMAIL, {})
+        await passes(pull_step, ctx, 1)
+        await passes(execute_pending_sends, ctx, 2)
+        healthy, poisoned = sorted(await ctx.store.sends(TENANT, [SendState.READY]),
+                                   key=lambda s: s.scheduled_time)
+        assert poisoned.platform_campaign_id is not None
+        ctx.platform = RefusingPlatform(ctx.platform, poisoned.platform_campaign_id)  # type: ignore[assignment]
+
+        async def finished(send_id: int) -> bool:
+            found = await ctx.store.get_send(send_id)
+            return found is not None and found.finished_at is not None
+
+        async def shown_error() -> str | None:
+            summary = (await ctx.store.campaign_summaries(TENANT))[0]
+            return {s.id: s.last_error for s in summary.sends}[poisoned.id]
+
+        for _ in range(200):  # the platform sends the healthy one meanwhile
+            await passes(follow_sends, ctx, 1)
+            stopping = await failure(ctx.store, WorkKind.FOLLOW, poisoned.id)
+            if await finished(healthy.id) and stopping and stopping.state == WorkState.STOPPED:
+                break
+        assert await finished(healthy.id)  # the others go on
+        stopped = await failure(ctx.store, WorkKind.FOLLOW, poisoned.id)
+        assert stopped is not None and stopped.state == WorkState.STOPPED
+        assert stopped.attempts == MAX_REFUSALS and "is corrupt" in stopped.last_error
+        assert "is corrupt" in (await shown_error() or "")
+        assert await failure(ctx.store, WorkKind.FOLLOW, healthy.id) is None
+        # Fixed on the platform's side; an operator requeues it and it is followed again.
+        ctx.platform = ctx.platform.inner  # type: ignore[attr-defined]
+        result = await asyncio.to_thread(world.cli, "work", "requeue", "follow",
+                                         str(poisoned.id))
+        assert result.exit_code == 0 and "requeued 1 item" in result.output, result.output
+        for _ in range(200):
+            await passes(follow_sends, ctx, 1)
+            if await finished(poisoned.id):
+                break
+        assert await finished(poisoned.id)
+        assert await failure(ctx.store, WorkKind.FOLLOW, poisoned.id) is None
+        assert await shown_error() is None
+
+
 async def _problems(world: World) -> list[str]:
     store = await world.store()
     try:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import structlog
 
 from optibridge.config import Config, TenantConfig, TimingConfig
-from optibridge.domain import SendRecord
 from optibridge.optimove.client import OptimoveClient
-from optibridge.pipeline.lease import LeasedWindow, LeaseLost
+from optibridge.pipeline.lease import LeasedWindow
 from optibridge.pipeline.pause import Pause
 from optibridge.platform.api import Platform
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
 from optibridge.store.work import WorkRetry
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -66,20 +61,3 @@ class TenantContext:
             tenant=self.name)
         return logger
 
-
-async def each_apart(ctx: TenantContext, step: str, send: SendRecord,
-                     work: Awaitable[T]) -> T | None:
-    """Run one send's part of a step; a failure is recorded on the send (and as a problem)
-    and left for a later pass instead of stopping the step for every other send: None."""
-    try:
-        return await work
-    except (asyncio.CancelledError, LeaseLost):
-        raise
-    except Exception as error:
-        message = f"{type(error).__name__}: {error}"
-        ctx.log.warning(f"{step}.send_failed", send=send.id, campaign=send.campaign_id,
-                        error=message)
-        await ctx.store.update_send(send.id, last_error=message[:2000])
-        await ctx.store.record_problem(ctx.name, step, f"send {send.id} (campaign "
-                                       f"{send.campaign_id}): {message}")
-        return None

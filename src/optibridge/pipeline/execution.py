@@ -21,12 +21,10 @@ from optibridge.domain import (
     SendRecord,
     SendState,
     WorkKind,
-    WorkState,
 )
 from optibridge.pipeline.context import TenantContext
-from optibridge.pipeline.lease import LeaseLost
 from optibridge.pipeline.leftovers import create_once, discard_orphan, sweep_leftovers
-from optibridge.pipeline.work import Isolation, describe
+from optibridge.pipeline.work import Isolation, run_send
 from optibridge.platform.api import CampaignState, Contact, ImportResult
 from optibridge.platform.errors import PlatformNotFound, PlatformRequestRejected
 
@@ -210,19 +208,7 @@ async def execute_pending_sends(ctx: TenantContext) -> int:
     isolation = await Isolation.load(ctx, WorkKind.SEND)
     advanced = 0
     for send in sends:
-        if not isolation.due(send.id):
-            continue
-        try:
-            await execute_send(ctx, send)
-        except (asyncio.CancelledError, LeaseLost):
-            raise
-        except Exception as error:
-            record = await isolation.failed(str(send.id), error, campaign=send.campaign_id)
-            stopped = " (stopped)" if record.state == WorkState.STOPPED else ""
-            await ctx.store.update_send(send.id, last_error=(describe(error) + stopped)[:2000])
-            continue
-        if str(send.id) in isolation.failures:
-            await ctx.store.update_send(send.id, last_error=None)
-        await isolation.succeeded(str(send.id))
-        advanced += 1
+        if isolation.due(send.id) and await run_send(isolation, send,
+                                                     execute_send(ctx, send)) is not None:
+            advanced += 1
     return advanced + swept

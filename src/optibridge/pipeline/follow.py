@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from optibridge.domain import ChannelType, Event, SendRecord, SendState
-from optibridge.pipeline.context import TenantContext, each_apart
+from optibridge.domain import ChannelType, Event, SendRecord, SendState, WorkKind
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.work import Isolation, run_send
 from optibridge.platform.api import FINAL_STATES, CampaignState
 
 # The events that prove the platform sent a message (SMS has no "submitted": seed 003).
@@ -114,9 +115,12 @@ async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
 
 
 async def follow_sends(ctx: TenantContext) -> int:
-    """Follow every READY send; one that fails is recorded and retried later."""
+    """Follow every READY send; one that fails keeps its error (on the send and as its
+    work failure, kind ``follow``) and backs off, or stops after repeated refusals, while
+    the others go on."""
+    isolation = await Isolation.load(ctx, WorkKind.FOLLOW)
     finished = 0
     for send in await ctx.store.sends(ctx.name, [SendState.READY]):
-        if await each_apart(ctx, "follow", send, follow_send(ctx, send)):
+        if isolation.due(send.id) and await run_send(isolation, send, follow_send(ctx, send)):
             finished += 1
     return finished

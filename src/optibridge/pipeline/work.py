@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from optibridge.domain import WorkKind, WorkState
+from optibridge.domain import SendRecord, WorkKind, WorkState
 from optibridge.optimove.errors import (
     OptimoveAuthError,
     OptimoveRequestRejected,
@@ -106,3 +106,22 @@ class Isolation:
                             attempts=record.attempts, retry_in=round(record.next_at -
                                                                      self.now, 1), **about)
         return record
+
+
+async def run_send(isolation: Isolation, send: SendRecord, work: Awaitable[T]) -> T | None:
+    """Run one send's part of a step as its item of work; its error is also kept on the
+    send (``last_error``, shown with it on ``/ui``) until the step works for it again."""
+    store, key = isolation.ctx.store, str(send.id)
+    try:
+        result = await work
+    except (asyncio.CancelledError, LeaseLost):
+        raise
+    except Exception as error:
+        record = await isolation.failed(key, error, campaign=send.campaign_id)
+        stopped = " (stopped)" if record.state == WorkState.STOPPED else ""
+        await store.update_send(send.id, last_error=(describe(error) + stopped)[:2000])
+        return None
+    if key in isolation.failures:
+        await store.update_send(send.id, last_error=None)
+    await isolation.succeeded(key)
+    return result

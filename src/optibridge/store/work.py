@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from optibridge.domain import WorkKind, WorkState
 from optibridge.store.base import StoreBase, rowcount
-from optibridge.store.schema import WorkFailure
+from optibridge.store.schema import Send, WorkFailure
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,23 @@ class WorkStore(StoreBase):
     async def requeue_work(self, tenant: str, kinds: Sequence[WorkKind] = (),
                            items: Sequence[str] = (), *, stopped_only: bool = True) -> int:
         """Forget the failures of the chosen items, so the next pass tries them afresh;
-        how many were requeued."""
-        query = delete(WorkFailure).where(WorkFailure.tenant == tenant)
+        how many were requeued. A requeued send's error goes from the send too (the pass
+        that works for it no longer knows it failed)."""
+        chosen = [WorkFailure.tenant == tenant]
         if kinds:
-            query = query.where(WorkFailure.kind.in_([str(k) for k in kinds]))
+            chosen.append(WorkFailure.kind.in_([str(k) for k in kinds]))
         if items:
-            query = query.where(WorkFailure.item.in_(list(items)))
+            chosen.append(WorkFailure.item.in_(list(items)))
         if stopped_only:
-            query = query.where(WorkFailure.state == WorkState.STOPPED)
+            chosen.append(WorkFailure.state == WorkState.STOPPED)
         async with self.db.write() as session:
-            return rowcount(await session.execute(query))
+            sends = await session.scalars(select(WorkFailure.item).where(
+                *chosen, WorkFailure.kind.in_([WorkKind.SEND, WorkKind.FOLLOW])))
+            send_ids = {int(item) for item in sends if item.isdigit()}
+            if send_ids:
+                await session.execute(update(Send).where(Send.id.in_(send_ids))
+                                      .values(last_error=None))
+            return rowcount(await session.execute(delete(WorkFailure).where(*chosen)))
 
     async def work_failure_counts(self) -> dict[tuple[str, str, str], int]:
         """Failed items per (tenant, kind, state)."""
