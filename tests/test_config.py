@@ -161,7 +161,7 @@ def test_an_unknown_key_gets_a_did_you_mean(change: object, where: str, suggesti
     assert f"  {where}: unknown key; did you mean {suggestion!r}?" in str(raised.value)
 
 
-INLINE_SECRETS = {"signing_secret", "admin_token", "api_key"}  # named in a comment only
+INLINE_SECRETS = {"signing_secret", "admin_token", "api_key", "token"}  # named in a comment only
 
 
 def _undocumented(model: type[BaseModel], tables: list[dict], where: str) -> list[str]:  # type: ignore[type-arg]

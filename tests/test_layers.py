@@ -16,7 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # may not import each other (the two clients know nothing of one another).
 LAYERS: tuple[tuple[str, frozenset[str], bool], ...] = (
     ("foundations", frozenset({"__init__", "config", "domain", "ratelimit", "retry", "logs",
-                               "observe", "refusals", "safejson", "signing", "serving"}), False),
+                               "observe", "refusals", "safejson", "signing", "serving",
+                               "events_config"}), False),
     ("clients", frozenset({"optimove", "platform"}), True),
     ("store", frozenset({"store"}), False),
     ("pipeline", frozenset({"pipeline"}), False),

@@ -30,10 +30,13 @@ from pydantic import (
 )
 
 from optibridge.domain import ChannelType
+from optibridge.events_config import EngagementEventsConfig, Reporting
 
 ENV_PREFIX = "OPTIBRIDGE__"
-# Secret variables that may be left unset (then /ui and /metrics answer only localhost).
-OPTIONAL_VARIABLES = frozenset({"admin_token_env"})
+# Secret variables that may be left unset: without the admin token /ui and /metrics answer
+# only localhost; the saveEvent token is needed only by a tenant reporting through it
+# (TenantConfig checks that).
+OPTIONAL_VARIABLES = frozenset({"admin_token_env", "token_env"})
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,19 @@ class TenantConfig(_WithApiKey):
     template_sync_seconds: float = Field(
         3600.0, ge=0, description="serve re-syncs channel templates this often; 0: never")
     files: EngagementFilesConfig = EngagementFilesConfig()
+    reporting: Reporting = Field(
+        Reporting.INTERACTIONS, description="interactions (UpdateCampaignInteractions) or "
+        "engagement_events (saveEvent)")
+    engagement_events: EngagementEventsConfig = EngagementEventsConfig()
+
+    @model_validator(mode="after")
+    def _reporting_backend(self) -> Self:
+        if self.reporting == Reporting.ENGAGEMENT_EVENTS:
+            problems = self.engagement_events.problems()
+            if problems:
+                raise ValueError("reporting = \"engagement_events\" needs engagement_events."
+                                 + "; engagement_events.".join(problems))
+        return self
 
     @field_validator("path_prefix")
     @classmethod

@@ -212,6 +212,7 @@ async def run_checks(config: Config) -> list[Check]:
         checks.append(await check_optimove(config, name, tenant))
         checks.append(await check_platform(name, tenant))
         checks.append(await _readback_check(config, name, tenant))
+        checks.append(_reporting_check(name, tenant))
     checks.append(check_admin_token(config))
     scheme = check_public_scheme(config)
     if scheme is not None:
@@ -224,6 +225,12 @@ async def _readback_check(config: Config, name: str, tenant: TenantConfig) -> Ch
     from optibridge.cli.doctor_readback import check_readback  # it imports this module
 
     return await check_readback(config, name, tenant)
+
+
+def _reporting_check(name: str, tenant: TenantConfig) -> Check:
+    from optibridge.cli.doctor_reporting import check_reporting  # it imports this module
+
+    return check_reporting(name, tenant)
 
 
 def table(checks: list[Check]) -> Table:

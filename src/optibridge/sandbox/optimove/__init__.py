@@ -16,6 +16,9 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
 - ``GET /sandbox/{tenant}/journal`` | ``/interactions`` | ``/metrics``
 - EventTypeID 14 (files on GCS): ``EngagementPublisher`` (files.py) with the GCS emulator
   (``optibridge.sandbox.gcs``)
+- ``POST /metric-{tenantID}/api/saveEvent`` (or ``/api/saveEvent`` with ``Host:
+  metric-{tenantID}...``): saveEvent for each ``MetricTenant`` given; ``GET
+  /sandbox/{tenant}/events`` lists what it accepted
 - ``PUT /sandbox/faults``: a FaultPlan as JSON (``{"error_rate": 0.1, "functions": [...]}``),
   ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it. Besides fault
   rates it holds GetCustomerChannelInteractions' undocumented semantics
@@ -25,6 +28,7 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
 """
 
 from optibridge.sandbox.optimove.app import create_app
+from optibridge.sandbox.optimove.events import MetricTenant, ReceivedEvent
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan, ReadbackDate, ReadbackRows
 from optibridge.sandbox.optimove.files import EngagementPublisher, Published
 from optibridge.sandbox.optimove.sandbox import RATE_LIMIT_BODY, OptimoveSandbox
@@ -48,11 +52,13 @@ __all__ = [
     "FaultPlan",
     "JournalEntry",
     "Listener",
+    "MetricTenant",
     "Notification",
     "OptimoveSandbox",
     "Published",
     "ReadbackDate",
     "ReadbackRows",
+    "ReceivedEvent",
     "ReportedInteraction",
     "create_app",
 ]

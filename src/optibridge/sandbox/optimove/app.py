@@ -62,6 +62,15 @@ def create_app(sandbox: OptimoveSandbox) -> Starlette:
             await asyncio.sleep(outcome.slow_seconds)
         return _response(outcome)
 
+    async def save_event(request: Request) -> Response:
+        outcome = sandbox.save_event(path=request.url.path,
+                                     host=request.headers.get("host", ""),
+                                     headers={k.lower(): v for k, v in request.headers.items()},
+                                     raw_body=await request.body())
+        if outcome.slow_seconds:
+            await asyncio.sleep(outcome.slow_seconds)
+        return _response(outcome)
+
     admin = _Admin(sandbox)
     index = _index({
         "PUT /sandbox/faults": "fault plan: error_rate, rate_limit_rate, lost_response_rate, ...",
@@ -75,6 +84,8 @@ def create_app(sandbox: OptimoveSandbox) -> Starlette:
         "GET /sandbox/{tenant}/journal": "every API call the sandbox served",
         "GET /sandbox/{tenant}/interactions": "what UpdateCampaignInteractions added up",
         "GET /sandbox/{tenant}/metrics": "what UpdateCampaignMetrics holds",
+        "GET /sandbox/{tenant}/events": "what saveEvent accepted (each repeat counts)",
+        "POST /metric-{tenantID}/api/saveEvent": "saveEvent (or Host: metric-{tenantID}...)",
     })
     routes = [
         Route("/sandbox", index, methods=["GET"]),
@@ -87,6 +98,9 @@ def create_app(sandbox: OptimoveSandbox) -> Starlette:
         Route("/sandbox/{tenant}/journal", admin.journal, methods=["GET"]),
         Route("/sandbox/{tenant}/interactions", admin.interactions, methods=["GET"]),
         Route("/sandbox/{tenant}/metrics", admin.metrics, methods=["GET"]),
+        Route("/sandbox/{tenant}/events", admin.events, methods=["GET"]),
+        Route("/api/saveEvent", save_event, methods=["POST"]),
+        Route("/{prefix}/api/saveEvent", save_event, methods=["POST"]),
         Route("/{path:path}", api, methods=_METHODS),
     ]
     return Starlette(routes=routes)
@@ -215,6 +229,13 @@ class _Admin:
         except KeyError:
             return _error("unknown tenant", 404)
         return JSONResponse([row.to_json() for row in self.sandbox.reported_interactions(tenant)])
+
+    async def events(self, request: Request) -> Response:
+        try:
+            tenant = self._tenant(request)
+        except KeyError:
+            return _error("unknown tenant", 404)
+        return JSONResponse([event.to_json() for event in self.sandbox.received_events(tenant)])
 
     async def metrics(self, request: Request) -> Response:
         try:

@@ -15,6 +15,7 @@ class Fault(StrEnum):
     LOST_RESPONSE = "lost_response"  # applied, then the connection drops mid-answer
     SLOW = "slow"  # applied, answered after slow_seconds
     AUTH = "auth"  # refused with auth_failure_status (a revoked key), not applied
+    ERROR_BODY = "error_body"  # 200 with {"status": "error", ...}, not applied
 
 
 class ReadbackRows(StrEnum):
@@ -44,6 +45,7 @@ class FaultPlan:
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
     lost_response_rate: float = 0.0
+    error_body_rate: float = 0.0
     slow_seconds: float = 0.0
     functions: frozenset[str] | None = None  # Function names (any case); None = every one
     seed: int = 0
@@ -55,7 +57,8 @@ class FaultPlan:
     auth_failure_functions: frozenset[str] | None = None  # None = every Function
 
     def __post_init__(self) -> None:
-        rates = (self.error_rate, self.rate_limit_rate, self.lost_response_rate)
+        rates = (self.error_rate, self.rate_limit_rate, self.lost_response_rate,
+                 self.error_body_rate)
         if any(rate < 0 or rate > 1 for rate in rates) or sum(rates) > 1:
             raise ValueError("fault rates must be within 0..1 and add up to at most 1")
         if self.slow_seconds < 0:
@@ -103,7 +106,8 @@ class FaultPlan:
                                       or not all(isinstance(f, str) for f in names)):
                 raise ValueError(f"{key} must be a list of Function names or null")
             values[key] = None if names is None else frozenset(names)
-        for key in ("error_rate", "rate_limit_rate", "lost_response_rate", "slow_seconds",
+        for key in ("error_rate", "rate_limit_rate", "lost_response_rate", "error_body_rate",
+                    "slow_seconds",
                     "readback_delay_seconds", "auth_failure_seconds"):
             value = data.get(key)
             if value is None and key == "auth_failure_seconds":
@@ -129,6 +133,7 @@ class FaultPlan:
     def to_json(self) -> dict[str, Any]:
         return {"error_rate": self.error_rate, "rate_limit_rate": self.rate_limit_rate,
                 "lost_response_rate": self.lost_response_rate,
+                "error_body_rate": self.error_body_rate,
                 "slow_seconds": self.slow_seconds, "seed": self.seed,
                 "functions": None if self.functions is None else sorted(self.functions),
                 "readback_delay_seconds": self.readback_delay_seconds,
@@ -172,4 +177,7 @@ class FaultRoller:
         roll -= plan.rate_limit_rate
         if roll < plan.lost_response_rate:
             return Fault.LOST_RESPONSE
+        roll -= plan.lost_response_rate
+        if roll < plan.error_body_rate:
+            return Fault.ERROR_BODY
         return Fault.SLOW if plan.slow_seconds > 0 else None

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from optibridge.sandbox.optimove import events as metric
+from optibridge.sandbox.optimove.events import MetricTenant, ReceivedEvent, Refused
 from optibridge.sandbox.optimove.faults import Fault, FaultPlan, FaultRoller
 from optibridge.sandbox.optimove.functions import FUNCTIONS, Context, Function, Request, resolve
 from optibridge.sandbox.optimove.state import (
@@ -41,6 +43,11 @@ RATE_LIMIT_BODY = {"status": 429, "error": "Too Many Requests",
                               "Please retry later."}
 
 
+SAVE_EVENT = "saveEvent"
+INJECTED_ERROR_BODY = {"status": "error", "message": "internal error, please retry "
+                       "(injected error body)"}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What the app must answer: status, JSON body bytes, headers, and the fault to act out."""
@@ -59,7 +66,7 @@ def _json(value: Any) -> bytes:
 def _checked(plan: FaultPlan | None) -> FaultPlan | None:
     """Refuse a plan naming a Function the sandbox does not serve (a typo never fires)."""
     if plan is not None and plan.functions is not None:
-        unknown = sorted(plan.functions - set(FUNCTIONS))
+        unknown = sorted(plan.functions - set(FUNCTIONS) - {SAVE_EVENT.lower()})
         if unknown:
             raise ValueError(f"fault plan names unknown Functions: {unknown}")
     return plan
@@ -93,7 +100,8 @@ class OptimoveSandbox:
     def __init__(self, api_keys: Mapping[str, str], *, rate_limit: tuple[int, float] = (50, 10.0),
                  faults: FaultPlan | None = None, seed: int = 0, max_top: int = 100_000,
                  max_attribute_customers: int = 10_000, attributes_as_string: bool = False,
-                 journal_size: int = 100_000) -> None:
+                 journal_size: int = 100_000, metric_tenants: Iterable[MetricTenant] = (),
+                 metric_rate_limit: tuple[int, float] = (50, 10.0)) -> None:
         if not api_keys:
             raise ValueError("the sandbox needs at least one API key")
         self._keys = dict(api_keys)
@@ -107,8 +115,12 @@ class OptimoveSandbox:
         # The 2016 live API answered attributes as one delimited string [MOCK].
         self.attributes_as_string = attributes_as_string
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
+        self._metric_tenants: dict[int, MetricTenant] = {}
+        self._metric_rate_limit = metric_rate_limit
         self._seq = 0
         self._lock = threading.Lock()
+        for item in metric_tenants:
+            self.configure_metric_tenant(item)
 
     # ---------------------------------------------------------------- configuration
 
@@ -131,6 +143,16 @@ class OptimoveSandbox:
         except KeyError:
             raise KeyError(f"unknown sandbox tenant {tenant!r} "
                            f"(known: {', '.join(self._tenants)})") from None
+
+    def configure_metric_tenant(self, settings: MetricTenant) -> None:
+        """Serve saveEvent for Optimove tenant ``settings.tenant_id`` (its token, names)."""
+        self._tenant(settings.name)
+        with self._lock:
+            self._metric_tenants[settings.tenant_id] = settings
+
+    def metric_tenant(self, tenant_id: int) -> MetricTenant | None:
+        with self._lock:
+            return self._metric_tenants.get(tenant_id)
 
     def load_audience(self, tenant: str, campaign_id: int, channel_id: int,
                       rows: Iterable[AudienceRow]) -> int:
@@ -203,6 +225,16 @@ class OptimoveSandbox:
         was reported: more than 1 means a double count."""
         with self._lock:
             return Counter(row.key() for row in self._tenant(tenant).interactions)
+
+    def received_events(self, tenant: str) -> list[ReceivedEvent]:
+        """What saveEvent accepted, oldest first."""
+        with self._lock:
+            return list(self._tenant(tenant).events)
+
+    def event_counts(self, tenant: str) -> Counter[tuple[str, str, str]]:
+        """How many times each (event, customer, context) came: more than 1 is a double."""
+        with self._lock:
+            return Counter(event.key() for event in self._tenant(tenant).events)
 
     def metrics(self, tenant: str) -> dict[tuple[int, int, int, int], int]:
         """Latest value per (campaign_id, channel_id, template_id, metric_id)."""
@@ -297,6 +329,8 @@ class OptimoveSandbox:
                                      locked=True)
             if fault is Fault.RATE_LIMIT:
                 return record.answer(429, RATE_LIMIT_BODY, fault=fault, locked=True)
+            if fault is Fault.ERROR_BODY:
+                return record.answer(200, INJECTED_ERROR_BODY, fault=fault, locked=True)
             if bad_json:
                 return record.answer(400, {"error": "the body must be JSON",
                                            "field": "body"}, locked=True)
@@ -321,6 +355,66 @@ class OptimoveSandbox:
         slow = self._roller.plan.slow_seconds if self._roller.plan else 0.0
         return record.answer(200, payload, fault=fault, applied=True, locked=True,
                              slow=slow if fault is not None else 0.0, seq=seq)
+
+    # ---------------------------------------------------------------- saveEvent
+
+    def save_event(self, *, path: str, host: str, headers: Mapping[str, str],
+                   raw_body: bytes) -> Outcome:
+        """Answer one saveEvent request (``headers`` with lower-case names)."""
+        arrived, wall = time.monotonic(), datetime.now(UTC)
+        tenant_id = metric.tenant_id_of(path, host)
+        settings = self.metric_tenant(tenant_id) if tenant_id is not None else None
+        record = _Record(self, arrived, wall, settings.name if settings else None, "POST",
+                         path, [], SAVE_EVENT)
+        try:
+            record.body = json.loads(raw_body)
+        except (ValueError, UnicodeDecodeError):
+            record.body = raw_body[:1_000].decode("utf-8", "replace")
+        if settings is None:
+            return record.answer(404, json.loads(metric.answer(
+                "error", f"no saveEvent for tenant ID {tenant_id} (host or path "
+                "metric-<tenantID>)")))
+        with self._lock:
+            return self._save_locked(record, settings, headers, raw_body, wall)
+
+    def _save_locked(self, record: _Record, settings: MetricTenant,
+                     headers: Mapping[str, str], raw: bytes, wall: datetime) -> Outcome:
+        def refuse(status: int, message: str, fault: Fault | None = None) -> Outcome:
+            record.error = message
+            return record.answer(status, metric.answer("error", message), fault=fault,
+                                 locked=True)
+
+        refused = self._roller.refusal(SAVE_EVENT, record.arrived)
+        if refused is not None:
+            return refuse(refused, "Failed to validate signature: the token was revoked",
+                          Fault.AUTH)
+        try:
+            metric.check_signature(settings, headers, raw)
+        except Refused as why:
+            return refuse(why.status, why.message)
+        key = f"metric-{settings.tenant_id}"
+        window = self._windows.setdefault(key, _Window(*self._metric_rate_limit))
+        if window.admit(record.arrived) is not None:
+            return record.answer(429, RATE_LIMIT_BODY, locked=True)
+        fault = self._roller.draw(SAVE_EVENT)
+        if fault is Fault.ERROR:
+            return record.answer(500, {"error": "injected internal error"}, fault=fault,
+                                 locked=True)
+        if fault is Fault.RATE_LIMIT:
+            return record.answer(429, RATE_LIMIT_BODY, fault=fault, locked=True)
+        if fault is Fault.ERROR_BODY:
+            return record.answer(200, INJECTED_ERROR_BODY, fault=fault, locked=True)
+        try:
+            checked = metric.check_body(settings, raw, wall)
+        except Refused as why:
+            return refuse(why.status, why.message)
+        self._seq += 1
+        seq = self._seq
+        state = self._tenants[settings.name]
+        state.events += [ReceivedEvent(seq, *item) for item in checked]
+        slow = self._roller.plan.slow_seconds if self._roller.plan else 0.0
+        return record.answer(200, metric.answer("success", str(seq)), fault=fault,
+                             applied=True, locked=True, slow=slow if fault else 0.0, seq=seq)
 
     def _journal_add(self, entry_args: dict[str, Any]) -> int:
         """Append a journal entry (lock held); its seq."""

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from json.encoder import encode_basestring_ascii as _encode
 from typing import Any
 
+from optibridge.sandbox.optimove.events import ReceivedEvent
+
 # Sandbox channel IDs (optimove-api.md section 5); production IDs are assigned per partner.
 DEFAULT_CHANNELS: Mapping[int, str] = {
     502: "Call Center", 504: "Email", 505: "SMS", 506: "Push", 510: "Web Push",
@@ -238,6 +240,7 @@ class TenantState:
     attributes: dict[str, AttributeDefinition] = field(default_factory=dict)
     customer_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
+    events: list[ReceivedEvent] = field(default_factory=list)  # what saveEvent accepted
 
     def add_interaction(self, row: ReportedInteraction) -> None:
         self.interactions.append(row)
