@@ -160,6 +160,27 @@ class EngagementFilesConfig(_Strict):
         return self.fields.get(attribute, attribute)
 
 
+class ReadbackConfig(_Strict):
+    """The read-back call (seed 001's GetCustomerChannelInteractions, or its announced
+    replacement GetCampaignEngagementMetrics, whose path and rows are not public). An answer
+    in another row shape makes read-back unusable: in-doubt batches are held, never guessed."""
+
+    function: str = Field("GetCustomerChannelInteractions", min_length=1,
+                          pattern=r"^[A-Za-z0-9_]+$")
+    path: str = Field("customers/GetCustomerChannelInteractions", min_length=1,
+                      description="after optimove_url and path_prefix")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if "://" in value or "?" in value:
+            raise ValueError("a path after optimove_url and path_prefix, without a query")
+        return value.strip("/")
+
+    def call(self) -> tuple[str, str]:
+        return self.function, self.path
+
+
 class TenantConfig(_WithApiKey):
     """One Optimove client: its own credentials (seed 002 asks for a set per client)."""
 
@@ -187,6 +208,7 @@ class TenantConfig(_WithApiKey):
         Reporting.INTERACTIONS, description="interactions (UpdateCampaignInteractions) or "
         "engagement_events (saveEvent)")
     engagement_events: EngagementEventsConfig = EngagementEventsConfig()
+    readback: ReadbackConfig = ReadbackConfig()
 
     @model_validator(mode="after")
     def _reporting_backend(self) -> Self:

@@ -61,3 +61,19 @@ async def _report_again(world: World, customer: str) -> None:
             interaction_date=row.interaction_date, template_id=row.template_id,
             event_id=InteractionEvent(row.event_id), customer_ids=(customer,)))
     assert row.interaction_date == dt.date(2026, 3, 2)
+
+
+def test_an_unknown_row_shape_is_shown_as_it_came_never_misread(world: World) -> None:
+    from optibridge.sandbox.optimove import FaultPlan, ReadbackShape
+
+    customers = run(seed_reported(world, CAMPAIGN, EMAIL, 6, bounced_every=3))
+    world.optimove.set_faults(FaultPlan(readback_shape=ReadbackShape.ENGAGEMENT_METRICS))
+    result = world.cli("interactions", customers[0], "--from", "2026-03-01", "--to",
+                       "2026-03-31", "--json")
+    assert result.exit_code == 1
+    shown = json.loads(result.output)
+    assert "does not fit" in shown["unknown_shape"]
+    assert shown["raw"] and shown["raw"][0]["metric"] == "bounced"
+    table = world.cli("interactions", customers[0], "--from", "2026-03-01", "--to",
+                      "2026-03-31")
+    assert table.exit_code == 1 and "the answer as it came" in table.output

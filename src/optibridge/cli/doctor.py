@@ -111,7 +111,8 @@ async def optimove_client(config: Config, tenant: TenantConfig) -> AsyncIterator
     store = await current_store(config)
     client = OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
                             retry=_quick(), timeout=TIMEOUT,
-                            limiter=None if store is None else shared_limiter(tenant, store))
+                            limiter=None if store is None else shared_limiter(tenant, store),
+                            readback=tenant.readback.call())
     try:
         yield client
     finally:

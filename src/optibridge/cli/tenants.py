@@ -50,7 +50,8 @@ def shared_client(tenant: TenantConfig, store: Store) -> OptimoveClient:
     from optibridge.optimove.client import OptimoveClient
 
     return OptimoveClient(tenant.optimove_url, tenant.key(), path_prefix=tenant.path_prefix,
-                          limiter=shared_limiter(tenant, store))
+                          limiter=shared_limiter(tenant, store),
+                          readback=tenant.readback.call())
 
 
 @asynccontextmanager

@@ -35,6 +35,7 @@ from optibridge.optimove.errors import (
     OptimoveServerError,
     OptimoveUnavailable,
     OptimoveUnexpectedResponse,
+    UnknownShape,
 )
 from optibridge.optimove.models import (
     MAX_ATTRIBUTE_CUSTOMERS,
@@ -76,6 +77,7 @@ class _Call:
     method: str = "GET"
     priority: Priority = Priority.NORMAL
     retried: bool = True
+    path: str | None = None  # where it lives, when not at {category}/{function}
 
 
 _REGISTER = _Call("RegisterEventListener", "general", "POST")
@@ -180,11 +182,15 @@ class OptimoveClient:
     def __init__(self, base_url: str, api_key: str, *, path_prefix: str = "/current",
                  limiter: SlidingWindowLimiter | None = None,
                  retry: RetryPolicy = DEFAULT_RETRY, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 readback: tuple[str, str] | None = None) -> None:
         self._prefix = base_url.rstrip("/") + ("/" + path_prefix.strip("/")
                                                if path_prefix.strip("/") else "")
         self._limiter = limiter if limiter is not None else limiter_for(api_key, 50, 10.0)
         self._retry = retry
+        # The read-back call's name and path are settings (tenants.NAME.readback).
+        self._readback = _CHANNEL_INTERACTIONS if readback is None else _Call(
+            readback[0], "customers", priority=Priority.READBACK, path=readback[1])
         self._http = httpx.AsyncClient(
             headers={"X-API-KEY": api_key, "Accept": "application/json",
                      "Content-Type": "application/json"},
@@ -195,7 +201,12 @@ class OptimoveClient:
         key = tenant.key()
         limit = tenant.rate_limit
         return cls(tenant.optimove_url, key, path_prefix=tenant.path_prefix,
-                   limiter=limiter_for(key, limit.requests, limit.per_seconds))
+                   limiter=limiter_for(key, limit.requests, limit.per_seconds),
+                   readback=tenant.readback.call())
+
+    @property
+    def readback_function(self) -> str:
+        return self._readback.function
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -331,7 +342,7 @@ class OptimoveClient:
                                   "EndDate": end.isoformat()}
         if channel_id is not None:
             params["ChannelID"] = channel_id
-        return await self._list(_CHANNEL_INTERACTIONS, ChannelInteraction, params=params)
+        return await self._list(self._readback, ChannelInteraction, params=params)
 
     # -------------------------------------------------------------------- subscriptions
 
@@ -407,8 +418,10 @@ class OptimoveClient:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            self._unexpected(call, f"a row does not fit {model.__name__}: {where}: "
-                                   f"{first['msg']}")
+            message = f"a row does not fit {model.__name__}: {where}: {first['msg']}"
+            if call is self._readback:  # kept whole: the operator needs to see the shape
+                raise UnknownShape(call.function, message, response.text) from None
+            self._unexpected(call, message)
 
     def _json(self, call: _Call, response: httpx.Response) -> Any:
         try:
@@ -424,7 +437,7 @@ class OptimoveClient:
 
     async def _request(self, call: _Call, params: Mapping[str, Any] | None,
                        body: Any) -> httpx.Response:
-        url = f"{self._prefix}/{call.category}/{call.function}"
+        url = f"{self._prefix}/{call.path or f'{call.category}/{call.function}'}"
         content = None if body is None else json.dumps(body, separators=(",", ":"))
         attempt = 0
         while True:

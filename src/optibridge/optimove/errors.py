@@ -71,6 +71,18 @@ class OptimoveUnexpectedResponse(OptimoveError):
     """A 2xx whose body the call cannot use (not JSON, a bare string, the wrong shape)."""
 
 
+class UnknownShape(OptimoveUnexpectedResponse):
+    """A read-back answered rows of a shape we do not know (a tenant's feature flag can
+    switch GetCustomerChannelInteractions to the new format, seed 001): ``raw`` is the
+    answer as it came, never misread."""
+
+    RAW_LIMIT = 100_000
+
+    def __init__(self, call: str, message: str, raw: str) -> None:
+        super().__init__(call, message, 200)
+        self.raw = raw[:self.RAW_LIMIT]
+
+
 # Errors after which the same call can work later: pause and try again, never give up.
 RECOVERABLE: tuple[type[OptimoveError], ...] = (
     OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveServerError,

@@ -24,6 +24,7 @@ from optibridge.optimove.errors import (
     OptimoveAuthError,
     OptimoveError,
     OptimoveUnexpectedResponse,
+    UnknownShape,
 )
 from optibridge.optimove.models import ChannelInteraction
 from optibridge.pipeline.context import TenantContext
@@ -85,11 +86,15 @@ class _Reader:
             rows = await self.ctx.optimove.get_customer_channel_interactions(
                 customer, start, end, batch.channel_id)
         except OptimoveAuthError as error:
-            raise _Unusable("refused", f"the key is refused for "
-                            f"GetCustomerChannelInteractions ({error.status})") from None
+            raise _Unusable("refused", f"the key is refused for {error.call} "
+                            f"({error.status})") from None
+        except UnknownShape as error:
+            raise _Unusable("shape", f"{error.call} answered rows of a shape we do not "
+                            f"know ({error}); the answer as it came (see `optibridge "
+                            f"interactions {customer} --json`): {error.raw[:300]}") from None
         except OptimoveUnexpectedResponse as error:
-            raise _Unusable("shape", f"GetCustomerChannelInteractions answered in a shape "
-                            f"we do not know: {error}") from None
+            raise _Unusable("shape", f"{error.call} answered in a shape we do not know: "
+                            f"{error}") from None
         except (OptimoveError, OSError, TimeoutError) as error:
             self.ctx.log.warning("report.read_back_failed", batch=batch.id, error=str(error))
             raise _Stop from None

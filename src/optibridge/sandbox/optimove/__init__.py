@@ -23,13 +23,20 @@ and ``/{category}/{Function}``, and an unauthenticated admin API (bind to loopba
   ``null`` or an empty body clears it; ``GET /sandbox/faults`` shows it. Besides fault
   rates it holds GetCustomerChannelInteractions' undocumented semantics
   (``readback_delay_seconds``, ``readback_rows`` ``per_call|distinct``, ``readback_date``
-  ``interaction|send``) and a revoked key (``auth_failure_status`` 401/403 for
-  ``auth_failure_seconds``, on ``auth_failure_functions`` or every call).
+  ``interaction|send``, ``readback_shape`` ``known|engagement_metrics``) and a revoked
+  key (``auth_failure_status`` 401/403 for ``auth_failure_seconds``, on
+  ``auth_failure_functions`` or every call).
 """
 
 from optibridge.sandbox.optimove.app import create_app
 from optibridge.sandbox.optimove.events import MetricTenant, ReceivedEvent
-from optibridge.sandbox.optimove.faults import Fault, FaultPlan, ReadbackDate, ReadbackRows
+from optibridge.sandbox.optimove.faults import (
+    Fault,
+    FaultPlan,
+    ReadbackDate,
+    ReadbackRows,
+    ReadbackShape,
+)
 from optibridge.sandbox.optimove.files import EngagementPublisher, Published
 from optibridge.sandbox.optimove.sandbox import RATE_LIMIT_BODY, OptimoveSandbox
 from optibridge.sandbox.optimove.state import (
@@ -58,6 +65,7 @@ __all__ = [
     "Published",
     "ReadbackDate",
     "ReadbackRows",
+    "ReadbackShape",
     "ReceivedEvent",
     "ReportedInteraction",
     "create_app",

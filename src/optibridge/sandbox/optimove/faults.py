@@ -32,6 +32,14 @@ class ReadbackDate(StrEnum):
     SEND = "send"  # the customer's send date; the row's Date is then the send date too
 
 
+class ReadbackShape(StrEnum):
+    """The rows GetCustomerChannelInteractions answers (seed 001: a tenant's feature flag
+    switches it to GetCampaignEngagementMetrics' format, which is not public)."""
+
+    KNOWN = "known"  # seed 001's rows
+    ENGAGEMENT_METRICS = "engagement_metrics"  # a guess at the new format: other names
+
+
 @dataclass(frozen=True)
 class FaultPlan:
     """Rates are probabilities per request, drawn from one seeded random stream.
@@ -52,6 +60,7 @@ class FaultPlan:
     readback_delay_seconds: float = 0.0  # an applied call shows in read-backs this late
     readback_rows: ReadbackRows = ReadbackRows.PER_CALL
     readback_date: ReadbackDate = ReadbackDate.INTERACTION
+    readback_shape: ReadbackShape = ReadbackShape.KNOWN
     auth_failure_status: int | None = None
     auth_failure_seconds: float | None = None
     auth_failure_functions: frozenset[str] | None = None  # None = every Function
@@ -71,6 +80,7 @@ class FaultPlan:
             raise ValueError("auth_failure_seconds must be >= 0 or null")
         object.__setattr__(self, "readback_rows", ReadbackRows(self.readback_rows))
         object.__setattr__(self, "readback_date", ReadbackDate(self.readback_date))
+        object.__setattr__(self, "readback_shape", ReadbackShape(self.readback_shape))
         for name in ("functions", "auth_failure_functions"):
             names = getattr(self, name)
             if names is not None:
@@ -122,7 +132,8 @@ class FaultPlan:
                 raise ValueError(f"{key} must be an integer")
             if value is not None:
                 values[key] = value
-        for key, kind in (("readback_rows", ReadbackRows), ("readback_date", ReadbackDate)):
+        for key, kind in (("readback_rows", ReadbackRows), ("readback_date", ReadbackDate),
+                          ("readback_shape", ReadbackShape)):
             if key in data:
                 try:
                     values[key] = kind(data[key])
@@ -139,6 +150,7 @@ class FaultPlan:
                 "readback_delay_seconds": self.readback_delay_seconds,
                 "readback_rows": str(self.readback_rows),
                 "readback_date": str(self.readback_date),
+                "readback_shape": str(self.readback_shape),
                 "auth_failure_status": self.auth_failure_status,
                 "auth_failure_seconds": self.auth_failure_seconds,
                 "auth_failure_functions": None if self.auth_failure_functions is None

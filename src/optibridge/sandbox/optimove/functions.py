@@ -13,7 +13,12 @@ from datetime import date
 from typing import Any
 from urllib.parse import unquote
 
-from optibridge.sandbox.optimove.faults import FaultPlan, ReadbackDate, ReadbackRows
+from optibridge.sandbox.optimove.faults import (
+    FaultPlan,
+    ReadbackDate,
+    ReadbackRows,
+    ReadbackShape,
+)
 from optibridge.sandbox.optimove.state import (
     AttributeDefinition,
     ReportedInteraction,
@@ -251,6 +256,23 @@ def _shown_date(state: TenantState, row: ReportedInteraction, by: ReadbackDate) 
     return row.interaction_date if sent is None else sent
 
 
+METRIC_NAMES = {2: "opened", 3: "clicked", 4: "unsubscribed", 5: "dropped", 6: "spam",
+                9: "bounced"}
+
+
+def _new_format(item: dict[str, Any]) -> dict[str, Any]:
+    """A row as GetCampaignEngagementMetrics might answer it (its schema is not public)."""
+    return {"engagementDate": item["Date"], "campaignId": item["CampaignID"],
+            "channelId": item["ChannelID"], "templateId": item["TemplateID"],
+            "metric": METRIC_NAMES.get(item["EventID"], str(item["EventID"])),
+            "recipientGroup": item["RecipientGroupID"]}
+
+
+def engagement_metrics(state: TenantState, request: Request, context: Context) -> Any:
+    """GetCampaignEngagementMetrics at the path the sandbox guesses: the new format."""
+    return [_new_format(item) for item in channel_interactions(state, request, context)]
+
+
 def channel_interactions(state: TenantState, request: Request, context: Context) -> Any:
     query = query_map(request.query, {"CustomerID", "StartDate", "EndDate", "ChannelID"})
     customer = as_str(query.get("CustomerID"), "CustomerID")
@@ -275,6 +297,8 @@ def channel_interactions(state: TenantState, request: Request, context: Context)
         if plan.readback_rows is ReadbackRows.DISTINCT and item in shown:
             continue
         shown.append(item)
+    if plan.readback_shape is ReadbackShape.ENGAGEMENT_METRICS:
+        return [_new_format(item) for item in shown]
     return shown
 
 
@@ -384,6 +408,7 @@ FUNCTIONS: dict[str, Function] = {f.name.lower(): f for f in (
     Function("UpdateCampaignMetrics", "integrations", "POST", update_metrics),
     Function("UpdateCampaignInteractions", "integrations", "POST", update_interactions),
     Function("GetCustomerChannelInteractions", "customers", "GET", channel_interactions),
+    Function("GetCampaignEngagementMetrics", "customers", "GET", engagement_metrics),
     Function("SetCustomerChannelPreference", "integrations", "POST", set_preference),
     Function("AddCustomerAttribute", "customers", "POST", add_attribute),
     Function("UpdateCustomerAttributes", "customers", "POST", update_attributes),
