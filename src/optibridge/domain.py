@@ -61,6 +61,15 @@ class BatchState(StrEnum):
     # Optimove refused the batch's own content (a 400): final until an operator requeues
     # it; the answer is kept. Every other error leaves the batch pending or in doubt.
     DEAD_LETTER = "dead_letter"
+    # saveEvent takes no event older than 7 days: such events are set aside, never sent.
+    EXPIRED = "expired"
+
+
+class Backend(StrEnum):
+    """Which call a report batch is for; a batch keeps it, whatever the tenant says later."""
+
+    INTERACTIONS = "interactions"  # UpdateCampaignInteractions
+    ENGAGEMENT_EVENTS = "engagement_events"  # saveEvent
 
 
 class WorkKind(StrEnum):
@@ -187,6 +196,7 @@ class ReportBatchRecord:
     attempts: int
     updated_at: float
     epoch: int | None = None  # the lease epoch of the last state change (None: an operator)
+    backend: Backend = Backend.INTERACTIONS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # the store is imported when a command runs, not for --help
     from optibridge.store.reports import BatchDetail
 
 app = typer.Typer(no_args_is_help=True, help=(
-    "Report batches (one UpdateCampaignInteractions call each): list them by state, show "
+    "Report batches (one UpdateCampaignInteractions or saveEvent call each): list them by "
+    "state, show "
     "one, requeue dead letters, resolve an in-doubt batch by hand."))
 
 STATES = ", ".join(str(s) for s in BatchState)
@@ -45,13 +46,17 @@ def _utc(moment: float) -> str:
     return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _event(event_id: int) -> str:
-    from optibridge.optimove.models import InteractionEvent
+def _event(batch: ReportBatchRecord) -> str:
+    from optibridge.domain import Backend
+    from optibridge.optimove.models import METRIC_OF, InteractionEvent
 
+    if batch.backend == Backend.ENGAGEMENT_EVENTS:  # our event, by its metric ID
+        return next((str(e) for e, m in METRIC_OF.items() if int(m) == batch.event_id),
+                    str(batch.event_id))
     try:
-        return InteractionEvent(event_id).name.lower()
+        return InteractionEvent(batch.event_id).name.lower()
     except ValueError:
-        return str(event_id)
+        return str(batch.event_id)
 
 
 def _states(values: list[str]) -> list[BatchState]:
@@ -72,9 +77,9 @@ async def _with_store(config: Path | None, tenant: str | None) -> tuple[Store, s
 def _row(batch: ReportBatchRecord) -> dict[str, Any]:
     return {"id": batch.id, "state": str(batch.state), "campaign_id": batch.campaign_id,
             "channel_id": batch.channel_id, "template_id": batch.template_id,
-            "event": _event(batch.event_id), "date": batch.interaction_date.isoformat(),
+            "event": _event(batch), "date": batch.interaction_date.isoformat(),
             "customers": batch.size, "attempts": batch.attempts,
-            "updated": _utc(batch.updated_at)}
+            "updated": _utc(batch.updated_at), "backend": str(batch.backend)}
 
 
 @app.command("list")
@@ -103,7 +108,7 @@ def list_batches(
         return
     console.print("  ".join(f"{s}: {counts.get(s, 0):,}" for s in BatchState), highlight=False)
     table = Table("id", "state", "campaign", "channel", "template", "event", "date",
-                  "customers", "attempts", "updated (UTC)")
+                  "customers", "attempts", "updated (UTC)", "backend")
     for b in batches:
         table.add_row(*(str(v) for v in _row(b).values()))
     console.print(table)

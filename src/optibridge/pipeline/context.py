@@ -9,6 +9,7 @@ import structlog
 
 from optibridge.config import Config, TenantConfig, TimingConfig
 from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.lease import LeasedWindow
 from optibridge.pipeline.pause import Pause
 from optibridge.platform.api import Platform
@@ -37,6 +38,8 @@ class TenantContext:
     metrics_reported_at: float = 0.0
     lease: LeasedWindow | None = None  # None outside ``serve`` (CLI commands)
     report_pause: Pause = field(default_factory=Pause)
+    events: EngagementEventsClient | None = None  # saveEvent, when a token is configured
+    held_batches: set[int] = field(default_factory=set)  # in doubt, held: problem recorded
 
     @property
     def work_retry(self) -> WorkRetry:

@@ -23,7 +23,8 @@ from optibridge.store import Store
 from optibridge.store.calls import LeaseClaim
 from optibridge.store.leases import LeaseGrant, LeaseLost
 
-__all__ = ["KeyWindow", "LeaseLost", "LeasedLimiter", "LeasedWindow", "fingerprint"]
+__all__ = ["FollowingWindow", "KeyWindow", "LeaseLost", "LeasedLimiter", "LeasedWindow",
+           "fingerprint"]
 
 
 def fingerprint(api_key: str) -> str:
@@ -108,6 +109,25 @@ class LeasedWindow(KeyWindow):
     def check(self) -> None:
         if not self.epoch or time.monotonic() >= self.deadline:
             raise LeaseLost("the tenant's lease expired or moved to another process")
+
+
+class FollowingWindow(KeyWindow):
+    """Another endpoint's window (saveEvent's own limit), entered under the same lease as
+    the tenant's API key: the same claim and the same check before each call."""
+
+    def __init__(self, store: Store, name: str, requests: int, per_seconds: float,
+                 lease: LeasedWindow, **options: float) -> None:
+        super().__init__(store, name, requests, per_seconds, **options)
+        self.lease = lease
+
+    def claim(self) -> LeaseClaim:
+        return self.lease.claim()
+
+    def confirmed(self, claim: LeaseClaim, asked: float, left: float) -> None:
+        self.lease.confirmed(claim, asked, left)
+
+    def check(self) -> None:
+        self.lease.check()
 
 
 class LeasedLimiter(SlidingWindowLimiter):

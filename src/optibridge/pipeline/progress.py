@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from optibridge.config import TenantConfig
 from optibridge.domain import FINAL_SEND_STATES, BatchState, CampaignStage, SendState
+from optibridge.events_config import Reporting
 from optibridge.pipeline.reporting import metrics_due
 from optibridge.store import Store
+from optibridge.store.event_reports import METRIC_ONLY
 from optibridge.store.reports import REPORTED_EVENTS
 
 
@@ -38,8 +40,15 @@ async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
     pulled = await store.campaigns_in(name, CampaignStage.PULLED)
     sends = await store.sends(name, list(SendState))
     unreported, oldest = await store.unreported_backlog(name)
-    reported = sum(sent for event, (_, sent) in (await store.event_counts(name)).items()
-                   if event in REPORTED_EVENTS)
+    counts = await store.event_counts(name)
+    events = set(REPORTED_EVENTS)
+    if tenant.reporting == Reporting.ENGAGEMENT_EVENTS:
+        # saveEvent also takes what UpdateCampaignInteractions never does (delivered, ...).
+        extra = {e for e in METRIC_ONLY if tenant.engagement_events.events.name_of(e)}
+        unreported += sum(stored - sent for event, (stored, sent) in counts.items()
+                          if event in extra)
+        events |= extra
+    reported = sum(sent for event, (_, sent) in counts.items() if event in events)
     batches = await store.batches(name, [BatchState.PENDING, BatchState.SENDING,
                                          BatchState.IN_DOUBT], limit=1_000_000)
     due = await metrics_due(store, name, tenant, refresh=float("inf"))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from optibridge.config import TenantConfig
 from optibridge.domain import BatchState, ChannelType, MetricTotal, ReportBatchRecord, WorkKind
+from optibridge.events_config import Reporting
 from optibridge.optimove.errors import (
     RECOVERABLE,
     BatchTooLarge,
@@ -33,6 +34,13 @@ from optibridge.optimove.models import (
     Metric,
 )
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.event_reporting import (
+    formed_event_batches,
+    is_event_batch,
+    save_batch,
+    settle_event_doubts,
+    still_fresh,
+)
 from optibridge.pipeline.in_doubt import resolve_in_doubt
 from optibridge.pipeline.work import Isolation
 from optibridge.store import Store
@@ -50,19 +58,18 @@ async def submit_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchSta
     letter with Optimove's answer kept. Any other error pauses the tenant's reporting
     (``ctx.report_pause``) and leaves the batch pending (surely not applied) or in doubt.
     """
+    if is_event_batch(batch) and not await still_fresh(ctx, batch):
+        return BatchState.EXPIRED
     if not await ctx.store.mark_batch(batch.id, BatchState.SENDING, expect=BatchState.PENDING,
                                       epoch=ctx.epoch):
         return batch.state
-    customers = await ctx.store.batch_customers(batch.id)
     note: str | None = None
     answer: str | None = None
+    size = 0
     try:
-        call = CampaignInteractions(
-            campaign_id=batch.campaign_id, channel_id=batch.channel_id,
-            interaction_date=batch.interaction_date, template_id=batch.template_id,
-            event_id=InteractionEvent(batch.event_id),
-            recipient_group_id=batch.recipient_group_id, customer_ids=tuple(customers))
-        await ctx.optimove.update_campaign_interactions(call)
+        # The backend the batch was formed for, whatever the tenant reports by now.
+        size = await (save_batch(ctx, batch) if is_event_batch(batch)
+                      else _update_interactions(ctx, batch))
     except LeaseLost:
         # Refused before anything was sent (our lease lapsed or moved): as it was.
         await ctx.store.mark_batch(batch.id, BatchState.PENDING, expect=BatchState.SENDING,
@@ -83,8 +90,19 @@ async def submit_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchSta
     await ctx.store.mark_batch(batch.id, state, expect=BatchState.SENDING, error=note,
                                answer=answer, epoch=ctx.epoch, event="call", actor=ctx.actor)
     ctx.log.info("report.batch", batch=batch.id, campaign=batch.campaign_id,
-                 event_id=batch.event_id, customers=len(customers), state=str(state))
+                 event_id=batch.event_id, customers=size or batch.size, state=str(state),
+                 backend=str(batch.backend))
     return state
+
+
+async def _update_interactions(ctx: TenantContext, batch: ReportBatchRecord) -> int:
+    customers = await ctx.store.batch_customers(batch.id)
+    await ctx.optimove.update_campaign_interactions(CampaignInteractions(
+        campaign_id=batch.campaign_id, channel_id=batch.channel_id,
+        interaction_date=batch.interaction_date, template_id=batch.template_id,
+        event_id=InteractionEvent(batch.event_id),
+        recipient_group_id=batch.recipient_group_id, customer_ids=tuple(customers)))
+    return len(customers)
 
 
 # Answers that prove UpdateCampaignInteractions was not applied, and that a later call
@@ -128,6 +146,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     # (crash, lost lease) and may or may not have landed.
     await ctx.store.doubt_interrupted_batches(ctx.name, ctx.epoch)
     await resolve_in_doubt(ctx)
+    await settle_event_doubts(ctx)
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
     stopped = asyncio.Event()
@@ -175,6 +194,10 @@ async def _batches_to_send(ctx: TenantContext, ready_before: float
     for batch in await ctx.store.batches(ctx.name, [BatchState.PENDING],
                                          limit=PENDING_PER_PASS):
         yield batch
+    if ctx.tenant.reporting == Reporting.ENGAGEMENT_EVENTS:
+        async for formed in formed_event_batches(ctx, ready_before):
+            yield formed
+        return
     async for formed in ctx.store.formed_report_batches(ctx.name, ready_before,
                                                         MAX_INTERACTION_CUSTOMERS):
         yield formed
@@ -255,6 +278,9 @@ async def report_metrics(ctx: TenantContext) -> int:
     failure (with its back-off, stopped after repeated refusals: see ``pipeline.work``).
     """
     if ctx.report_pause.active:
+        return 0
+    if ctx.tenant.reporting == Reporting.ENGAGEMENT_EVENTS \
+            and not ctx.tenant.engagement_events.update_campaign_metrics:
         return 0
     due = await metrics_due(ctx.store, ctx.name, ctx.tenant, ctx.timing.metrics_refresh)
     isolation = await Isolation.load(ctx, WorkKind.METRICS)

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from optibridge.config import Config, TenantConfig
 from optibridge.optimove.client import OptimoveClient
+from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.callbacks import InboxWriter
 from optibridge.pipeline.context import TenantContext
-from optibridge.pipeline.lease import LeasedLimiter, LeasedWindow
+from optibridge.pipeline.lease import FollowingWindow, LeasedLimiter, LeasedWindow
 from optibridge.pipeline.worker import Worker, new_holder
 from optibridge.platform.api import Platform
 from optibridge.platform.client import PlatformClient
+from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.signing import UrlSigner
 from optibridge.store import Store, open_store
 
@@ -36,12 +38,29 @@ class Service:
     async def close(self) -> None:
         for ctx in self.contexts.values():
             await ctx.optimove.aclose()
+            if ctx.events is not None:
+                await ctx.events.aclose()
             await ctx.platform.aclose()
         await self.store.db.dispose()
 
 
 def _platform(tenant: TenantConfig) -> Platform:
     return PlatformClient.from_config(tenant.platform)
+
+
+def _events_client(store: Store, tenant: TenantConfig, lease: LeasedWindow
+                   ) -> EngagementEventsClient | None:
+    """saveEvent with its own rate limit, counted in the database like the API key's and
+    under the same lease; None without a token (its batches then wait, pending)."""
+    section = tenant.engagement_events
+    if section.token is None:
+        return None
+    limit = section.rate_limit
+    window = FollowingWindow(store, f"saveEvent:{section.endpoint()}", limit.requests,
+                             limit.per_seconds, lease)
+    limiter = SlidingWindowLimiter(limit.requests, limit.per_seconds, shared=window)
+    return EngagementEventsClient(section.endpoint(), section.secret(), limiter=limiter,
+                                  timeout=section.timeout_seconds)
 
 
 async def build_service(config: Config, *,
@@ -58,9 +77,11 @@ async def build_service(config: Config, *,
                               tenant.rate_limit.per_seconds, tenant=name, holder=holder)
         limiter = limiters[name] = LeasedLimiter(window)
         optimove = OptimoveClient(tenant.optimove_url, tenant.key(),
-                                  path_prefix=tenant.path_prefix, limiter=limiter)
+                                  path_prefix=tenant.path_prefix, limiter=limiter,
+                                  readback=tenant.readback.call())
         contexts[name] = TenantContext(
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
-            timing=config.timing, lease=window)
+            timing=config.timing, lease=window,
+            events=_events_client(store, tenant, window))
     return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder)

@@ -7,6 +7,7 @@ from optibridge.store.calls import CallStore
 from optibridge.store.campaigns import CampaignStore
 from optibridge.store.db import Database
 from optibridge.store.engagements import EngagementStore
+from optibridge.store.event_reports import EventReportStore
 from optibridge.store.in_doubt import InDoubtStore
 from optibridge.store.leftovers import LeftoverStore
 from optibridge.store.migrate import upgrade
@@ -22,7 +23,7 @@ from optibridge.store.work import WorkStore
 
 class Store(CampaignStore, CallbackStore, ReportStore, CallStore, OpsStore, TriggerStore,
             ReadbackStore, StatusStore, ProblemStore, EngagementStore, InDoubtStore,
-            WorkStore, PruningStore, LeftoverStore):
+            WorkStore, PruningStore, LeftoverStore, EventReportStore):
     """The pipeline's one handle on the database."""
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased
 
-from optibridge.domain import BatchState, ReportBatchRecord
+from optibridge.domain import Backend, BatchState, ReportBatchRecord
 from optibridge.optimove.models import REPORTED_AS
 from optibridge.store.base import StoreBase
 from optibridge.store.reports import _batch
@@ -92,16 +92,18 @@ class InDoubtStore(StoreBase):
                 select(ReportBatch, BatchReadback)
                 .join(BatchReadback, BatchReadback.batch_id == ReportBatch.id)
                 .where(BatchReadback.tenant == tenant, BatchReadback.next_read_at <= now,
-                       ReportBatch.state == BatchState.IN_DOUBT)
+                       ReportBatch.state == BatchState.IN_DOUBT,
+                       ReportBatch.backend == Backend.INTERACTIONS)
                 .order_by(BatchReadback.next_read_at, BatchReadback.batch_id).limit(limit))
             return [(_batch(batch), _read(read)) for batch, read in rows]
 
     async def in_doubt_count(self, tenant: str) -> int:
+        """In-doubt batches that a read-back can settle (UpdateCampaignInteractions')."""
         async with self.db.read() as session:
             return int(await session.scalar(
                 select(func.count()).select_from(ReportBatch).where(
-                    ReportBatch.tenant == tenant,
-                    ReportBatch.state == BatchState.IN_DOUBT)) or 0)
+                    ReportBatch.tenant == tenant, ReportBatch.state == BatchState.IN_DOUBT,
+                    ReportBatch.backend == Backend.INTERACTIONS)) or 0)
 
     async def _sync_in_doubt(self, tenant: str) -> None:
         """Forget the reads of batches no longer in doubt, or in doubt again since (a
@@ -119,6 +121,7 @@ class InDoubtStore(StoreBase):
                 select(ReportBatch.id, ReportBatch.tenant, ReportBatch.updated_at,
                        ReportBatch.updated_at, literal(0), literal(0))
                 .where(ReportBatch.tenant == tenant, ReportBatch.state == BatchState.IN_DOUBT,
+                       ReportBatch.backend == Backend.INTERACTIONS,
                        ReportBatch.id.not_in(known))))
 
     async def forget_in_doubt_read(self, batch_id: int) -> None:
@@ -169,7 +172,8 @@ class InDoubtStore(StoreBase):
         async with self.db.read() as session:
             rows = await session.scalars(
                 select(ReportBatch).where(ReportBatch.tenant == tenant,
-                                          ReportBatch.state == BatchState.SENT)
+                                          ReportBatch.state == BatchState.SENT,
+                                          ReportBatch.backend == Backend.INTERACTIONS)
                 .order_by(ReportBatch.updated_at.desc()).limit(limit))
             return [(_batch(r), r.created_at) for r in rows]
 

@@ -39,7 +39,8 @@ class Pruned:
 
 def _old(before: float) -> list[tuple[Any, ColumnElement[bool]]]:
     """Each prunable table with its condition 'done with and older than ``before``'."""
-    sent = select(ReportBatch.id).where(ReportBatch.state == BatchState.SENT)
+    sent = select(ReportBatch.id).where(ReportBatch.state.in_([BatchState.SENT,
+                                                                BatchState.EXPIRED]))
     return [
         (CallbackInbox, (CallbackInbox.processed_at.is_not(None))
          & (CallbackInbox.received_at < before)),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from optibridge.domain import BatchState, Event
+from optibridge.domain import Backend, BatchState, Event
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import Campaign, Interaction, Recipient, ReportBatch, Send
 
@@ -35,7 +35,8 @@ class ReadbackStore(StoreBase):
                         ReportBatch.recipient_group_id)
                  .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
                  .where(ReportBatch.tenant == tenant, ReportBatch.campaign_id == campaign_id,
-                        ReportBatch.state == BatchState.SENT))
+                        ReportBatch.state == BatchState.SENT,
+                        ReportBatch.backend == Backend.INTERACTIONS))
         if channel_id is not None:
             query = query.where(ReportBatch.channel_id == channel_id)
         return query
@@ -46,7 +47,8 @@ class ReadbackStore(StoreBase):
         query = (select(Interaction.customer_id).distinct()
                  .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
                  .where(ReportBatch.tenant == tenant, ReportBatch.campaign_id == campaign_id,
-                        ReportBatch.state == BatchState.SENT)
+                        ReportBatch.state == BatchState.SENT,
+                        ReportBatch.backend == Backend.INTERACTIONS)
                  .order_by(Interaction.customer_id))
         if channel_id is not None:
             query = query.where(ReportBatch.channel_id == channel_id)

@@ -11,7 +11,7 @@ from sqlalchemy import and_, any_, case, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from optibridge.domain import BatchState, Event, MetricTotal, ReportBatchRecord
+from optibridge.domain import Backend, BatchState, Event, MetricTotal, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import rowcount
 from optibridge.store.counts import CountStore, counted
@@ -36,7 +36,7 @@ def _batch(row: ReportBatch) -> ReportBatchRecord:
         template_id=row.template_id, event_id=row.event_id,
         recipient_group_id=row.recipient_group_id, interaction_date=row.interaction_date,
         size=row.size, state=BatchState(row.state), attempts=row.attempts,
-        updated_at=row.updated_at, epoch=row.epoch)
+        updated_at=row.updated_at, epoch=row.epoch, backend=Backend(row.backend))
 
 
 @dataclass(frozen=True)

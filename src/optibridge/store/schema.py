@@ -173,6 +173,10 @@ class ReportBatch(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)  # Optimove's body when it refused it
     epoch: Mapped[int | None] = mapped_column(BigInteger)  # lease epoch of the last change
+    # The call it is for, fixed when it is formed: a tenant switched to another backend
+    # still sends, resolves and requeues its older batches by theirs (nothing twice).
+    backend: Mapped[str] = mapped_column(String(24), default="interactions",
+                                         server_default="interactions")
 
     __table_args__ = (Index("ix_report_batch_state", "tenant", "state"),)
 

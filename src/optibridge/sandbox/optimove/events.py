@@ -60,9 +60,10 @@ class ReceivedEvent:
     timestamp: str
     context: Mapping[str, Any] = field(default_factory=dict)
 
-    def key(self) -> tuple[str, str, str]:
-        """(event, customer or visitor, context as sorted JSON): what a repeat repeats."""
-        return (self.event, self.customer or self.visitor or "",
+    def key(self) -> tuple[str, str, str, str]:
+        """(event, customer or visitor, timestamp, context as sorted JSON): a repeat of an
+        event repeats all four."""
+        return (self.event, self.customer or self.visitor or "", self.timestamp,
                 json.dumps(dict(self.context), sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:

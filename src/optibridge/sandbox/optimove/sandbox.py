@@ -231,8 +231,9 @@ class OptimoveSandbox:
         with self._lock:
             return list(self._tenant(tenant).events)
 
-    def event_counts(self, tenant: str) -> Counter[tuple[str, str, str]]:
-        """How many times each (event, customer, context) came: more than 1 is a double."""
+    def event_counts(self, tenant: str) -> Counter[tuple[str, str, str, str]]:
+        """How many times each (event, customer, timestamp, context) came: more than 1 is
+        a double count."""
         with self._lock:
             return Counter(event.key() for event in self._tenant(tenant).events)
 

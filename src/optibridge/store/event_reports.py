@@ -1,0 +1,206 @@
+"""Report batches for saveEvent: one event per (send, customer, event, day), formed with the
+same discipline as UpdateCampaignInteractions' batches (an interaction is in at most one
+batch, of one backend), and events too old for saveEvent set aside in ``expired`` batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from optibridge.domain import Backend, BatchState, Event, ReportBatchRecord
+from optibridge.optimove.models import METRIC_OF, REPORTED_AS
+from optibridge.store.base import StoreBase, rowcount
+from optibridge.store.reports import ReportGroup, _batch
+from optibridge.store.schema import UNREPORTED, Campaign, Interaction, ReportBatch, Send
+
+# Events UpdateCampaignInteractions never takes: unbatched for good on that backend, so the
+# partial index of unreported interactions leaves them out; read per recent send instead.
+METRIC_ONLY = [str(e) for e in Event if e not in REPORTED_AS]
+
+
+@dataclass(frozen=True)
+class BatchEventRow:
+    """One event of a saveEvent batch, with what its context may need."""
+
+    customer_id: str
+    stored_at: float  # when optibridge stored it: the event's timestamp
+    send_id: int
+    scheduled_time: dt.datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Events set aside as too old for saveEvent."""
+
+    batch_id: int
+    campaign_id: int
+    event: Event
+    day: dt.date
+    count: int
+
+
+class EventReportStore(StoreBase):
+    async def event_groups(self, tenant: str, events: Sequence[Event], ready_before: float,
+                           max_size: int, sends_since: float) -> list[tuple[ReportGroup, float]]:
+        """Groups of unbatched interactions of ``events`` ready to become batches, each
+        with its oldest stored time. Submitted and delivered are read only for sends made
+        after ``sends_since``."""
+        wanted = {str(e) for e in events}
+        found: list[tuple[ReportGroup, float]] = []
+        columns = (Interaction.send_id, Interaction.event, Interaction.day, func.count(),
+                   func.min(Interaction.created_at))
+        async with self.db.read() as session:
+            queries = [select(*columns).join(Send, Send.id == Interaction.send_id)
+                       .join(Campaign, Campaign.id == Send.campaign_pk)
+                       .where(Campaign.tenant == tenant, text(UNREPORTED))]
+            metric_only = sorted(wanted & set(METRIC_ONLY))
+            if metric_only:
+                queries.append(select(*columns).join(Send, Send.id == Interaction.send_id)
+                               .join(Campaign, Campaign.id == Send.campaign_pk)
+                               .where(Campaign.tenant == tenant, Send.created_at >= sends_since,
+                                      Interaction.batch_id.is_(None),
+                                      Interaction.event.in_(metric_only)))
+            for query in queries:
+                rows = await session.execute(query.group_by(
+                    Interaction.send_id, Interaction.event, Interaction.day))
+                found += [(ReportGroup(send_id, Event(event), day, count), oldest)
+                          for send_id, event, day, count, oldest in rows
+                          if event in wanted and (count >= max_size or oldest <= ready_before)]
+        return found
+
+    async def formed_event_batches(self, tenant: str, events: Sequence[Event],
+                                   ready_before: float, max_size: int, cutoff: float,
+                                   sends_since: float
+                                   ) -> AsyncGenerator[ReportBatchRecord | Expired, None]:
+        """Each saveEvent batch ready now, formed as it is asked for; events stored before
+        ``cutoff`` come out as ``Expired`` instead (set aside, never sent)."""
+        for group, oldest in await self.event_groups(tenant, events, ready_before, max_size,
+                                                     sends_since):
+            if oldest < cutoff:
+                expired = await self._expire_group(tenant, group, cutoff)
+                if expired is not None:
+                    yield expired
+            while True:
+                formed = await self._form_event_batch(tenant, group, max_size, cutoff)
+                if formed is None:
+                    break
+                yield formed
+                if formed.size < max_size:
+                    break
+
+    async def _new_batch(self, session: AsyncSession, tenant: str, group: ReportGroup,
+                         state: BatchState) -> ReportBatch:
+        send = await session.get(Send, group.send_id)
+        assert send is not None
+        campaign = await session.get(Campaign, send.campaign_pk)
+        assert campaign is not None
+        now = self.clock()
+        batch = ReportBatch(
+            tenant=tenant, campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
+            template_id=send.template_id, event_id=int(METRIC_OF[group.event]),
+            recipient_group_id=1, interaction_date=group.day, size=0, state=state,
+            attempts=0, created_at=now, updated_at=now, backend=Backend.ENGAGEMENT_EVENTS)
+        session.add(batch)
+        await session.flush()
+        return batch
+
+    async def _claim(self, session: AsyncSession, batch: ReportBatch, group: ReportGroup,
+                     *, fresh: bool, cutoff: float, limit: int | None) -> int:
+        age = Interaction.created_at >= cutoff if fresh else Interaction.created_at < cutoff
+        members = (select(Interaction.id).where(
+            Interaction.send_id == group.send_id, Interaction.event == group.event,
+            Interaction.day == group.day, Interaction.batch_id.is_(None), age)
+            .order_by(Interaction.id).limit(limit))
+        marked = await session.execute(
+            update(Interaction).where(Interaction.id.in_(members),
+                                      Interaction.batch_id.is_(None))
+            .values(batch_id=batch.id))
+        return rowcount(marked)
+
+    async def _form_event_batch(self, tenant: str, group: ReportGroup, max_size: int,
+                                cutoff: float) -> ReportBatchRecord | None:
+        async with self.db.write() as session:
+            batch = await self._new_batch(session, tenant, group, BatchState.PENDING)
+            size = await self._claim(session, batch, group, fresh=True, cutoff=cutoff,
+                                     limit=max_size)
+            if not size:
+                await session.delete(batch)
+                return None
+            batch.size = size
+            await session.flush()
+            return _batch(batch)
+
+    async def _expire_group(self, tenant: str, group: ReportGroup, cutoff: float
+                            ) -> Expired | None:
+        async with self.db.write() as session:
+            batch = await self._new_batch(session, tenant, group, BatchState.EXPIRED)
+            size = await self._claim(session, batch, group, fresh=False, cutoff=cutoff,
+                                     limit=None)
+            if not size:
+                await session.delete(batch)
+                return None
+            batch.size = size
+            await session.flush()
+            return Expired(batch.id, batch.campaign_id, group.event, group.day, size)
+
+    async def expire_stale_events(self, batch: ReportBatchRecord, cutoff: float
+                                  ) -> Expired | None:
+        """Move a pending batch's events stored before ``cutoff`` into an expired batch of
+        their own (all of them: the batch itself becomes expired)."""
+        async with self.db.write() as session:
+            stale = select(Interaction.id).where(Interaction.batch_id == batch.id,
+                                                 Interaction.created_at < cutoff)
+            count = int(await session.scalar(
+                select(func.count()).select_from(stale.subquery())) or 0)
+            if not count:
+                return None
+            row = await session.get(ReportBatch, batch.id)
+            assert row is not None
+            if row.state != BatchState.PENDING:
+                return None
+            if count == row.size:
+                row.state, row.updated_at = BatchState.EXPIRED, self.clock()
+                return Expired(row.id, row.campaign_id, Event(_event_of(row)),
+                               row.interaction_date, count)
+            aside = ReportBatch(
+                tenant=row.tenant, campaign_id=row.campaign_id, channel_id=row.channel_id,
+                template_id=row.template_id, event_id=row.event_id,
+                recipient_group_id=row.recipient_group_id,
+                interaction_date=row.interaction_date, size=count, state=BatchState.EXPIRED,
+                attempts=0, created_at=self.clock(), updated_at=self.clock(),
+                backend=row.backend)
+            session.add(aside)
+            await session.flush()
+            await session.execute(update(Interaction).where(Interaction.id.in_(stale))
+                                  .values(batch_id=aside.id))
+            row.size -= count
+            return Expired(aside.id, row.campaign_id, Event(_event_of(row)),
+                           row.interaction_date, count)
+
+    async def batch_event_rows(self, batch_id: int) -> list[BatchEventRow]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Interaction.customer_id, Interaction.created_at, Send.id,
+                       Send.scheduled_time)
+                .join(Send, Send.id == Interaction.send_id)
+                .where(Interaction.batch_id == batch_id).order_by(Interaction.id))
+            return [BatchEventRow(*row) for row in rows]
+
+    async def in_doubt_event_batches(self, tenant: str, limit: int = 1_000
+                                     ) -> list[ReportBatchRecord]:
+        """saveEvent batches in doubt (no read-back: the tenant's policy settles them)."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(ReportBatch).where(ReportBatch.tenant == tenant,
+                                          ReportBatch.state == BatchState.IN_DOUBT,
+                                          ReportBatch.backend == Backend.ENGAGEMENT_EVENTS)
+                .order_by(ReportBatch.updated_at).limit(limit))
+            return [_batch(r) for r in rows]
+
+
+def _event_of(row: ReportBatch) -> str:
+    return next(str(e) for e, m in METRIC_OF.items() if int(m) == row.event_id)
