@@ -36,18 +36,26 @@ def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
                                         "a run that reconciles."),
          audience: str = typer.Option(
              "rest", help="rest: pull pages (EventTypeID 13); files: Avro files on a "
-             "GCS emulator (EventTypeID 14).")) -> None:
+             "GCS emulator (EventTypeID 14)."),
+         reporting: str = typer.Option(
+             "interactions", help="interactions: UpdateCampaignInteractions; "
+             "engagement_events: saveEvent (External Vendors Campaign Engagement Metrics).")
+         ) -> None:
     """Run both sandboxes and the service here, send one campaign end to end, reconcile."""
     from optibridge.demo import Rehearsal
     from optibridge.logs import configure_logging
 
     if audience not in ("rest", "files"):
         raise fail(f"--audience must be rest or files, not {audience!r}", 2)
-    rehearsal = Rehearsal(customers=customers, audience_source=audience)
+    if reporting not in ("interactions", "engagement_events"):
+        raise fail(f"--reporting must be interactions or engagement_events, not "
+                   f"{reporting!r}", 2)
+    rehearsal = Rehearsal(customers=customers, audience_source=audience, reporting=reporting)
     log_path = rehearsal.workdir / "demo.log"
     log_file = log_path.open("a", encoding="utf-8")
     configure_logging("json", file=log_file)
-    console.print(f"[bold]optibridge demo[/]: {customers:,} customers", highlight=False)
+    console.print(f"[bold]optibridge demo[/]: {customers:,} customers, reporting by "
+                  f"{reporting}", highlight=False)
     console.print(f"working folder {rehearsal.workdir} (SQLite database, logs in demo.log); "
                   + ("kept" if keep else "removed after a run that reconciles (--keep keeps "
                                          "it)"), highlight=False, soft_wrap=True)
@@ -62,7 +70,8 @@ def demo(customers: int = typer.Option(10_000, "--customers", "-n", min=10,
     if not all(row.matches for row in rows):
         raise fail("the reconciliation does not match (see the table); the working folder "
                    f"{rehearsal.workdir} is kept", 1)
-    console.print("[bold green]every interaction reached Optimove exactly once[/]")
+    console.print("[bold green]every interaction reached Optimove exactly once[/]"
+                  + (" (saveEvent)" if reporting == "engagement_events" else ""))
     if not keep:
         shutil.rmtree(rehearsal.workdir, ignore_errors=True)
         console.print(f"removed {rehearsal.workdir}", highlight=False)
