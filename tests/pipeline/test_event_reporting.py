@@ -18,6 +18,8 @@ from optibridge.domain import Backend, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient, utc_timestamp
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.event_reporting import formed_event_batches
+from optibridge.pipeline.progress import progress
 from optibridge.pipeline.reporting import report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
@@ -210,6 +212,9 @@ async def test_events_older_than_7_days_are_set_aside_with_a_count(database_url:
         problems = [p.message for p in await ctx.store.recent_problems(100)]
         assert any("older than 7 days and were not sent" in m and "opened events" in m
                    for m in problems), problems
+        # Never sent, so no backlog: the status page and the demo's wait are settled.
+        assert await ctx.store.unreported_backlog("t") == (0, None)
+        assert (await progress(ctx.store, "t", ctx.tenant)).unreported == 0
 
 
 async def test_a_backend_switch_mid_campaign_reports_nothing_twice(database_url: str) -> None:
@@ -247,3 +252,32 @@ async def test_a_backend_switch_mid_campaign_reports_nothing_twice(database_url:
         await report_until_settled(ctx, 2.0)
         assert sandbox.interaction_counts("t") == interactions
         assert sandbox.event_counts("t") == events
+
+
+async def test_saveevent_batches_without_a_token_wait_and_pause_nothing(
+        database_url: str) -> None:
+    async with pipeline(database_url) as (ctx, sandbox, url):
+        await campaign(ctx, sandbox, later_days=False, customers=6, templates=(7,))
+        formed = [b async for b in formed_event_batches(ctx, time.time() + 1)]
+        assert formed
+        # Switched back to interactions, the saveEvent token dropped; new opens arrive.
+        configure(ctx, url, reporting="interactions")
+        ctx.events = None
+        send = (await ctx.store.sends("t", list(SendState)))[0]
+        later = int(time.time()) + 86_400
+        await ctx.store.record_callbacks([InboxItem(send.id, Event.OPENED, later,
+                                                    ("c7-1@x.com", "c7-2@x.com"))])
+        while await ctx.store.process_inbox():
+            pass
+        for _ in range(2):
+            await report_interactions(ctx, flush_all=True)
+        assert not ctx.report_pause.active
+        batches = await ctx.store.batches("t", list(BatchState), limit=1_000)
+        assert {b.state for b in batches if b.backend == Backend.ENGAGEMENT_EVENTS} == \
+            {BatchState.PENDING}
+        assert {b.state for b in batches if b.backend == Backend.INTERACTIONS} == \
+            {BatchState.SENT}
+        assert len(sandbox.interaction_counts("t")) == 2 and not sandbox.received_events("t")
+        waiting = [p for p in await ctx.store.recent_problems(100)
+                   if "no saveEvent token" in p.message]
+        assert len(waiting) == 1 and waiting[0].count == 1

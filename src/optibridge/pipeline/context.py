@@ -40,6 +40,7 @@ class TenantContext:
     report_pause: Pause = field(default_factory=Pause)
     events: EngagementEventsClient | None = None  # saveEvent, when a token is configured
     held_batches: set[int] = field(default_factory=set)  # in doubt, held: problem recorded
+    waiting_for_token: bool = False  # saveEvent batches wait for a token: problem recorded
 
     @property
     def work_retry(self) -> WorkRetry:

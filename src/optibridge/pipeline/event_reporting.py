@@ -71,10 +71,25 @@ def metric_events(section: EngagementEventsConfig, batch: ReportBatchRecord,
                         context_of(section, batch, row)) for row in rows]
 
 
+async def sendable(ctx: TenantContext, batch: ReportBatchRecord) -> bool:
+    """A saveEvent batch waits, pending, while the tenant has no token (say it switched
+    back to interactions and dropped it): one problem row, and no pause, so the tenant's
+    other batches go on."""
+    if ctx.events is not None:
+        return True
+    if not ctx.waiting_for_token:
+        ctx.waiting_for_token = True
+        await ctx.store.record_problem(
+            ctx.name, WHERE, "saveEvent report batches wait, pending: the tenant has no "
+            "saveEvent token (set engagement_events.token_env and export it)",
+            key="no-save-event-token")
+    return False
+
+
 async def save_batch(ctx: TenantContext, batch: ReportBatchRecord) -> int:
     """Send one batch's events in one saveEvent call; the number sent. Raises what the
     client raises (``OptimoveOutcomeUnknown`` when it may have landed)."""
-    if ctx.events is None:
+    if ctx.events is None:  # sendable() is asked first; a token gone meanwhile
         raise OptimoveUnavailable(CALL, "no saveEvent token for this tenant: set "
                                   "engagement_events.token_env (the batch waits, pending)")
     section = ctx.tenant.engagement_events

@@ -45,8 +45,9 @@ async def progress(store: Store, name: str, tenant: TenantConfig) -> Progress:
     if tenant.reporting == Reporting.ENGAGEMENT_EVENTS:
         # saveEvent also takes what UpdateCampaignInteractions never does (delivered, ...).
         extra = {e for e in METRIC_ONLY if tenant.engagement_events.events.name_of(e)}
-        unreported += sum(stored - sent for event, (stored, sent) in counts.items()
-                          if event in extra)
+        expired = await store.expired_counts(name)  # never sent: not a backlog
+        unreported += sum(stored - sent - expired.get(event, 0)
+                          for event, (stored, sent) in counts.items() if event in extra)
         events |= extra
     reported = sum(sent for event, (_, sent) in counts.items() if event in events)
     batches = await store.batches(name, [BatchState.PENDING, BatchState.SENDING,

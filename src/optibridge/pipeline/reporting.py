@@ -38,6 +38,7 @@ from optibridge.pipeline.event_reporting import (
     formed_event_batches,
     is_event_batch,
     save_batch,
+    sendable,
     settle_event_doubts,
     still_fresh,
 )
@@ -58,8 +59,11 @@ async def submit_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchSta
     letter with Optimove's answer kept. Any other error pauses the tenant's reporting
     (``ctx.report_pause``) and leaves the batch pending (surely not applied) or in doubt.
     """
-    if is_event_batch(batch) and not await still_fresh(ctx, batch):
-        return BatchState.EXPIRED
+    if is_event_batch(batch):
+        if not await sendable(ctx, batch):
+            return BatchState.PENDING
+        if not await still_fresh(ctx, batch):
+            return BatchState.EXPIRED
     if not await ctx.store.mark_batch(batch.id, BatchState.SENDING, expect=BatchState.PENDING,
                                       epoch=ctx.epoch):
         return batch.state

@@ -190,6 +190,16 @@ class EventReportStore(StoreBase):
                 .where(Interaction.batch_id == batch_id).order_by(Interaction.id))
             return [BatchEventRow(*row) for row in rows]
 
+    async def expired_counts(self, tenant: str) -> dict[str, int]:
+        """Per event: interactions set aside in expired batches (never sent)."""
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Interaction.event, func.count())
+                .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
+                .where(ReportBatch.tenant == tenant, ReportBatch.state == BatchState.EXPIRED)
+                .group_by(Interaction.event))
+            return {str(event): int(n) for event, n in rows}
+
     async def in_doubt_event_batches(self, tenant: str, limit: int = 1_000
                                      ) -> list[ReportBatchRecord]:
         """saveEvent batches in doubt (no read-back: the tenant's policy settles them)."""

@@ -349,7 +349,8 @@ class ReportStore(CountStore):
                     reported_at=now))
 
     async def unreported_backlog(self, tenant: str) -> tuple[int, float | None]:
-        """(count, oldest stored time) of interactions not yet in a sent batch."""
+        """(count, oldest stored time) of interactions not yet in a sent batch (those in
+        an expired batch, too old for saveEvent, are never sent: no backlog)."""
         async with self.db.read() as session:
             row = (await session.execute(
                 select(func.count(), func.min(Interaction.created_at))
@@ -358,5 +359,6 @@ class ReportStore(CountStore):
                 .join(Campaign, Campaign.id == Send.campaign_pk)
                 .outerjoin(ReportBatch, ReportBatch.id == Interaction.batch_id)
                 .where(Campaign.tenant == tenant, Interaction.event.in_(REPORTED_EVENTS),
-                       and_(ReportBatch.state.is_distinct_from(BatchState.SENT))))).one()
+                       and_(ReportBatch.state.is_distinct_from(BatchState.SENT),
+                            ReportBatch.state.is_distinct_from(BatchState.EXPIRED))))).one()
             return int(row[0]), row[1]
