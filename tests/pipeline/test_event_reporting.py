@@ -13,12 +13,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from optibridge.config import parse_config
 from optibridge.domain import Backend, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient, utc_timestamp
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.event_reporting import formed_event_batches
+from optibridge.pipeline.lease import (
+    FollowingLimiter,
+    FollowingWindow,
+    LeasedLimiter,
+    LeasedWindow,
+    LeaseLost,
+    fingerprint,
+)
 from optibridge.pipeline.progress import progress
 from optibridge.pipeline.reporting import report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
@@ -281,3 +291,29 @@ async def test_saveevent_batches_without_a_token_wait_and_pause_nothing(
         waiting = [p for p in await ctx.store.recent_problems(100)
                    if "no saveEvent token" in p.message]
         assert len(waiting) == 1 and waiting[0].count == 1
+
+
+async def test_save_event_calls_go_under_the_lease_after_a_successors_wait(
+        database_url: str) -> None:
+    store = await open_store(database_url)
+    try:
+        window = LeasedWindow(store, "api-key", 50, 1.0, tenant="t", holder="h")
+        primary = LeasedLimiter(window)
+        follower = FollowingLimiter(FollowingWindow(store, "saveEvent:x", 5, 1.0, window),
+                                    primary)
+        with pytest.raises(LeaseLost):  # not held: refused, nothing counted
+            async with follower.slot():
+                pass
+        asked = time.monotonic()
+        primary.held(await store.acquire_lease("t", "h", 30.0), asked, took_over=True)
+        async with follower.slot():
+            assert time.monotonic() >= primary.not_before  # the successor waited first
+        # Counted in saveEvent's own window, not the API key's.
+        assert await store.calls_in_window(fingerprint("saveEvent:x"), 5.0) == 1
+        assert await store.calls_in_window(fingerprint("api-key"), 5.0) == 0
+        primary.lost()
+        with pytest.raises(LeaseLost):
+            async with follower.slot():
+                pass
+    finally:
+        await store.db.dispose()

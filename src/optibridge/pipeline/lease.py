@@ -23,8 +23,8 @@ from optibridge.store import Store
 from optibridge.store.calls import LeaseClaim
 from optibridge.store.leases import LeaseGrant, LeaseLost
 
-__all__ = ["FollowingWindow", "KeyWindow", "LeaseLost", "LeasedLimiter", "LeasedWindow",
-           "fingerprint"]
+__all__ = ["FollowingLimiter", "FollowingWindow", "KeyWindow", "LeaseLost", "LeasedLimiter",
+           "LeasedWindow", "fingerprint"]
 
 
 def fingerprint(api_key: str) -> str:
@@ -128,6 +128,23 @@ class FollowingWindow(KeyWindow):
 
     def check(self) -> None:
         self.lease.check()
+
+
+class FollowingLimiter(SlidingWindowLimiter):
+    """The limiter of a ``FollowingWindow``: a successor also waits one window before its
+    first call there (the predecessor's last calls must not share a window with it)."""
+
+    def __init__(self, window: FollowingWindow, primary: LeasedLimiter, *,
+                 margin: float = 0.1) -> None:
+        super().__init__(window.requests, window.span - margin, margin=margin, shared=window)
+        self.primary = primary
+
+    async def _take(self, priority: Priority) -> int:
+        pause = self.primary.not_before - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        self.primary.window.check()
+        return await super()._take(priority)
 
 
 class LeasedLimiter(SlidingWindowLimiter):

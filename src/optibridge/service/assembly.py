@@ -10,11 +10,15 @@ from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.callbacks import InboxWriter
 from optibridge.pipeline.context import TenantContext
-from optibridge.pipeline.lease import FollowingWindow, LeasedLimiter, LeasedWindow
+from optibridge.pipeline.lease import (
+    FollowingLimiter,
+    FollowingWindow,
+    LeasedLimiter,
+    LeasedWindow,
+)
 from optibridge.pipeline.worker import Worker, new_holder
 from optibridge.platform.api import Platform
 from optibridge.platform.client import PlatformClient
-from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.signing import UrlSigner
 from optibridge.store import Store, open_store
 
@@ -48,7 +52,7 @@ def _platform(tenant: TenantConfig) -> Platform:
     return PlatformClient.from_config(tenant.platform)
 
 
-def _events_client(store: Store, tenant: TenantConfig, lease: LeasedWindow
+def _events_client(store: Store, tenant: TenantConfig, primary: LeasedLimiter
                    ) -> EngagementEventsClient | None:
     """saveEvent with its own rate limit, counted in the database like the API key's and
     under the same lease; None without a token (its batches then wait, pending)."""
@@ -57,8 +61,8 @@ def _events_client(store: Store, tenant: TenantConfig, lease: LeasedWindow
         return None
     limit = section.rate_limit
     window = FollowingWindow(store, f"saveEvent:{section.endpoint()}", limit.requests,
-                             limit.per_seconds, lease)
-    limiter = SlidingWindowLimiter(limit.requests, limit.per_seconds, shared=window)
+                             limit.per_seconds, primary.window)
+    limiter = FollowingLimiter(window, primary)
     return EngagementEventsClient(section.endpoint(), section.secret(), limiter=limiter,
                                   timeout=section.timeout_seconds)
 
@@ -83,5 +87,5 @@ async def build_service(config: Config, *,
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
             timing=config.timing, lease=window,
-            events=_events_client(store, tenant, window))
+            events=_events_client(store, tenant, limiter))
     return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder)
