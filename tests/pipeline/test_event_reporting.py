@@ -209,6 +209,13 @@ async def test_held_batches_are_one_problem_each_and_wait_for_an_operator(
         problems = [p for p in await ctx.store.recent_problems(100) if "held in doubt" in p.message]
         assert len(problems) == len(held) and all(p.count == 1 for p in problems)
         assert "optibridge batches resolve" in problems[0].message
+        # Resolved "not landed" by an operator, sent again, in doubt again: told again.
+        again = held[0]
+        assert await ctx.store.settle_in_doubt([again.id], False, kind="resolve", actor="op")
+        await report_until_settled(ctx, 0.3)
+        problems = [p for p in await ctx.store.recent_problems(100)
+                    if f"report batch {again.id} " in p.message]
+        assert [p.count for p in problems] == [2]
 
 
 async def test_events_older_than_7_days_are_set_aside_with_a_count(database_url: str) -> None:

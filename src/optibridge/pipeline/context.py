@@ -39,7 +39,8 @@ class TenantContext:
     lease: LeasedWindow | None = None  # None outside ``serve`` (CLI commands)
     report_pause: Pause = field(default_factory=Pause)
     events: EngagementEventsClient | None = None  # saveEvent, when a token is configured
-    held_batches: set[int] = field(default_factory=set)  # in doubt, held: problem recorded
+    # saveEvent batches held in doubt whose problem is recorded: (batch, since when)
+    held_batches: set[tuple[int, float]] = field(default_factory=set)
     waiting_for_token: bool = False  # saveEvent batches wait for a token: problem recorded
 
     @property

@@ -146,9 +146,10 @@ async def settle_event_doubts(ctx: TenantContext) -> int:
                 detail=f"in-doubt policy resend_after: {section.resend_after_seconds:g} s "
                        "passed, sent again"))
             continue
-        if batch.id in ctx.held_batches:
+        doubt = (batch.id, batch.updated_at)  # this doubt: a later one is told again
+        if doubt in ctx.held_batches:
             continue
-        ctx.held_batches.add(batch.id)
+        ctx.held_batches.add(doubt)
         await ctx.store.record_problem(
             ctx.name, WHERE, f"report batch {batch.id} (saveEvent, campaign "
             f"{batch.campaign_id}, {event_of(batch)}, {batch.interaction_date}, "
