@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from optibridge.domain import Backend, BatchState, Event, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import StoreBase, rowcount
+from optibridge.store.counts import counted
 from optibridge.store.reports import ReportGroup, _batch
 from optibridge.store.schema import UNREPORTED, Campaign, Interaction, ReportBatch, Send
 
@@ -58,12 +59,11 @@ class EventReportStore(StoreBase):
                        .join(Campaign, Campaign.id == Send.campaign_pk)
                        .where(Campaign.tenant == tenant, text(UNREPORTED))]
             metric_only = sorted(wanted & set(METRIC_ONLY))
-            if metric_only:
-                queries.append(select(*columns).join(Send, Send.id == Interaction.send_id)
-                               .join(Campaign, Campaign.id == Send.campaign_pk)
-                               .where(Campaign.tenant == tenant, Send.created_at >= sends_since,
-                                      Interaction.batch_id.is_(None),
-                                      Interaction.event.in_(metric_only)))
+            sends = await self._sends_with_unbatched(session, tenant, metric_only, sends_since)
+            if sends:
+                queries.append(select(*columns).where(
+                    Interaction.send_id.in_(sends), Interaction.batch_id.is_(None),
+                    Interaction.event.in_(metric_only)))
             for query in queries:
                 rows = await session.execute(query.group_by(
                     Interaction.send_id, Interaction.event, Interaction.day))
@@ -71,6 +71,34 @@ class EventReportStore(StoreBase):
                           for send_id, event, day, count, oldest in rows
                           if event in wanted and (count >= max_size or oldest <= ready_before)]
         return found
+
+    async def _sends_with_unbatched(self, session: AsyncSession, tenant: str,
+                                    events: Sequence[str], sends_since: float) -> list[int]:
+        """Recent sends with more of ``events`` stored than in saveEvent batches: only
+        these are read row by row (the stored counts are kept by the database)."""
+        if not events:
+            return []
+        rows = counted()
+        stored = await session.execute(
+            select(rows.c.send_id, rows.c.event, func.sum(rows.c.count))
+            .join(Send, Send.id == rows.c.send_id)
+            .join(Campaign, Campaign.id == Send.campaign_pk)
+            .where(Campaign.tenant == tenant, Send.created_at >= sends_since,
+                   rows.c.event.in_(list(events)))
+            .group_by(rows.c.send_id, rows.c.event))
+        wanted = {(int(send), str(event)): int(n) for send, event, n in stored}
+        if not wanted:
+            return []
+        event_of = {int(METRIC_OF[Event(e)]): e for e in events}
+        batched = await session.execute(
+            select(ReportBatch.send_id, ReportBatch.event_id, func.sum(ReportBatch.size))
+            .where(ReportBatch.send_id.in_(sorted({s for s, _ in wanted})),
+                   ReportBatch.event_id.in_(list(event_of)))
+            .group_by(ReportBatch.send_id, ReportBatch.event_id))
+        done = {(int(send), event_of[int(event_id)]): int(n)
+                for send, event_id, n in batched if send is not None}
+        return sorted({send for (send, event), n in wanted.items()
+                       if n > done.get((send, event), 0)})
 
     async def formed_event_batches(self, tenant: str, events: Sequence[Event],
                                    ready_before: float, max_size: int, cutoff: float,
@@ -103,7 +131,8 @@ class EventReportStore(StoreBase):
             tenant=tenant, campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
             template_id=send.template_id, event_id=int(METRIC_OF[group.event]),
             recipient_group_id=1, interaction_date=group.day, size=0, state=state,
-            attempts=0, created_at=now, updated_at=now, backend=Backend.ENGAGEMENT_EVENTS)
+            attempts=0, created_at=now, updated_at=now, backend=Backend.ENGAGEMENT_EVENTS,
+            send_id=group.send_id)
         session.add(batch)
         await session.flush()
         return batch
@@ -172,7 +201,7 @@ class EventReportStore(StoreBase):
                 recipient_group_id=row.recipient_group_id,
                 interaction_date=row.interaction_date, size=count, state=BatchState.EXPIRED,
                 attempts=0, created_at=self.clock(), updated_at=self.clock(),
-                backend=row.backend)
+                backend=row.backend, send_id=row.send_id)
             session.add(aside)
             await session.flush()
             await session.execute(update(Interaction).where(Interaction.id.in_(stale))

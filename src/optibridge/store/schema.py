@@ -177,8 +177,12 @@ class ReportBatch(Base):
     # still sends, resolves and requeues its older batches by theirs (nothing twice).
     backend: Mapped[str] = mapped_column(String(24), default="interactions",
                                          server_default="interactions")
+    # saveEvent batches: the send they report (forming compares its events stored with
+    # those in batches, and reads only the sends with some left). None for the others.
+    send_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_report_batch_state", "tenant", "state"),)
+    __table_args__ = (Index("ix_report_batch_state", "tenant", "state"),
+                      Index("ix_report_batch_send", "send_id"))
 
 
 class BatchEvent(Base):
