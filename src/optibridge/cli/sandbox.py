@@ -52,13 +52,19 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
                 None, help="Optimove: refuse every call with 401 or 403 (a revoked key)..."),
             auth_failure_seconds: float | None = typer.Option(
                 None, help="... for this many seconds after start (default: until stopped)."),
+            metric_tenant_id: int = typer.Option(
+                1000, help="Optimove: the tenant ID saveEvent serves (metric-<ID> in the path)."),
+            metric_token: str = typer.Option(
+                "sandbox-metric-token", help="Optimove: the token saveEvent bodies are "
+                "signed with."),
             ) -> None:
     """Serve the sandboxes until Ctrl-C; prints their URLs and API keys."""
     from optibridge.serving import start_server
 
     running: list[RunningServer] = []
+    save_event = ""  # printed after the others (the first lines name the admin URLs)
     if which in (Which.BOTH, Which.OPTIMOVE):
-        from optibridge.sandbox.optimove import FaultPlan, OptimoveSandbox
+        from optibridge.sandbox.optimove import FaultPlan, MetricTenant, OptimoveSandbox
         from optibridge.sandbox.optimove import create_app as optimove_app
 
         try:
@@ -69,12 +75,15 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
                 "auth_failure_seconds": auth_failure_seconds})
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
-        server = start_server(optimove_app(OptimoveSandbox({optimove_key: tenant}, seed=seed,
-                                                           faults=plan)),
-                              host=host, port=optimove_port)
+        server = start_server(optimove_app(OptimoveSandbox(
+            {optimove_key: tenant}, seed=seed, faults=plan,
+            metric_tenants=[MetricTenant(tenant, metric_tenant_id, metric_token)])),
+            host=host, port=optimove_port)
         running.append(server)
         console.print(f"Optimove sandbox  {server.url}   X-API-KEY: {optimove_key} "
                       f"(tenant {tenant})   admin: {server.url}/sandbox/", soft_wrap=True)
+        save_event = (f"saveEvent         {server.url}/metric-{{tenant_id}}/api/saveEvent   "
+                      f"tenant_id {metric_tenant_id}, token {metric_token}")
     if which in (Which.BOTH, Which.PLATFORM):
         from optibridge.sandbox.platform import PlatformSandbox
         from optibridge.sandbox.platform import create_app as platform_app
@@ -87,6 +96,7 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
                       f"   admin: {server.url}/sandbox/", soft_wrap=True)
     if which in (Which.BOTH, Which.OPTIMOVE):
         running.append(_files_server(host, gcs_port))
+        console.print(save_event, soft_wrap=True, highlight=False, markup=False)
     console.print("Ctrl-C stops them.")
     try:
         while all(s.thread.is_alive() for s in running):
