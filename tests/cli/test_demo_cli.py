@@ -31,3 +31,13 @@ def test_the_demo_says_where_it_works_counts_for_real_and_cleans_up(tmp_path: Pa
     for what in ("status page  http://127.0.0.1:", "/ui", "/listener/demo/<token>",
                  "/callbacks/demo?send=…&sig=…"):
         assert what in out, (what, out)
+
+
+def test_the_demo_names_its_reporting_backends() -> None:
+    from typer.testing import CliRunner
+
+    from optibridge.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--reporting", "metrics"])
+    assert result.exit_code == 2
+    assert "--reporting must be interactions or engagement_events" in result.output
