@@ -67,7 +67,9 @@ class PostgresDatabase:
 
         admin = make_url(server).set(drivername="postgresql")
         self.admin = admin.render_as_string(hide_password=False)
-        self.name = f"optibridge_bench_{uuid.uuid4().hex[:10]}"
+        # The prefix may be set so that a caller can tell its databases from other runs'.
+        prefix = os.environ.get("OPTIBRIDGE_BENCH_DATABASE_PREFIX", "optibridge_bench")
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         self._admin("CREATE DATABASE \"{}\"")
         self.url = admin.set(database=self.name).render_as_string(hide_password=False)
         self._connection: Any = None

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,14 +82,16 @@ def test_postgresql_and_replicas_run_quick_and_record_figures(tmp_path: Path) ->
         pytest.skip("OPTIBRIDGE_TEST_POSTGRES_URL is not set")
     import psycopg
 
+    prefix = f"optibridge_bench_test_{uuid.uuid4().hex[:6]}"  # this run's, not a neighbour's
+
     def bench_databases() -> set[str]:
         with psycopg.connect(server, autocommit=True) as connection:
             return {row[0] for row in connection.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'optibridge_bench_%'")}
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{prefix}_%",))}
 
-    before = bench_databases()
     out = tmp_path / "BENCHMARKS.md"
-    env = {**os.environ, "OPTIBRIDGE_BENCH_POSTGRES_URL": server}
+    env = {**os.environ, "OPTIBRIDGE_BENCH_POSTGRES_URL": server,
+           "OPTIBRIDGE_BENCH_DATABASE_PREFIX": prefix}
     done = _bench(["pull", "ingest-batched", "report", "--quick", "--database", "postgresql",
                    "--replicas", "2", "--out", str(out)], env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -100,4 +103,4 @@ def test_postgresql_and_replicas_run_quick_and_record_figures(tmp_path: Path) ->
     assert "### ingest-batched --quick (postgresql, 2 replicas)" in text
     assert _figures(text, "ingest-batched")["service replicas"] == 2
     assert "Load average (1 min) at the start of each run:" in text
-    assert bench_databases() == before
+    assert bench_databases() == set()
