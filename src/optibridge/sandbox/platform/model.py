@@ -167,7 +167,8 @@ class FaultDice:
         """Whether the answer to this create (``campaign`` or ``list``), already applied,
         is to be lost."""
         faults = self.faults
-        if faults is None or kind not in faults.lost_answers_of or (
+        # No draw unless the fault is on: the other faults' seeded sequences stay as they were.
+        if faults is None or faults.lost_answer_rate <= 0 or kind not in faults.lost_answers_of or (
                 faults.lost_answers_max is not None
                 and self.answers_lost >= faults.lost_answers_max):
             return False
