@@ -1,10 +1,8 @@
 """Forming a report batch reads the group's oldest unreported interactions from the
-unreported index in id order, on both databases (not every interaction, nor the group); on
-PostgreSQL in one statement."""
+unreported index in id order, on both databases (not every interaction, nor the group)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -33,7 +31,7 @@ async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) ->
 
     def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any,
              _many: bool) -> None:
-        if sql.lstrip().upper().startswith(("UPDATE INTERACTION", "WITH MEMBERS")):
+        if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
             statements.append((sql, params))
 
     try:
@@ -43,7 +41,6 @@ async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) ->
         event.remove(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
         sizes = [b.size for b in await store.batches("t", [BatchState.PENDING])]
         assert sizes == [1_000, 1_000, 1_000]
-        assert len(statements) == 3  # one statement a batch (SQLite: its UPDATE)
         sql, params = statements[0]
         async with store.db.write() as session:
             connection = await session.connection()
@@ -59,17 +56,3 @@ async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) ->
         await store.db.dispose()
     assert "ix_interaction_unreported" in plan, plan
     assert "SCAN interaction" not in plan and "Seq Scan on interaction" not in plan, plan
-
-
-async def test_formers_side_by_side_take_each_interaction_once(database_url: str) -> None:
-    store = await open_store(database_url)
-    try:
-        await _stored(store, 3_000)
-        formed = await asyncio.gather(*(store.form_report_batches(
-            "t", store.clock() + 1, max_size=500) for _ in range(3)))
-        batches = await store.batches("t", [BatchState.PENDING])
-        customers = [c for b in batches for c in await store.batch_customers(b.id)]
-    finally:
-        await store.db.dispose()
-    assert sum(formed) == len(batches) and all(b.size > 0 for b in batches)
-    assert sorted(customers) == sorted(f"C{i}" for i in range(3_000))

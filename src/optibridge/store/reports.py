@@ -14,7 +14,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from optibridge.domain import Backend, BatchState, Event, MetricTotal, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import rowcount
-from optibridge.store.batch_forming import form_in_one_statement
 from optibridge.store.counts import CountStore, counted
 from optibridge.store.leases import LeaseLost
 from optibridge.store.schema import (
@@ -129,8 +128,6 @@ class ReportStore(CountStore):
         """One pending batch of the group's oldest unreported interactions, in a short
         transaction of its own (the write connection is shared with the callback inbox);
         None when the group has none left."""
-        if not self.db.sqlite:
-            return await form_in_one_statement(self, tenant, group, max_size)
         async with self.db.write() as session:
             send = await session.get(Send, group.send_id)
             assert send is not None
