@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class ChannelType(StrEnum):
@@ -130,6 +130,21 @@ class CampaignRecord:
     triggered: bool = False
 
 
+@dataclass(frozen=True)
+class EngagementRecord:
+    campaign_pk: int
+    bucket: str
+    customers_folder: str
+    metadata_path: str
+    decryption_key: str = field(repr=False)
+    engagement_id: int | None
+    metadata_json: str | None
+    next_file: int
+    file_start: int
+    failures: int
+    retry_at: float | None
+
+
 class AudienceEntry(NamedTuple):
     """One customer of a campaign as the audience pull found them (a tuple: a pull makes a
     million of them)."""
@@ -160,6 +175,20 @@ class SendRecord:
     ready_at: float | None
     checked_at: float | None
     finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    id: int
+    tenant: str
+    send_id: int
+    made: Made
+    name: str
+    state: CreateState
+    platform_id: int | None
+    asked_at: float
+    answered_at: float | None
+    note: str | None
 
 
 class RecipientRow(NamedTuple):
@@ -210,6 +239,72 @@ class MetricTotal:
     reported_at: float | None
 
 
+@dataclass(frozen=True, order=True)
+class ReportedRow:
+    """One customer in one sent UpdateCampaignInteractions batch."""
+
+    date: dt.date
+    campaign_id: int
+    channel_id: int
+    template_id: int
+    event_id: int
+    recipient_group_id: int
+
+
+@dataclass(frozen=True)
+class InDoubtRead:
+    """Where one in-doubt batch's read-backs stand."""
+
+    batch_id: int
+    in_doubt_since: float
+    next_read_at: float
+    reads: int
+    absent: int
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class LagState:
+    """A tenant's read-back knowledge (all None until something was learned)."""
+
+    tenant: str
+    lag_seconds: float | None = None
+    learned_at: float | None = None
+    samples: int = 0
+    sample_batch_id: int | None = None
+    sample_customer: str | None = None
+    sample_since: float | None = None
+    sample_next_at: float | None = None
+    unusable: str | None = None
+    unusable_kind: str | None = None  # "lag": re-learn it first; else any good read clears
+    unusable_since: float | None = None
+    retry_at: float | None = None
+
+    def but(self, **changes: Any) -> LagState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BatchEventRow:
+    """One event of a saveEvent batch, with what its context may need."""
+
+    customer_id: str
+    stored_at: float  # when optibridge stored it: the event's timestamp
+    send_id: int
+    scheduled_time: dt.datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Events set aside as too old for saveEvent."""
+
+    batch_id: int
+    campaign_id: int
+    event: Event
+    day: dt.date
+    count: int
+
+
 @dataclass(frozen=True)
 class NewTrigger:
     """A validated trigger, ready to be recorded."""
@@ -236,3 +331,53 @@ class TriggerGroup:
     template_id: int
     count: int
     oldest: float
+
+
+@dataclass(frozen=True)
+class WorkRecord:
+    tenant: str
+    kind: WorkKind
+    item: str
+    state: WorkState
+    attempts: int
+    refusals: int
+    last_error: str
+    first_failed_at: float
+    failed_at: float
+    next_at: float
+
+    def waiting(self, now: float) -> bool:
+        """Not to be tried now: stopped, or backing off."""
+        return self.state == WorkState.STOPPED or self.next_at > now
+
+
+@dataclass(frozen=True)
+class WorkRetry:
+    """Back-off doubling from ``first`` up to ``longest``; stopped after ``max_refusals``
+    failures that are about the item itself (other failures never stop it)."""
+
+    first: float = 2.0
+    longest: float = 600.0
+    max_refusals: int = 6
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.longest, self.first * 2.0 ** min(max(attempts - 1, 0), 30)))
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """The answer to taking or renewing a lease."""
+
+    held: bool
+    previous: str | None = None  # the holder it was taken over from
+    epoch: int = 0  # grows by one each time the lease changes hands
+    remaining: float = 0.0  # seconds the lease has left, by the database's clock
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """Whose lease a call is made under: it goes out only while that lease is current."""
+
+    tenant: str
+    holder: str
+    epoch: int

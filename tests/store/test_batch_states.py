@@ -9,9 +9,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import create_engine, text
 
-from optibridge.domain import BatchState, Event, InboxItem, SendState
+from optibridge.domain import BatchState, Event, InboxItem, LeaseClaim, SendState
 from optibridge.store import Database, Store, open_store
-from optibridge.store.calls import LeaseClaim
 from optibridge.store.db import normalize_url
 from optibridge.store.leases import LeaseLost
 from optibridge.store.migrate import upgrade

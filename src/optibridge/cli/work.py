@@ -14,9 +14,7 @@ from optibridge.cli.tenants import TenantOption, pick_tenant
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from optibridge.domain import WorkKind
-    from optibridge.store.leftovers import CreateRecord
-    from optibridge.store.work import WorkRecord
+    from optibridge.domain import CreateRecord, WorkKind, WorkRecord
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
     "Background work that failed: notifications, cancellations, pulls, sends, metrics "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from optibridge.config import Config, TenantConfig, TimingConfig
+from optibridge.domain import WorkRetry
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.lease import LeasedWindow
@@ -15,7 +16,6 @@ from optibridge.pipeline.pause import Pause
 from optibridge.platform.api import Platform
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
-from optibridge.store.work import WorkRetry
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from optibridge.config import ChannelConfig, EngagementFilesConfig
-from optibridge.domain import AudienceEntry, CampaignRecord, NotificationRecord
+from optibridge.domain import AudienceEntry, CampaignRecord, EngagementRecord, NotificationRecord
 from optibridge.optimove.engagement import (
     EngagementBucket,
     EngagementFileError,
@@ -30,7 +30,6 @@ from optibridge.optimove.engagement import (
 )
 from optibridge.pipeline.audience import pull_audience, usable_address
 from optibridge.pipeline.context import TenantContext
-from optibridge.store.engagements import EngagementRecord
 
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # seconds before reading a failed file again
 _buckets: dict[tuple[str, int], EngagementBucket] = {}

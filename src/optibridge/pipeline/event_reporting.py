@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 
-from optibridge.domain import Backend, Event, ReportBatchRecord
+from optibridge.domain import Backend, BatchEventRow, Event, Expired, ReportBatchRecord
 from optibridge.events_config import (
     MAX_AGE_DAYS,
     ContextSource,
@@ -20,7 +20,6 @@ from optibridge.optimove.errors import OptimoveUnavailable
 from optibridge.optimove.events import CALL, MetricEvent
 from optibridge.optimove.models import METRIC_OF
 from optibridge.pipeline.context import TenantContext
-from optibridge.store.event_reports import BatchEventRow, Expired
 
 # An event is sent only while it is this much younger than saveEvent's 7 days, so it does
 # not turn stale between forming and Optimove's check (a pause, a slow queue, clocks).

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from optibridge.domain import BatchState, ReportBatchRecord
+from optibridge.domain import BatchState, InDoubtRead, LagState, ReportBatchRecord
 from optibridge.optimove.errors import (
     OptimoveAuthError,
     OptimoveError,
@@ -28,7 +28,6 @@ from optibridge.optimove.errors import (
 )
 from optibridge.optimove.models import ChannelInteraction
 from optibridge.pipeline.context import TenantContext
-from optibridge.store.in_doubt import InDoubtRead, LagState
 
 LAG_MAX_AGE = 3600.0  # re-learn the lag this often while batches are in doubt
 FIRST_SAMPLE_READ = 0.25  # seconds after a landed batch's 200 that its first read goes

@@ -18,10 +18,10 @@ import asyncio
 import hashlib
 import time
 
+from optibridge.domain import LeaseClaim, LeaseGrant
 from optibridge.ratelimit import Priority, SlidingWindowLimiter
 from optibridge.store import Store
-from optibridge.store.calls import LeaseClaim
-from optibridge.store.leases import LeaseGrant, LeaseLost
+from optibridge.store.leases import LeaseLost
 
 __all__ = ["FollowingLimiter", "FollowingWindow", "KeyWindow", "LeaseLost", "LeasedLimiter",
            "LeasedWindow", "fingerprint"]

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from optibridge.domain import CreateState, Made, SendRecord
+from optibridge.domain import CreateRecord, CreateState, Made, SendRecord
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
 from optibridge.pipeline.work import describe
@@ -35,7 +35,6 @@ from optibridge.platform.errors import (
     PlatformRequestRejected,
     PlatformUnavailable,
 )
-from optibridge.store.leftovers import CreateRecord
 
 T = TypeVar("T")
 PROBES = 50  # IDs read, at most, to find one lost create

@@ -9,10 +9,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from optibridge.domain import ReportedRow
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import ChannelInteraction
 from optibridge.store import Store
-from optibridge.store.readback import ReportedRow
 
 
 def as_row(item: ChannelInteraction) -> ReportedRow:

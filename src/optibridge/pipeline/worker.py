@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from optibridge.domain import CampaignStage, WorkKind
+from optibridge.domain import CampaignStage, LeaseGrant, WorkKind
 from optibridge.pipeline.audience import pull_item
 from optibridge.pipeline.callbacks import map_callbacks
 from optibridge.pipeline.context import TenantContext
@@ -27,7 +27,6 @@ from optibridge.pipeline.reporting import report_interactions, report_metrics
 from optibridge.pipeline.templates import template_sync_step
 from optibridge.pipeline.triggered import gather_step
 from optibridge.pipeline.work import Isolation
-from optibridge.store.leases import LeaseGrant
 
 log = structlog.get_logger("optibridge.worker")
 Step = Callable[[TenantContext], Awaitable[int]]

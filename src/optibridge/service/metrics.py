@@ -27,10 +27,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optibridge.config import Config
-from optibridge.domain import BatchState, CreateState, WorkKind, WorkState
+from optibridge.domain import BatchState, CreateState, LagState, WorkKind, WorkState
 from optibridge.ratelimit import limiter_for
 from optibridge.service.assembly import Service
-from optibridge.store.in_doubt import LagState
 from optibridge.store.status import Backlog, StatusStore
 
 CALLBACK_PREFIX = "/callbacks/"

@@ -7,18 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, or_, select, text, update
 
+from optibridge.domain import LeaseClaim
 from optibridge.store.base import StoreBase
 from optibridge.store.leases import LeaseStore, database_now
 from optibridge.store.schema import ApiCall
-
-
-@dataclass(frozen=True)
-class LeaseClaim:
-    """Whose lease a call is made under: it goes out only while that lease is current."""
-
-    tenant: str
-    holder: str
-    epoch: int
 
 
 @dataclass(frozen=True)

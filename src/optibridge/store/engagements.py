@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sqlalchemy import select, update
 
-from optibridge.domain import CampaignRecord
+from optibridge.domain import CampaignRecord, EngagementRecord
 from optibridge.store.base import StoreBase
 from optibridge.store.campaigns import _campaign, find_or_add_campaign
 from optibridge.store.schema import Engagement
-
-
-@dataclass(frozen=True)
-class EngagementRecord:
-    campaign_pk: int
-    bucket: str
-    customers_folder: str
-    metadata_path: str
-    decryption_key: str = field(repr=False)
-    engagement_id: int | None
-    metadata_json: str | None
-    next_file: int
-    file_start: int
-    failures: int
-    retry_at: float | None
 
 
 def _record(row: Engagement) -> EngagementRecord:

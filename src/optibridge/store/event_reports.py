@@ -4,14 +4,12 @@ batch, of one backend), and events too old for saveEvent set aside in ``expired`
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from optibridge.domain import Backend, BatchState, Event, ReportBatchRecord
+from optibridge.domain import Backend, BatchEventRow, BatchState, Event, Expired, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.counts import counted
@@ -21,27 +19,6 @@ from optibridge.store.schema import UNREPORTED, Campaign, Interaction, ReportBat
 # Events UpdateCampaignInteractions never takes: unbatched for good on that backend, so the
 # partial index of unreported interactions leaves them out; read per recent send instead.
 METRIC_ONLY = [str(e) for e in Event if e not in REPORTED_AS]
-
-
-@dataclass(frozen=True)
-class BatchEventRow:
-    """One event of a saveEvent batch, with what its context may need."""
-
-    customer_id: str
-    stored_at: float  # when optibridge stored it: the event's timestamp
-    send_id: int
-    scheduled_time: dt.datetime  # naive UTC
-
-
-@dataclass(frozen=True)
-class Expired:
-    """Events set aside as too old for saveEvent."""
-
-    batch_id: int
-    campaign_id: int
-    event: Event
-    day: dt.date
-    count: int
 
 
 class EventReportStore(StoreBase):

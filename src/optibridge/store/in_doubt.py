@@ -4,13 +4,12 @@ each in-doubt batch, and which customers of a batch make an unambiguous probe.""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, literal, select, update
 from sqlalchemy.orm import aliased
 
-from optibridge.domain import Backend, BatchState, ReportBatchRecord
+from optibridge.domain import Backend, BatchState, InDoubtRead, LagState, ReportBatchRecord
 from optibridge.optimove.models import REPORTED_AS
 from optibridge.store.base import StoreBase
 from optibridge.store.reports import _batch
@@ -24,39 +23,6 @@ from optibridge.store.schema import (
 )
 
 EVENT_OF = {int(event_id): str(event) for event, event_id in REPORTED_AS.items()}
-
-
-@dataclass(frozen=True)
-class LagState:
-    """A tenant's read-back knowledge (all None until something was learned)."""
-
-    tenant: str
-    lag_seconds: float | None = None
-    learned_at: float | None = None
-    samples: int = 0
-    sample_batch_id: int | None = None
-    sample_customer: str | None = None
-    sample_since: float | None = None
-    sample_next_at: float | None = None
-    unusable: str | None = None
-    unusable_kind: str | None = None  # "lag": re-learn it first; else any good read clears
-    unusable_since: float | None = None
-    retry_at: float | None = None
-
-    def but(self, **changes: Any) -> LagState:
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class InDoubtRead:
-    """Where one in-doubt batch's read-backs stand."""
-
-    batch_id: int
-    in_doubt_since: float
-    next_read_at: float
-    reads: int
-    absent: int
-    problem: str | None
 
 
 _LAG_FIELDS = [name for name in LagState.__dataclass_fields__ if name != "tenant"]

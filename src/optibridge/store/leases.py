@@ -6,12 +6,11 @@ whose clock drifts) learns how long its lease has left from the database itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Float, cast, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from optibridge.domain import LeaseGrant
 from optibridge.store.base import StoreBase
 from optibridge.store.schema import TenantLease
 
@@ -26,16 +25,6 @@ def database_now(sqlite: bool) -> ColumnElement[float]:
 class LeaseLost(Exception):
     """This process no longer holds the tenant's lease: stop calling Optimove, and its
     writes (which carry the old epoch) are refused."""
-
-
-@dataclass(frozen=True)
-class LeaseGrant:
-    """The answer to taking or renewing a lease."""
-
-    held: bool
-    previous: str | None = None  # the holder it was taken over from
-    epoch: int = 0  # grows by one each time the lease changes hands
-    remaining: float = 0.0  # seconds the lease has left, by the database's clock
 
 
 class LeaseStore(StoreBase):

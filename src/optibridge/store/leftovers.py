@@ -9,30 +9,15 @@ it was made with and when it was asked and answered, which bounds where its ID c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from optibridge.domain import CreateState, Made, SendState
+from optibridge.domain import CreateRecord, CreateState, Made, SendState
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.schema import PlatformCreate, Send
 
 OPEN = (CreateState.ASKING, CreateState.LOST, CreateState.ORPHAN)
-
-
-@dataclass(frozen=True)
-class CreateRecord:
-    id: int
-    tenant: str
-    send_id: int
-    made: Made
-    name: str
-    state: CreateState
-    platform_id: int | None
-    asked_at: float
-    answered_at: float | None
-    note: str | None
 
 
 def _record(row: PlatformCreate) -> CreateRecord:
@@ -128,4 +113,4 @@ class LeftoverStore(StoreBase):
             return {(t, s): int(n) for t, s, n in rows}
 
 
-__all__ = ["CreateRecord", "LeftoverStore"]
+__all__ = ["LeftoverStore"]

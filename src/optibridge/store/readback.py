@@ -3,27 +3,13 @@ reconciliation and subscriptions)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from optibridge.domain import Backend, BatchState, Event
+from optibridge.domain import Backend, BatchState, Event, ReportedRow
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.schema import Campaign, Interaction, Recipient, ReportBatch, Send
-
-
-@dataclass(frozen=True, order=True)
-class ReportedRow:
-    """One customer in one sent UpdateCampaignInteractions batch."""
-
-    date: dt.date
-    campaign_id: int
-    channel_id: int
-    template_id: int
-    event_id: int
-    recipient_group_id: int
 
 
 class ReadbackStore(StoreBase):

@@ -8,44 +8,12 @@ No row means the item is healthy; the row goes when the item succeeds or is requ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
-from optibridge.domain import WorkKind, WorkState
+from optibridge.domain import WorkKind, WorkRecord, WorkRetry, WorkState
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.schema import Send, WorkFailure
-
-
-@dataclass(frozen=True)
-class WorkRecord:
-    tenant: str
-    kind: WorkKind
-    item: str
-    state: WorkState
-    attempts: int
-    refusals: int
-    last_error: str
-    first_failed_at: float
-    failed_at: float
-    next_at: float
-
-    def waiting(self, now: float) -> bool:
-        """Not to be tried now: stopped, or backing off."""
-        return self.state == WorkState.STOPPED or self.next_at > now
-
-
-@dataclass(frozen=True)
-class WorkRetry:
-    """Back-off doubling from ``first`` up to ``longest``; stopped after ``max_refusals``
-    failures that are about the item itself (other failures never stop it)."""
-
-    first: float = 2.0
-    longest: float = 600.0
-    max_refusals: int = 6
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.longest, self.first * 2.0 ** min(max(attempts - 1, 0), 30)))
 
 
 def _record(row: WorkFailure) -> WorkRecord:
@@ -127,4 +95,5 @@ class WorkStore(StoreBase):
             return {(t, k, s): int(n) for t, k, s, n in rows}
 
 
-__all__ = ["WorkRecord", "WorkRetry", "WorkStore"]
+# WorkRecord lives in domain.py; named here while pipeline/work.py still imports it from here.
+__all__ = ["WorkRecord", "WorkStore"]
