@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -446,8 +448,30 @@ async def _until(condition: Any, what: str, limit: float = 60.0, state: Any = No
         await asyncio.sleep(0.2)
 
 
+STORE_REFUSES = 300  # a campaign whose notification the store cannot take (poisoned)
+
+
+def refuse_campaign(monkeypatch: pytest.MonkeyPatch, campaign_id: int) -> None:
+    """The store refuses to open one campaign, as a database refuses a value (DataError):
+    handling that notification fails on every try, for that notification alone."""
+    from sqlalchemy.exc import DataError
+    opened = Store.open_campaign
+
+    async def open_campaign(self: Store, tenant: str, campaign: int, channel: int,
+                            triggered: bool = False) -> Any:
+        if campaign == campaign_id:
+            raise DataError("INSERT INTO campaign", None, ValueError("value out of range"))
+        return await opened(self, tenant, campaign, channel, triggered)
+
+    monkeypatch.setattr(Store, "open_campaign", open_campaign)
+
+
 async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_once(
-        world: World) -> None:
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poisoned: a plain notification (the store refuses it), a cancellation (the platform
+    refuses it), a pull (Optimove refuses the channel), a send (no such template), a
+    metrics chunk and a report batch (Optimove refuses the triggered channel 512). The
+    inbox rows' poisons are ``test_poisoned_callbacks``'s."""
     import httpx
 
     from optibridge.service.app import create_app
@@ -492,6 +516,8 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
             Poisoned.refused.add(by_campaign[410].platform_campaign_id)  # refused: 400
             await note(4, 400, EMAIL)
             await note(4, 410, EMAIL)
+            refuse_campaign(monkeypatch, STORE_REFUSES)
+            await note(13, STORE_REFUSES, EMAIL)  # fails alone: the notes after it go on
             await note(13, 100, EMAIL)
             await note(1, 100, None)  # 1 pulls nothing: 100's 13 did
             await note(13, 200, SCHEDULED_UNKNOWN)  # Optimove refuses this pull
@@ -500,6 +526,7 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
                                                            b'"ChannelID": 512')
                             for i in range(3)]):
                 assert (await client.post(triggered, content=body)).status_code == 200
+            await _open_on_the_refused_channel(client, world, store)
 
         seen: dict[str, Any] = {}
 
@@ -514,7 +541,8 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
             metrics = world.optimove.metrics(TENANT)
             seen["due"] = [d for d in await _metrics_due(store, world)
                            if (d.campaign_id, d.channel_id) in HEALTHY]
-            return (len(stopped) == 4 and len(healthy_sends) >= 2
+            dead = await store.batches(TENANT, [BatchState.DEAD_LETTER])
+            return (len(stopped) == 5 and len(healthy_sends) >= 2 and bool(dead)
                     and all(s.state == SendState.DONE for s in healthy_sends)
                     and await store.inbox_backlog() == 0 and not batches
                     and any(k[0] == 100 for k in metrics) and not seen["due"])
@@ -524,10 +552,16 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
         async with httpx.AsyncClient(base_url=world.service_url, timeout=30) as client:
             page = (await client.get("/ui")).text
             scrape = (await client.get("/metrics")).text
+            dead_page = (await client.get("/ui/batches", params={
+                "tenant": TENANT, "state": "dead_letter"})).text
+        label = f'optibridge_report_batches{{state="dead_letter",tenant="{TENANT}"}}'
+        dead = re.search(re.escape(label) + r" (\S+)", scrape)
+        assert dead is not None and float(dead.group(1)) >= 1, scrape
+        assert f'<td>{UNKNOWN_TO_OPTIMOVE}</td>' in dead_page
         refused = next(r for r in seen["failures"] if r.kind == WorkKind.SEND)
         assert f"optibridge work requeue -t {TENANT} send {refused.item}" in page
         assert "no template" in page
-        for kind in ("pull", "send", "metrics", "cancellation"):
+        for kind in ("notification", "pull", "send", "metrics", "cancellation"):
             assert (f'optibridge_work_failures{{kind="{kind}",state="stopped",'
                     f'tenant="{TENANT}"}} 1.0') in scrape
     finally:
@@ -537,6 +571,25 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
     finally:
         await store.db.dispose()
     _check_reported_once(world, good)
+
+
+async def _open_on_the_refused_channel(client: Any, world: World, store: Store) -> None:
+    """An 'opened' for v0 of the send on channel 512, which Optimove refuses: its report
+    batch is refused for its own content (a dead letter), the healthy ones are not."""
+    from optibridge.signing import UrlSigner
+
+    async def the_send() -> bool:
+        sends = await store.sends(TENANT, [SendState.READY, SendState.DONE])
+        found = [s for s in sends if s.channel_id == UNKNOWN_TO_OPTIMOVE]
+        seen["send"] = found[0].id if found else None
+        return bool(found)
+
+    seen: dict[str, Any] = {}
+    await _until(the_send, "the send on channel 512")
+    url = UrlSigner(world.config.server.secret(), world.service_url).callback_url(
+        TENANT, seen["send"])
+    body = f"event=opened&when={int(time.time())}&email[0]=v0@example.com"
+    assert (await client.post(url, content=body.encode())).status_code == 200
 
 
 async def _metrics_due(store: Store, world: World) -> list[Any]:
@@ -549,7 +602,9 @@ async def _check_poisoned(store: Store, world: World, good: int, missing: int) -
     by_key = {(s.campaign_id, s.template_id): s for s in sends}
     refused_send = by_key[(100, missing)]
     stopped = {(r.kind, r.item): r for r in await store.work_failures(TENANT)}
+    note_id = next(k[1] for k in stopped if k[0] == WorkKind.NOTIFICATION)
     assert {k: r.state for k, r in stopped.items()} == {
+        (WorkKind.NOTIFICATION, note_id): WorkState.STOPPED,
         (WorkKind.PULL, f"200/{SCHEDULED_UNKNOWN}"): WorkState.STOPPED,
         (WorkKind.SEND, str(refused_send.id)): WorkState.STOPPED,
         (WorkKind.METRICS, f"90/{UNKNOWN_TO_OPTIMOVE}"): WorkState.STOPPED,
@@ -557,6 +612,13 @@ async def _check_poisoned(store: Store, world: World, good: int, missing: int) -
             WorkState.STOPPED}, stopped
     assert all(r.last_error for r in stopped.values())
     assert "no template" in stopped[(WorkKind.SEND, str(refused_send.id))].last_error
+    assert "value out of range" in stopped[(WorkKind.NOTIFICATION, note_id)].last_error
+    assert await store.get_campaign(TENANT, STORE_REFUSES, EMAIL) is None
+    dead = await store.batches(TENANT, [BatchState.DEAD_LETTER])
+    assert dead and {b.channel_id for b in dead} == {UNKNOWN_TO_OPTIMOVE}
+    for batch in dead:  # the triggered channel Optimove refuses: final, its answer kept
+        detail = await store.batch_detail(batch.id)
+        assert detail is not None and detail.answer and "ChannelID" in detail.answer
     assert by_key[(400, good)].state == SendState.CANCELLED  # 404: gone is done
     assert by_key[(410, good)].state == SendState.READY  # refused: stopped, not guessed
     assert [c for c in world.platform.campaigns() if f"send {refused_send.id}" in c.name] == []
