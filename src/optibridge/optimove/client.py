@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -55,18 +54,19 @@ from optibridge.optimove.models import (
     SendDetailsPage,
 )
 from optibridge.ratelimit import Priority, SlidingWindowLimiter, limiter_for
-from optibridge.retry import RetryPolicy, parse_retry_after
-
-log = logging.getLogger(__name__)
+from optibridge.retry import (
+    Lost,
+    Resend,
+    RetryPolicy,
+    lost,
+    outcome_unknown,
+    parse_retry_after,
+    proxy_page,
+)
 
 _M = TypeVar("_M", bound=BaseModel)
 
 DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
-
-# Transport errors raised before any byte of the request left: safe to call "not applied".
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-             httpx.UnsupportedProtocol)
-
 
 @dataclass(frozen=True)
 class _Call:
@@ -76,7 +76,7 @@ class _Call:
     category: str
     method: str = "GET"
     priority: Priority = Priority.NORMAL
-    retried: bool = True
+    resend: Resend = Resend.ALWAYS
     path: str | None = None  # where it lives, when not at {category}/{function}
 
 
@@ -88,8 +88,9 @@ _ADD_TEMPLATES = _Call("AddChannelTemplates", "integrations", "POST")
 _DELETE_TEMPLATES = _Call("DeleteChannelTemplates", "integrations", "POST")
 _TEMPLATES = _Call("GetChannelTemplates", "integrations")
 _METRICS = _Call("UpdateCampaignMetrics", "integrations", "POST", Priority.REPORT)
+# Optimove adds up repeated calls (seed 000): never tried twice, a lost answer is read back.
 _INTERACTIONS = _Call("UpdateCampaignInteractions", "integrations", "POST", Priority.REPORT,
-                      retried=False)
+                      Resend.NEVER)
 _CHANNEL_INTERACTIONS = _Call("GetCustomerChannelInteractions", "customers",
                               priority=Priority.READBACK)
 _PREFERENCE = _Call("SetCustomerChannelPreference", "integrations", "POST")
@@ -117,15 +118,6 @@ class _SendDetailRow(TypedDict, total=False):
 _SEND_DETAIL_PAGE = TypeAdapter(list[_SendDetailRow])
 
 
-class _Retryable(Exception):
-    """An attempt failed in a way a later attempt may not: carries the error to raise last."""
-
-    def __init__(self, final: OptimoveError, retry_after: float | None = None) -> None:
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
-
-
 def _check_size(call: _Call, what: str, size: int, limit: int) -> None:
     if size > limit:
         raise BatchTooLarge(call.function, f"{size} {what} in one call, the limit is {limit}")
@@ -144,12 +136,6 @@ def _page_problem(error: ValidationError, response: httpx.Response) -> str:
         return f"expected a JSON array, got {_body_text(response)!r}"
     where = ".".join(str(part) for part in first["loc"])
     return f"a row does not fit: {where}: {first['msg']}"
-
-
-def _proxy_page(response: httpx.Response) -> bool:
-    """An HTML error page: what a proxy or load balancer answers, not Optimove's API."""
-    kind = response.headers.get("Content-Type", "")
-    return "html" in kind or response.text.lstrip()[:1] == "<"
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -431,7 +417,7 @@ class OptimoveClient:
                                    f"JSON: {_body_text(response)!r}")
 
     def _unexpected(self, call: _Call, message: str) -> NoReturn:
-        if not call.retried:
+        if call.resend is not Resend.ALWAYS:  # a 2xx: it was applied, or it may have been
             raise OptimoveOutcomeUnknown(call.function, message, 200)
         raise OptimoveUnexpectedResponse(call.function, message, 200)
 
@@ -439,19 +425,12 @@ class OptimoveClient:
                        body: Any) -> httpx.Response:
         url = f"{self._prefix}/{call.path or f'{call.category}/{call.function}'}"
         content = None if body is None else json.dumps(body, separators=(",", ":"))
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._limiter.slot(call.priority):
-                    return await self._attempt(call, url, params, content, attempt > 1)
-            except _Retryable as failure:
-                if not call.retried or attempt >= self._retry.attempts:
-                    raise failure.final from None
-                pause = self._retry.delay(attempt, failure.retry_after)
-                log.warning("optimove %s: attempt %d failed (%s), retrying in %.2fs",
-                            call.function, attempt, failure.final, pause)
-                await asyncio.sleep(pause)
+
+        async def attempt(number: int) -> httpx.Response:
+            async with self._limiter.slot(call.priority):
+                return await self._attempt(call, url, params, content, number > 1)
+
+        return await self._retry.run(call.resend, attempt)
 
     async def _attempt(self, call: _Call, url: str, params: Mapping[str, Any] | None,
                        content: str | None, retried: bool = False) -> httpx.Response:
@@ -461,40 +440,48 @@ class OptimoveClient:
                                                 content=content)
         except httpx.TransportError as error:
             observe.api_call("optimove", call.function, "error", retried)
-            raise self._transport_failure(call, error) from None
+            raise _transport_failure(call, error) from None
         status = response.status_code
         observe.api_call("optimove", call.function, status, retried)
         if 200 <= status < 300:
             return response
-        if status == 429:
-            # Real Optimove documents no Retry-After; honour it when a server sends one.
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            raise _Retryable(OptimoveRateLimited(
-                call.function, f"rate limited (429): {_body_text(response)}", status), wait)
-        if status >= 500:
-            if not call.retried:
-                raise OptimoveOutcomeUnknown(
-                    call.function, f"answered {status}, may or may not have been applied: "
-                                   f"{_body_text(response)}", status)
-            raise _Retryable(OptimoveServerError(
-                call.function, f"server error {status}: {_body_text(response)}", status))
-        if status in (401, 403):
-            raise OptimoveAuthError(call.function, status, response.text)
-        if status == 408 and call.retried:  # a proxy gave up waiting for our request
-            raise _Retryable(OptimoveNotReached(call.function, status, response.text))
-        if status == 400 and not _proxy_page(response):
-            raise OptimoveRequestRejected(call.function, status, response.text)
-        raise OptimoveNotReached(call.function, status, response.text)
+        failure = _failure(call, response)
+        if outcome_unknown(failure, call.resend):
+            raise OptimoveOutcomeUnknown(
+                call.function, f"answered {status}, may or may not have been applied: "
+                               f"{_body_text(response)}", status)
+        raise failure
 
-    def _transport_failure(self, call: _Call, error: httpx.TransportError) -> Exception:
-        what = f"{type(error).__name__}: {error}"[:300]
-        if isinstance(error, httpx.UnsupportedProtocol):
-            return OptimoveUnavailable(call.function, f"bad URL ({what})")
-        if isinstance(error, _NOT_SENT):
-            return _Retryable(OptimoveUnavailable(call.function, f"no connection ({what})"))
-        if not call.retried:
-            return OptimoveOutcomeUnknown(
-                call.function, f"sent, then no complete answer ({what}); it may or may not "
-                               "have been applied")
-        return _Retryable(OptimoveUnavailable(call.function, f"no complete answer ({what})"))
 
+def _failure(call: _Call, response: httpx.Response) -> OptimoveError:
+    """What an error answer says, in Optimove's words (optimove-api.md)."""
+    status = response.status_code
+    if status == 429:
+        # Real Optimove documents no Retry-After; honour it when a server sends one.
+        return OptimoveRateLimited(
+            call.function, f"rate limited (429): {_body_text(response)}", status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if status >= 500:
+        return OptimoveServerError(call.function, f"server error {status}: "
+                                                  f"{_body_text(response)}", status)
+    if status in (401, 403):
+        return OptimoveAuthError(call.function, status, response.text)
+    if status == 400 and not proxy_page(response):
+        return OptimoveRequestRejected(call.function, status, response.text)
+    failure = OptimoveNotReached(call.function, status, response.text)
+    failure.transient = status == 408  # a proxy gave up waiting for our request
+    return failure
+
+
+def _transport_failure(call: _Call, error: httpx.TransportError) -> OptimoveError:
+    what = f"{type(error).__name__}: {error}"[:300]
+    how = lost(error)
+    if how is Lost.BAD_URL:
+        return OptimoveUnavailable(call.function, f"bad URL ({what})")
+    if how is Lost.NO_CONNECTION:
+        return OptimoveUnavailable(call.function, f"no connection ({what})", transient=True)
+    if call.resend is not Resend.ALWAYS:
+        return OptimoveOutcomeUnknown(
+            call.function, f"sent, then no complete answer ({what}); it may or may not "
+                           "have been applied")
+    return OptimoveOutcomeUnknown(call.function, f"no complete answer ({what})")

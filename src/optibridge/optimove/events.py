@@ -33,11 +33,10 @@ from optibridge.optimove.errors import (
     OptimoveUnavailable,
 )
 from optibridge.ratelimit import Priority, SlidingWindowLimiter
+from optibridge.retry import Lost, lost
 
 CALL = "saveEvent"
 SIGNATURE_VERSION = "1"
-# Transport errors raised before any byte of the request left: surely not applied.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Words of an error body that refuses the content itself (the sister Server-Side Events API
 # answers "Failed to validate ..."): sending the same body again cannot help.
 _REFUSAL_WORDS = ("validat", "invalid", "missing", "required", "not allowed", "unknown event",
@@ -139,10 +138,8 @@ class EngagementEventsClient:
         except httpx.TransportError as error:
             observe.api_call("optimove", CALL, "error", False)
             what = f"{type(error).__name__}: {error}"[:300]
-            if isinstance(error, httpx.UnsupportedProtocol):
-                raise OptimoveUnavailable(CALL, f"bad URL ({what})") from None
-            if isinstance(error, _NOT_SENT):
-                raise OptimoveUnavailable(CALL, f"no connection ({what})") from None
+            if lost(error) is not Lost.ANSWER:  # nothing was sent
+                raise OptimoveUnavailable(CALL, f"{lost(error).value} ({what})") from None
             raise OptimoveOutcomeUnknown(CALL, f"sent, then no complete answer ({what}); it "
                                          "may or may not have been applied") from None
         observe.api_call("optimove", CALL, response.status_code, False)

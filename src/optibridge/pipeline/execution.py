@@ -26,7 +26,11 @@ from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.leftovers import create_once, discard_orphan, sweep_leftovers
 from optibridge.pipeline.work import Isolation, run_send
 from optibridge.platform.api import CampaignState, Contact, ImportResult
-from optibridge.platform.errors import PlatformNotFound, PlatformRequestRejected
+from optibridge.platform.errors import (
+    PlatformAuthError,
+    PlatformNotFound,
+    PlatformRequestRejected,
+)
 
 UPLOAD_CHUNK = 10_000
 UPLOADS_IN_FLIGHT = 2
@@ -154,7 +158,7 @@ async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
     try:
         await ctx.platform.attach_payload(campaign.id, send.channel_type,
                                           send.template_id)
-    except PlatformRequestRejected:
+    except (PlatformRequestRejected, PlatformAuthError):
         # Refused, so certainly not attached: remove the DRAFT now rather than leave it
         # for the next try (which would make another one).
         await _forget(ctx.platform.delete_campaign(campaign.id))

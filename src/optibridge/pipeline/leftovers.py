@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from optibridge.domain import CreateRecord, CreateState, Made, SendRecord
+from optibridge.failures import NOT_APPLIED
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
 from optibridge.pipeline.work import describe
@@ -31,16 +32,12 @@ from optibridge.platform.errors import (
     PlatformAuthError,
     PlatformError,
     PlatformNotFound,
-    PlatformRateLimited,
     PlatformRequestRejected,
-    PlatformUnavailable,
 )
 
 T = TypeVar("T")
 PROBES = 50  # IDs read, at most, to find one lost create
 PATIENCE = 600.0  # seconds a lost create waits for a later create to bound its ID
-# Failures after which the create surely made nothing: refused, or the request never left.
-NOT_MADE = (PlatformRequestRejected, PlatformRateLimited, PlatformUnavailable)
 
 
 async def create_once(ctx: TenantContext, send: SendRecord, made: Made, name: str,
@@ -52,7 +49,7 @@ async def create_once(ctx: TenantContext, send: SendRecord, made: Made, name: st
         result = await create(record.name)
     except (asyncio.CancelledError, LeaseLost):
         raise  # left 'asking': the next holder of the lease takes it as lost
-    except NOT_MADE:
+    except NOT_APPLIED:  # the create surely made nothing (it is never sent twice)
         await ctx.store.create_refused(record.id)
         raise
     except Exception as error:

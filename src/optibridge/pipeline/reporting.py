@@ -14,17 +14,7 @@ from collections.abc import AsyncIterator
 from optibridge.config import TenantConfig
 from optibridge.domain import BatchState, ChannelType, MetricTotal, ReportBatchRecord, WorkKind
 from optibridge.events_config import Reporting
-from optibridge.optimove.errors import (
-    RECOVERABLE,
-    BatchTooLarge,
-    EmptyBatch,
-    OptimoveAuthError,
-    OptimoveError,
-    OptimoveNotReached,
-    OptimoveRateLimited,
-    OptimoveRequestRejected,
-    OptimoveUnavailable,
-)
+from optibridge.failures import NOT_APPLIED, CallFailed, about_the_item
 from optibridge.optimove.models import (
     MAX_INTERACTION_CUSTOMERS,
     MAX_METRICS_PER_CALL,
@@ -79,15 +69,12 @@ async def submit_batch(ctx: TenantContext, batch: ReportBatchRecord) -> BatchSta
         await ctx.store.mark_batch(batch.id, BatchState.PENDING, expect=BatchState.SENDING,
                                    epoch=ctx.epoch)
         raise
-    except (OptimoveRequestRejected, EmptyBatch, BatchTooLarge, ValueError) as error:
-        state, note = BatchState.DEAD_LETTER, str(error)
-        answer = getattr(error, "body", None) or note
-    except NOT_APPLIED as error:
-        state, note = BatchState.PENDING, str(error)
-        await _pause(ctx, error)
-    except (TimeoutError, OptimoveError, OSError) as error:
-        state, note = BatchState.IN_DOUBT, str(error)
-        await _pause(ctx, error)
+    except (CallFailed, ValueError, OSError) as error:
+        state, note = _after(error), str(error)
+        if state == BatchState.DEAD_LETTER:
+            answer = getattr(error, "body", None) or note
+        else:
+            await _pause(ctx, error)
     else:
         state = BatchState.SENT
         await _resume(ctx)
@@ -109,9 +96,13 @@ async def _update_interactions(ctx: TenantContext, batch: ReportBatchRecord) -> 
     return len(customers)
 
 
-# Answers that prove UpdateCampaignInteractions was not applied, and that a later call
-# can get past: the batch stays pending and reporting pauses.
-NOT_APPLIED = (OptimoveAuthError, OptimoveNotReached, OptimoveRateLimited, OptimoveUnavailable)
+def _after(error: Exception) -> BatchState:
+    """A failed report call's batch: a dead letter when the failure is about its content;
+    else pending when the call surely was not applied (it is never sent twice), or in
+    doubt."""
+    if about_the_item(error):
+        return BatchState.DEAD_LETTER
+    return BatchState.PENDING if isinstance(error, NOT_APPLIED) else BatchState.IN_DOUBT
 
 
 async def _pause(ctx: TenantContext, error: BaseException) -> None:
@@ -297,10 +288,11 @@ async def report_metrics(ctx: TenantContext) -> int:
         items = sorted({metrics_item(t) for t in part})
         try:
             sent += await _send_metrics(ctx, part)
-        except RECOVERABLE as error:
-            await _pause(ctx, error)
-            return sent
-        except OptimoveError as error:  # refused: about one (or more) of its campaigns
+        except CallFailed as error:
+            if not about_the_item(error):
+                await _pause(ctx, error)
+                return sent
+            # Refused: about one (or more) of its campaigns.
             if len(items) == 1:
                 await isolation.failed(items[0], error)
                 continue
@@ -308,11 +300,11 @@ async def report_metrics(ctx: TenantContext) -> int:
                 try:
                     sent += await _send_metrics(
                         ctx, [t for t in part if metrics_item(t) == item])
-                except RECOVERABLE as again:
-                    await _pause(ctx, again)
-                    return sent
-                except OptimoveError as refused:
-                    await isolation.failed(item, refused)
+                except CallFailed as again:
+                    if not about_the_item(again):
+                        await _pause(ctx, again)
+                        return sent
+                    await isolation.failed(item, again)
                     continue
                 await isolation.succeeded(item)
             continue

@@ -2,10 +2,10 @@
 failure on the item with its back-off, and skips items that are backing off or stopped.
 
 An item stops (``WorkState.STOPPED``) only after ``max_refusals`` failures that are about
-the item itself: the other side refused it (a 4xx other than auth and rate limits) or our
-own code could not handle it. Outages (timeouts, 5xx, 429, auth, a database that is away)
-back off and are retried for as long as they last: they say nothing about the item.
-(An answer we cannot use, such as a page with a bad row, is about the item: it counts.)
+the item itself (``optibridge.failures.about_the_item``): the other side refused its
+content, or our own code could not handle it. Everything else (timeouts, 5xx, 429, auth,
+a proxy's answer, an answer we cannot read, a database that is away) backs off and is
+retried for as long as it lasts: it says nothing about the item.
 """
 
 from __future__ import annotations
@@ -15,35 +15,12 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from optibridge.domain import SendRecord, WorkKind, WorkState
-from optibridge.optimove.errors import (
-    OptimoveAuthError,
-    OptimoveRequestRejected,
-    OptimoveUnexpectedResponse,
-)
+from optibridge.failures import about_the_item
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
-from optibridge.platform.errors import PlatformAuthError, PlatformRequestRejected
 from optibridge.store.work import WorkRecord
 
 T = TypeVar("T")
-# What an outage looks like from here: no answer, or a database that does not answer.
-_OUTAGE_NAMES = {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}
-
-
-def about_the_item(error: BaseException) -> bool:
-    """True when retrying the same item cannot help (counts towards stopping it)."""
-    if isinstance(error, (OptimoveAuthError, PlatformAuthError)):
-        return False
-    if isinstance(error, (OptimoveRequestRejected, PlatformRequestRejected,
-                          OptimoveUnexpectedResponse)):
-        return True
-    if isinstance(error, (OSError, TimeoutError)):
-        return False
-    if any(cls.__name__ in _OUTAGE_NAMES for cls in type(error).__mro__):
-        return False
-    # Our clients' other errors are outages (5xx, 429, no answer, unknown outcome).
-    module = type(error).__module__
-    return not module.startswith(("optibridge.optimove", "optibridge.platform", "httpx"))
 
 
 def describe(error: BaseException) -> str:

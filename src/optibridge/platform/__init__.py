@@ -28,6 +28,7 @@ from optibridge.platform.errors import (
     PlatformRequestRejected,
     PlatformServerError,
     PlatformUnavailable,
+    PlatformUnexpectedAnswer,
     StateMoveRefused,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "PlatformServerError",
     "PlatformTemplate",
     "PlatformUnavailable",
+    "PlatformUnexpectedAnswer",
     "RejectedContact",
     "StateMoveRefused",
     "can_move",

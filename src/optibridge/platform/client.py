@@ -3,7 +3,8 @@
 See /work/shared/reference/platform-api.md: section 1 (seed 003) is binding, section 2 is our
 assumption. A real vendor's differences should change this module only.
 
-Idempotency of retries (429, 5xx, connection errors are retried with backoff):
+Idempotency of retries (the policy both clients share, ``optibridge.retry``: 429, 5xx, 408
+and connection errors are retried with backoff):
 
 - GET, PUT and DELETE are idempotent. A retried DELETE that finds the object gone (404) counts
   as done: the lost first attempt deleted it. A retried state move answered 409 is checked
@@ -23,7 +24,6 @@ Idempotency of retries (429, 5xx, connection errors are retried with backoff):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -56,16 +56,23 @@ from optibridge.platform.errors import (
     PlatformRequestRejected,
     PlatformServerError,
     PlatformUnavailable,
+    PlatformUnexpectedAnswer,
     StateMoveRefused,
 )
 from optibridge.ratelimit import SlidingWindowLimiter, limiter_for
-from optibridge.retry import RetryPolicy, parse_retry_after
+from optibridge.retry import (
+    Lost,
+    Resend,
+    RetryPolicy,
+    lost,
+    outcome_unknown,
+    parse_retry_after,
+    proxy_page,
+)
 
 IMPORT_LIMIT = 10_000  # contacts per POST /list/<list>/contacts (section 2)
 PAGE_LIMIT = 1_000  # max `limit` of listing endpoints (section 2)
 DEFAULT_RETRY = RetryPolicy()  # frozen: safe to share
-# Failures after which the request cannot have been applied: safe to retry anything.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _BEYOND_READY = frozenset({CampaignState.SENDING, CampaignState.DONE, CampaignState.ERROR})
 
 Form = list[tuple[str, str]]
@@ -109,48 +116,35 @@ class PlatformClient:
 
     async def _request(self, call: str, method: str, path: str, *, form: Form | None = None,
                        json: Any = None, params: Mapping[str, int] | None = None,
-                       retry_unsent_only: bool = False) -> Any:
-        """One call with rate limiting and retries; the decoded JSON answer.
+                       resend: Resend = Resend.ALWAYS) -> Any:
+        """One call with rate limiting and retries (``optibridge.retry``); the decoded JSON
+        answer. ``Resend.UNSENT`` for calls that must not run twice."""
+        name = f"{method} {observe.path_template(path)}"
 
-        ``retry_unsent_only``: retry only failures after which the request cannot have been
-        applied (429, connection never made), for calls that must not run twice.
-        """
-        attempts = max(1, self._retry.attempts)
-        for attempt in range(1, attempts + 1):
-            retry_after: float | None = None
+        async def attempt(number: int) -> Any:
             if self._limiter is not None:
                 await self._limiter.acquire()
-            name = f"{method} {observe.path_template(path)}"
             try:
                 response = await self._http.request(method, path, params=params,
                                                     **_form_body(form), **_json_body(json))
-                observe.api_call("platform", name, response.status_code, attempt > 1)
             except httpx.TransportError as error:
-                observe.api_call("platform", name, "error", attempt > 1)
-                failure: PlatformError = PlatformUnavailable(
-                    call, f"no answer ({type(error).__name__}: {error})")
-                if retry_unsent_only and not isinstance(error, _NOT_SENT):
-                    raise PlatformOutcomeUnknown(call, failure.message) from None
-            else:
-                if response.is_success:
-                    return _json(call, response)
-                failure = _failure(call, response, retried=attempt > 1)
-                if response.status_code == 429:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                elif not isinstance(failure, PlatformServerError):
-                    raise failure
-                elif retry_unsent_only:
-                    raise PlatformOutcomeUnknown(call, failure.message, failure.status)
-            if attempt == attempts:
-                raise failure
-            await asyncio.sleep(self._retry.delay(attempt, retry_after))
-        raise AssertionError("unreachable")  # pragma: no cover
+                observe.api_call("platform", name, "error", number > 1)
+                raise _transport_failure(call, error, resend) from None
+            observe.api_call("platform", name, response.status_code, number > 1)
+            if response.is_success:
+                return _json(call, response)
+            failure = _failure(call, response, retried=number > 1)
+            if outcome_unknown(failure, resend):
+                raise PlatformOutcomeUnknown(call, failure.message, failure.status)
+            raise failure
+
+        return await self._retry.run(resend, attempt)
 
     # -- lists and contacts ----------------------------------------------------------------
 
     async def create_list(self, name: str) -> int:
         data = await self._request("create list", "POST", "/list", form=[("name", name)],
-                                   retry_unsent_only=True)
+                                   resend=Resend.UNSENT)
         return _int(data, "id", "create list")
 
     async def get_list(self, list_id: int) -> PlatformList:
@@ -158,7 +152,7 @@ class PlatformClient:
         data = await self._request(call, "GET", f"/list/{list_id}")
         name = data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str):
-            raise PlatformServerError(call, "answer has no string 'name'")
+            raise PlatformUnexpectedAnswer(call, "answer has no string 'name'")
         return PlatformList(id=_int(data, "id", call), name=name, size=_int(data, "size", call))
 
     async def delete_list(self, list_id: int) -> None:
@@ -191,7 +185,7 @@ class PlatformClient:
                 ("state", CampaignState.DRAFT.value), ("when", str(int(when.timestamp()))),
                 ("event_callback", event_callback)]
         data = await self._request("create campaign", "POST", "/campaign", form=form,
-                                   retry_unsent_only=True)
+                                   resend=Resend.UNSENT)
         return _campaign(data, "create campaign")
 
     async def attach_payload(self, campaign_id: int, channel_type: ChannelType,
@@ -199,7 +193,7 @@ class PlatformClient:
         form = [("type", channel_type.value), ("template", str(template_id))]
         await self._request(f"attach {channel_type.value} payload to campaign {campaign_id}",
                             "POST", f"/campaign/{campaign_id}/payload", form=form,
-                            retry_unsent_only=True)
+                            resend=Resend.UNSENT)
 
     async def move_campaign(self, campaign_id: int, target: CampaignState,
                             current: CampaignState | None = None) -> PlatformCampaign:
@@ -252,7 +246,8 @@ class PlatformClient:
             return [PlatformDomain(id=int(i["id"]), name=str(i["name"]),
                                    bouncing=bool(i["bouncing"])) for i in items]
         except (KeyError, TypeError, ValueError) as error:
-            raise PlatformServerError("list domains", f"unexpected answer: {error!r}") from None
+            raise PlatformUnexpectedAnswer("list domains",
+                                           f"unexpected answer: {error!r}") from None
 
     async def _domain(self) -> int:
         if self._bounce_domain is None:
@@ -269,7 +264,7 @@ class PlatformClient:
                                        params={"offset": len(items), "limit": PAGE_LIMIT})
             batch = page.get("items") if isinstance(page, dict) else None
             if not isinstance(batch, list) or not all(isinstance(i, dict) for i in batch):
-                raise PlatformServerError(call, "answer has no list of `items`")
+                raise PlatformUnexpectedAnswer(call, "answer has no list of `items`")
             items.extend(batch)
             if not batch or len(items) >= _int(page, "total", call):
                 return items
@@ -298,7 +293,7 @@ def _json(call: str, response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise PlatformServerError(call, f"answer {response.status_code} is not JSON",
+        raise PlatformUnexpectedAnswer(call, f"answer {response.status_code} is not JSON",
                                   response.status_code) from None
 
 
@@ -315,21 +310,35 @@ def _error_text(response: httpx.Response) -> str:
 def _failure(call: str, response: httpx.Response, *, retried: bool) -> PlatformError:
     status = response.status_code
     message = f"{status}: {_error_text(response)}"
-    kinds: dict[int, type[PlatformError]] = {401: PlatformAuthError, 404: PlatformNotFound,
-                                             409: StateMoveRefused, 429: PlatformRateLimited}
+    kinds: dict[int, type[PlatformError]] = {
+        401: PlatformAuthError, 403: PlatformAuthError, 404: PlatformNotFound,
+        408: PlatformUnavailable, 409: StateMoveRefused, 429: PlatformRateLimited}
     if status >= 500:
         kind: type[PlatformError] = PlatformServerError
+    elif proxy_page(response) and status not in (401, 403, 429):
+        kind = PlatformUnavailable  # a proxy's page, not the platform's JSON answer
     else:
         kind = kinds.get(status, PlatformRequestRejected)
-    failure = kind(call, message, status)
+    failure = kind(call, message, status, transient=status == 408,
+                   retry_after=parse_retry_after(response.headers.get("Retry-After"))
+                   if status == 429 else None)
     failure.retried = retried
     return failure
+
+
+def _transport_failure(call: str, error: httpx.TransportError, resend: Resend
+                       ) -> PlatformError:
+    message = f"no answer ({type(error).__name__}: {error})"
+    how = lost(error)
+    if how is Lost.ANSWER:
+        return PlatformOutcomeUnknown(call, message)
+    return PlatformUnavailable(call, message, transient=how is Lost.NO_CONNECTION)
 
 
 def _int(data: Any, key: str, call: str) -> int:
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise PlatformServerError(call, f"answer has no integer {key!r}")
+        raise PlatformUnexpectedAnswer(call, f"answer has no integer {key!r}")
     return value
 
 
@@ -346,12 +355,12 @@ def _rejected(data: Any, call: str, start: int, size: int) -> list[RejectedConta
     """The chunk's rejected rows, re-indexed from the chunk to the caller's sequence."""
     rows = data.get("rejected", []) if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        raise PlatformServerError(call, "answer has no list `rejected`")
+        raise PlatformUnexpectedAnswer(call, "answer has no list `rejected`")
     result = []
     for row in rows:
         index = _int(row, "index", call)
         if not 0 <= index < size:
-            raise PlatformServerError(call, f"rejected index {index} is outside the chunk")
+            raise PlatformUnexpectedAnswer(call, f"rejected index {index} is outside the chunk")
         result.append(RejectedContact(index=start + index, error=str(row.get("error", ""))))
     return result
 
@@ -364,7 +373,7 @@ def _campaign(data: Any, call: str) -> PlatformCampaign:
             when=int(data["when"]), list_id=int(data["list"]), domain=int(data["domain"]),
             event_callback=str(callback) if callback else None)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise PlatformServerError(call, f"unexpected campaign in answer: {error!r}") from None
+        raise PlatformUnexpectedAnswer(call, f"unexpected campaign in answer: {error!r}") from None
 
 
 def _template(data: Any, call: str) -> PlatformTemplate:
@@ -374,7 +383,7 @@ def _template(data: Any, call: str) -> PlatformTemplate:
                                 type=ChannelType(data["type"]), updated=int(data["updated"]),
                                 body=str(body) if body is not None else None)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise PlatformServerError(call, f"unexpected template in answer: {error!r}") from None
+        raise PlatformUnexpectedAnswer(call, f"unexpected template in answer: {error!r}") from None
 
 
 if TYPE_CHECKING:  # mypy proves that the client satisfies the pipeline's protocol

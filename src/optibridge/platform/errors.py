@@ -1,29 +1,28 @@
-"""Typed errors of the platform client: each says which call failed and why.
-
-Messages never contain the API key: they are built from the call name, the status and at
-most 300 characters of the platform's answer.
-"""
+"""Typed errors of the platform client: each says which call failed and, by its kind
+(``optibridge.failures``), what failed."""
 
 from __future__ import annotations
 
+from optibridge.failures import (
+    AuthRefused,
+    CallFailed,
+    NotReached,
+    OutcomeUnknown,
+    RateLimited,
+    RequestRefused,
+    ServerFailed,
+    UnexpectedAnswer,
+)
 
-class PlatformError(Exception):
+
+class PlatformError(CallFailed):
     """Base of every platform client error."""
 
-    def __init__(self, call: str, message: str, status: int | None = None) -> None:
-        super().__init__(f"platform {call}: {message}")
-        self.call = call
-        self.message = message
-        self.status = status
-        self.retried = False  # the failing answer came to a retry (an earlier try may have landed)
+    SERVICE = "platform"
 
 
-class PlatformRequestRejected(PlatformError):
-    """4xx (other than 429): the request is wrong and retrying will not help."""
-
-
-class PlatformAuthError(PlatformRequestRejected):
-    """401: the platform API key is missing or wrong."""
+class PlatformRequestRejected(PlatformError, RequestRefused):
+    """4xx (other than auth, 408 and 429): the request is wrong and retrying will not help."""
 
 
 class PlatformNotFound(PlatformRequestRejected):
@@ -35,19 +34,27 @@ class StateMoveRefused(PlatformRequestRejected):
     (409)."""
 
 
-class PlatformRateLimited(PlatformError):
+class PlatformAuthError(PlatformError, AuthRefused):
+    """401/403: the platform API key is missing, wrong or lacks the permission."""
+
+
+class PlatformRateLimited(PlatformError, RateLimited):
     """429 and out of retries."""
 
 
-class PlatformServerError(PlatformError):
+class PlatformServerError(PlatformError, ServerFailed):
     """5xx and out of retries."""
 
 
-class PlatformUnavailable(PlatformError):
-    """No answer (connection refused, reset or timed out) and out of retries."""
+class PlatformUnavailable(PlatformError, NotReached):
+    """Nothing was applied: no connection (refused, or not made in time), a bad URL, or a
+    proxy's answer instead of the platform's (408, an HTML error page)."""
 
 
-class PlatformOutcomeUnknown(PlatformError):
-    """A call that must not run twice (a create, attaching a payload) may or may not have
-    been applied: a 5xx, a timeout or a dropped connection after the request was sent.
-    Not retried."""
+class PlatformOutcomeUnknown(PlatformError, OutcomeUnknown):
+    """Sent, then no answer (a timeout, a dropped connection), or a 5xx to a call that must
+    not run twice (a create, attaching a payload): it may or may not have been applied."""
+
+
+class PlatformUnexpectedAnswer(PlatformError, UnexpectedAnswer):
+    """A 2xx whose body we cannot read (not JSON, a missing field, an unknown state)."""
