@@ -14,11 +14,10 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from optibridge.domain import SendRecord, WorkKind, WorkState
+from optibridge.domain import SendRecord, WorkKind, WorkRecord, WorkState
 from optibridge.failures import about_the_item
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
-from optibridge.store.work import WorkRecord
 
 T = TypeVar("T")
 
