@@ -187,3 +187,40 @@ async def _tick() -> None:
 
     await asyncio.sleep(0.02)
 
+
+
+@pytest.mark.parametrize("fault", list(RECOVERABLE), ids=list(RECOVERABLE))
+async def test_a_recoverable_error_on_metrics_pauses_and_no_campaign_is_failed(
+        world: tuple[TenantContext, OptimoveSandbox, Outage], fault: str) -> None:
+    from optibridge.domain import WorkKind
+    from optibridge.pipeline.reporting import report_metrics
+
+    ctx, sandbox, outage = world
+    outage.__dict__.update(RECOVERABLE[fault].__dict__, seen=0)
+    await opened_by(ctx, 3)
+    assert await report_metrics(ctx) == 0
+    # One call (the client's own tries: two here), then the pause holds the rest back.
+    assert ctx.report_pause.paused and 1 <= outage.seen <= 2
+    assert await report_metrics(ctx) == 0 and outage.seen <= 2
+    assert await ctx.store.work_failures("t", WorkKind.METRICS) == []
+    outage.status = None
+    while ctx.report_pause.active:
+        await _tick()
+    assert await report_metrics(ctx) > 0
+    assert {key[0] for key in sandbox.metrics("t")} == {42, 43, 44}
+    assert not ctx.report_pause.paused
+
+
+async def test_a_refused_metrics_call_fails_its_campaigns_alone_without_a_pause(
+        world: tuple[TenantContext, OptimoveSandbox, Outage]) -> None:
+    from optibridge.domain import WorkKind
+    from optibridge.pipeline.reporting import report_metrics
+
+    ctx, _, outage = world
+    outage.status, outage.body = 400, b'{"error":"CampaignID 43 is unknown"}'
+    await opened_by(ctx, 3)
+    assert await report_metrics(ctx) == 0
+    assert not ctx.report_pause.paused  # about its campaigns, not the tenant's reporting
+    failed = await ctx.store.work_failures("t", WorkKind.METRICS)
+    assert sorted(r.item for r in failed) == ["42/504", "43/504", "44/504"]
+    assert all(r.refusals == 1 for r in failed)
