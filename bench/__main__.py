@@ -1,12 +1,13 @@
 """``python -m bench NAME... [--quick] [--runs N] [--no-append] [--out FILE] [--audience files]
-[--database sqlite|postgresql|both] [--replicas N]``
+[--database sqlite|postgresql|both] [--replicas N] [--customers N]``
 
 NAME is one or more of the benchmarks, or ``all``. Each run prints a table; the median of the
 runs is appended to BENCHMARKS.md with date, machine, commit and load average (``--quick``
 runs are not recorded unless ``--out`` names a file). ``--database postgresql`` runs the
 service on a database of its own, created on the server $OPTIBRIDGE_BENCH_POSTGRES_URL names
 and dropped afterwards (``both``: the two alternate run by run); ``--replicas N`` (ingest
-benchmarks) runs N service processes on one database, the load spread over their ports.
+benchmarks) runs N service processes on one database, the load spread over their ports;
+``--customers N`` sets the campaign benchmark's audience (default 1,000,000; --quick 20,000).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(NAMES) if "all" in args.name else list(dict.fromkeys(args.name))
     if args.replicas < 1 or (args.replicas > 1 and not set(names) & set(REPLICATED)):
         raise SystemExit(f"--replicas N (N >= 1) applies to {' and '.join(REPLICATED)} only")
+    if args.customers is not None and (args.customers < 1 or "campaign" not in names):
+        raise SystemExit("--customers N (N >= 1) applies to campaign only")
+    TARGET.customers = args.customers
     runs = args.runs or (1 if args.quick else 3)
     wanted = names
     if args.audience == "files":
@@ -123,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
                              "by run (a baseline in the same hour)")
     parser.add_argument("--replicas", type=int, default=1,
                         help=f"service processes on one database ({', '.join(REPLICATED)})")
+    parser.add_argument("--customers", type=int, default=None,
+                        help="campaign: the audience's size (default 1,000,000)")
     return parser
 
 

@@ -36,6 +36,7 @@ class Target:
 
     database: str = "sqlite"  # or "postgresql" (a fresh database at $OPTIBRIDGE_BENCH_...)
     replicas: int = 1
+    customers: int | None = None  # campaign: the audience's size (None: the default)
 
     def label(self) -> str:
         """How a result's heading names the target ("" for the default)."""

@@ -149,7 +149,9 @@ class FollowingLimiter(SlidingWindowLimiter):
 
 class LeasedLimiter(SlidingWindowLimiter):
     """A tenant's limiter under its lease: this process's priorities, the key's shared
-    window, and a successor's wait of one window before its first call."""
+    window, and a new holder's wait before its first call until the calls the database
+    counts for the key (a predecessor's, a CLI command's) have left the window: at most
+    one window, and none when nobody used the key lately."""
 
     def __init__(self, window: LeasedWindow, *, margin: float = 0.1) -> None:
         super().__init__(window.requests, window.span - margin, margin=margin, shared=window)
@@ -160,11 +162,19 @@ class LeasedLimiter(SlidingWindowLimiter):
     def epoch(self) -> int | None:
         return self.window.epoch or None
 
-    def held(self, grant: LeaseGrant, asked: float, took_over: bool, wait: bool = True
-             ) -> None:
-        if took_over and wait:
-            self.not_before = time.monotonic() + self._span
+    def held(self, grant: LeaseGrant, asked: float, took_over: bool,
+             wait: float | None = None) -> None:
+        """``wait``: seconds the key's window needs to clear (None: a whole window)."""
+        if took_over:
+            self.not_before = time.monotonic() + min(
+                self._span if wait is None else wait, self._span)
         self.window.held(grant, asked)
+
+    async def window_clears_in(self) -> float:
+        """How long the key's window, as the database counts it, needs to clear."""
+        window = self.window
+        return await window.store.window_clears_in(window.key, window.span,
+                                                   window.unended_for)
 
     def lost(self) -> None:
         self.window.lost()

@@ -152,8 +152,13 @@ class Worker:
             await self._stop(name)
             return
         fresh = name not in self._tasks
-        limiter.held(grant, asked, took_over=fresh,
-                     wait=self.takeover_wait or grant.previous is not None)
+        wait: float | None = 0.0
+        if fresh and (self.takeover_wait or grant.previous is not None):
+            try:
+                wait = await limiter.window_clears_in()
+            except Exception:  # not known: wait the whole window, as is always safe
+                wait = None
+        limiter.held(grant, asked, took_over=fresh, wait=wait)
         if fresh:
             log.info("worker.lease_taken", tenant=name, holder=self.holder,
                      previous=grant.previous, epoch=grant.epoch)

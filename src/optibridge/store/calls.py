@@ -68,6 +68,18 @@ class CallStore(LeaseStore, StoreBase):
             await session.execute(update(ApiCall).where(ApiCall.id == call_id)
                                   .values(ended_at=database_now(self.db.sqlite)))
 
+    async def window_clears_in(self, key: str, span: float, unended_for: float = 30.0
+                               ) -> float:
+        """Seconds until the last call counted for the key has left its window (0 when
+        none is counted): how long a new lease holder waits before its first call."""
+        async with self.db.read() as session:
+            now = await self.database_time(session)
+            leaves = func.coalesce(ApiCall.ended_at, ApiCall.started_at + unended_for) + span
+            last = await session.scalar(select(func.max(leaves)).where(
+                ApiCall.key == key,
+                or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span)))
+            return 0.0 if last is None else max(float(last) - now, 0.0)
+
     async def calls_in_window(self, key: str, span: float) -> int:
         async with self.db.read() as session:
             now = await self.database_time(session)
