@@ -3,8 +3,9 @@ its own process: wall time, the service's peak RSS, and each stage's share of th
 
 Stages, from the service's own records: the listener call until the first page is asked
 for (this includes a freshly started service's wait until the calls the database counts for
-its API key have left the rate-limit window), the pull, execution to READY, the platform sending to its last DONE,
-and the tail (callbacks mapped, Dropped decided, everything reported) until settled.
+its API key have left the rate-limit window), the pull, execution to READY, the platform
+sending to its last DONE, and the tail (callbacks mapped, Dropped decided, everything
+reported) until settled.
 """
 
 from __future__ import annotations
