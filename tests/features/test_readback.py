@@ -8,7 +8,8 @@ import json
 
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.models import CampaignInteractions, InteractionEvent
-from tests.features.conftest import EMAIL, OPTIMOVE_KEY, TENANT, World, run, seed_reported
+from tests.features.conftest import run, seed_reported
+from tests.worlds import EMAIL, OPTIMOVE_KEY, TENANT, World
 
 CAMPAIGN = 3131
 

@@ -7,7 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from tests.features.conftest import EMAIL, TENANT, World, run, seed_reported
+from tests.features.conftest import run, seed_reported
+from tests.worlds import EMAIL, TENANT, World
 
 
 def write_csv(path: Path, count: int, bad: bool = True) -> dict[str, int]:

@@ -7,7 +7,8 @@ import pytest
 from optibridge.domain import ChannelType
 from optibridge.pipeline.templates import diff_templates
 from optibridge.store.triggers import TemplateIdConflict
-from tests.features.conftest import EMAIL, SMS, TENANT, TRIGGERED, World, run
+from tests.features.conftest import run
+from tests.worlds import EMAIL, SMS, TENANT, TRIGGERED, World
 
 
 def held(world: World) -> dict[int, dict[int, str]]:

@@ -20,7 +20,7 @@ from optibridge.pipeline.triggered import TriggerIntake, gather_step, to_new_tri
 from optibridge.refusals import Refused
 from optibridge.service.app import create_app
 from optibridge.serving import RunningServer, start_server
-from tests.features.conftest import TENANT, TRIGGERED, World
+from tests.worlds import TENANT, TRIGGERED, World
 
 CAMPAIGN = 9001
 

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from optibridge.cli.tenants import tenant_context
-from optibridge.config import parse_config
 from optibridge.domain import (
     AudienceEntry,
     BatchState,
@@ -36,17 +34,12 @@ from optibridge.pipeline.reporting import report_metrics
 from optibridge.pipeline.triggered import gather_triggers, to_new_trigger
 from optibridge.pipeline.worker import pull_step
 from optibridge.retry import RetryPolicy as ClientRetry
-from optibridge.sandbox.optimove import OptimoveSandbox
-from optibridge.sandbox.optimove import create_app as optimove_app
 from optibridge.sandbox.optimove.state import AudienceRow
-from optibridge.sandbox.platform import EventRates, PlatformSandbox
-from optibridge.sandbox.platform import create_app as platform_app
-from optibridge.serving import free_port, start_server
+from optibridge.serving import start_server
 from optibridge.store import Store
-from tests.features.conftest import ENVIRON, OPTIMOVE_KEY, PLATFORM_KEY, TENANT, World
-from tests.features.conftest import config_data as features_config
+from tests.worlds import EMAIL, SMS, TENANT, TRIGGERED, World, open_world
+from tests.worlds import config_data as features_config
 
-EMAIL, SMS, TRIGGERED = 504, 505, 511
 UNKNOWN_TO_OPTIMOVE, SCHEDULED_UNKNOWN = 512, 513  # channels the Optimove sandbox refuses
 MAX_REFUSALS = 3
 FAST = {"retry_first": 0.01, "retry_longest": 0.02, "max_refusals": MAX_REFUSALS}
@@ -68,22 +61,9 @@ def config_data(database_url: str, optimove_url: str, platform_url: str, port: i
 @pytest.fixture
 def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[World]:
-    for name, value in ENVIRON.items():
-        monkeypatch.setenv(name, value)
-    optimove = OptimoveSandbox({OPTIMOVE_KEY: TENANT}, rate_limit=(10_000, 1.0))
-    platform = PlatformSandbox([PLATFORM_KEY], seed=5, callback_window=0.3, tick=0.02,
-                               rates=EventRates(delivered=0.9, bounced=0.1))
-    servers = [start_server(optimove_app(optimove)), start_server(platform_app(platform))]
-    port = free_port()
-    data = config_data(database_url, servers[0].url, servers[1].url, port)
-    path = tmp_path / "optibridge.toml"
-    path.write_text(tomli_w.dumps(data))
-    config = parse_config(data, "isolation", environ=ENVIRON)
-    try:
-        yield World(optimove, platform, servers, config, path, port)
-    finally:
-        for server in reversed(servers):
-            server.stop()
+    with open_world(database_url, tmp_path, monkeypatch, source="isolation", seed=5,
+                    data_of=config_data) as made:
+        yield made
 
 
 @asynccontextmanager

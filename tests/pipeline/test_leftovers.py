@@ -7,62 +7,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-import tomli_w
 
-from optibridge.config import ChannelType, parse_config
+from optibridge.config import ChannelType
 from optibridge.demo import Rehearsal
 from optibridge.domain import CreateState, Made, SendRecord, SendState
 from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.worker import pull_step
-from optibridge.sandbox.optimove import OptimoveSandbox
-from optibridge.sandbox.optimove import create_app as optimove_app
-from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox
-from optibridge.sandbox.platform import create_app as platform_app
-from optibridge.serving import free_port, start_server
+from optibridge.sandbox.platform import PlatformFaults
 from optibridge.store import open_store
-from tests.features.conftest import ENVIRON, OPTIMOVE_KEY, PLATFORM_KEY, TENANT, World
 from tests.pipeline.conftest import assert_reconciled, run_to_the_end
 from tests.pipeline.test_isolation import EMAIL, config_data, context, passes, rows
+from tests.worlds import TENANT, World, open_world
 
 
-@contextmanager
-def world_of(database_url: str, tmp_path: Path, scattered_ids: bool) -> Iterator[World]:
-    optimove = OptimoveSandbox({OPTIMOVE_KEY: TENANT}, rate_limit=(10_000, 1.0))
-    platform = PlatformSandbox([PLATFORM_KEY], seed=5, callback_window=0.3, tick=0.02,
-                               rates=EventRates(delivered=0.9, bounced=0.1),
-                               scattered_ids=scattered_ids)
-    servers = [start_server(optimove_app(optimove)), start_server(platform_app(platform))]
-    port = free_port()
-    data = config_data(database_url, servers[0].url, servers[1].url, port)
-    path = tmp_path / "optibridge.toml"
-    path.write_text(tomli_w.dumps(data))
-    config = parse_config(data, "leftovers", environ=ENVIRON)
-    try:
-        yield World(optimove, platform, servers, config, path, port)
-    finally:
-        for server in reversed(servers):
-            server.stop()
+def world_of(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             scattered_ids: bool) -> AbstractContextManager[World]:
+    return open_world(database_url, tmp_path, monkeypatch, source="leftovers", seed=5,
+                      data_of=config_data, scattered_ids=scattered_ids)
 
 
 @pytest.fixture
 def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[World]:
-    for name, value in ENVIRON.items():
-        monkeypatch.setenv(name, value)
-    with world_of(database_url, tmp_path, scattered_ids=False) as made:
+    with world_of(database_url, tmp_path, monkeypatch, scattered_ids=False) as made:
         yield made
 
 
 @pytest.fixture
 def scattered(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
               ) -> Iterator[World]:
-    for name, value in ENVIRON.items():
-        monkeypatch.setenv(name, value)
-    with world_of(database_url, tmp_path, scattered_ids=True) as made:
+    with world_of(database_url, tmp_path, monkeypatch, scattered_ids=True) as made:
         yield made
 
 
