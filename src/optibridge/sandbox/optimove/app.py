@@ -216,33 +216,28 @@ class _Admin:
             channel_id=data.get("ChannelID"), extra=extra)
         return JSONResponse({"statuses": statuses})
 
-    async def journal(self, request: Request) -> Response:
+    def _of_tenant(self, request: Request, view: Callable[[str], Any]) -> Response:
+        """``view`` of the path's tenant as JSON, or 404 for a tenant the sandbox lacks."""
         try:
             tenant = self._tenant(request)
         except KeyError:
             return _error("unknown tenant", 404)
-        return JSONResponse([entry.to_json() for entry in self.sandbox.journal(tenant)])
+        return JSONResponse(view(tenant))
+
+    async def journal(self, request: Request) -> Response:
+        return self._of_tenant(request, lambda tenant: [
+            entry.to_json() for entry in self.sandbox.journal(tenant)])
 
     async def interactions(self, request: Request) -> Response:
-        try:
-            tenant = self._tenant(request)
-        except KeyError:
-            return _error("unknown tenant", 404)
-        return JSONResponse([row.to_json() for row in self.sandbox.reported_interactions(tenant)])
+        return self._of_tenant(request, lambda tenant: [
+            row.to_json() for row in self.sandbox.reported_interactions(tenant)])
 
     async def events(self, request: Request) -> Response:
-        try:
-            tenant = self._tenant(request)
-        except KeyError:
-            return _error("unknown tenant", 404)
-        return JSONResponse([event.to_json() for event in self.sandbox.received_events(tenant)])
+        return self._of_tenant(request, lambda tenant: [
+            event.to_json() for event in self.sandbox.received_events(tenant)])
 
     async def metrics(self, request: Request) -> Response:
-        try:
-            tenant = self._tenant(request)
-        except KeyError:
-            return _error("unknown tenant", 404)
-        return JSONResponse([
+        return self._of_tenant(request, lambda tenant: [
             {"CampaignID": campaign, "ChannelID": channel, "TemplateID": template,
              "MetricID": metric, "MetricValue": value}
             for (campaign, channel, template, metric), value

@@ -325,13 +325,9 @@ class OptimoveSandbox:
                 return record.answer(429, RATE_LIMIT_BODY, {"Retry-After": retry_after},
                                      locked=True)
             fault = self._roller.draw(function.name)
-            if fault is Fault.ERROR:
-                return record.answer(500, {"error": "injected internal error"}, fault=fault,
-                                     locked=True)
-            if fault is Fault.RATE_LIMIT:
-                return record.answer(429, RATE_LIMIT_BODY, fault=fault, locked=True)
-            if fault is Fault.ERROR_BODY:
-                return record.answer(200, INJECTED_ERROR_BODY, fault=fault, locked=True)
+            injected = record.injected(fault)
+            if injected is not None:
+                return injected
             if bad_json:
                 return record.answer(400, {"error": "the body must be JSON",
                                            "field": "body"}, locked=True)
@@ -398,13 +394,9 @@ class OptimoveSandbox:
         if window.admit(record.arrived) is not None:
             return record.answer(429, RATE_LIMIT_BODY, locked=True)
         fault = self._roller.draw(SAVE_EVENT)
-        if fault is Fault.ERROR:
-            return record.answer(500, {"error": "injected internal error"}, fault=fault,
-                                 locked=True)
-        if fault is Fault.RATE_LIMIT:
-            return record.answer(429, RATE_LIMIT_BODY, fault=fault, locked=True)
-        if fault is Fault.ERROR_BODY:
-            return record.answer(200, INJECTED_ERROR_BODY, fault=fault, locked=True)
+        injected = record.injected(fault)
+        if injected is not None:
+            return injected
         try:
             checked = metric.check_body(settings, raw, wall)
         except Refused as why:
@@ -460,3 +452,15 @@ class _Record:
                 self.sandbox._journal_add(entry)
         data = body if isinstance(body, bytes) else _json(body)
         return Outcome(status, data, headers or {}, fault, slow)
+
+    def injected(self, fault: Fault | None) -> Outcome | None:
+        """The answer of a fault that refuses the call unapplied (a 500, a 429 or an error
+        body); None when the call goes on (no fault, or one that strikes after applying)."""
+        if fault is Fault.ERROR:
+            return self.answer(500, {"error": "injected internal error"}, fault=fault,
+                               locked=True)
+        if fault is Fault.RATE_LIMIT:
+            return self.answer(429, RATE_LIMIT_BODY, fault=fault, locked=True)
+        if fault is Fault.ERROR_BODY:
+            return self.answer(200, INJECTED_ERROR_BODY, fault=fault, locked=True)
+        return None
