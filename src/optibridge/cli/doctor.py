@@ -121,39 +121,47 @@ async def optimove_client(config: Config, tenant: TenantConfig) -> AsyncIterator
             await store.db.dispose()
 
 
+def _key_failed(what: str, error: Exception, fix_key: str, fix_url: str) -> Check:
+    """A key check that failed: the key refused (``fix_key``), or the service not reached
+    or failing (``fix_url``)."""
+    from optibridge.failures import AuthRefused
+
+    if isinstance(error, AuthRefused):
+        return Check(what, False, f"refused ({error.status})", fix_key)
+    return Check(what, False, _short(error), fix_url)
+
+
 async def check_optimove(config: Config, name: str, tenant: TenantConfig) -> Check:
     import httpx
 
-    from optibridge.optimove.errors import OptimoveAuthError, OptimoveError
+    from optibridge.failures import CallFailed
 
     what = f"tenant {name}: Optimove key"
     try:
         async with optimove_client(config, tenant) as client:
             listeners = await client.get_registered_event_listeners()
-    except OptimoveAuthError as error:
-        return Check(what, False, f"refused ({error.status})",
-                     f"put this tenant's API key in ${tenant.api_key_env or 'api_key_env'}")
-    except (OptimoveError, httpx.HTTPError) as error:
-        return Check(what, False, _short(error), f"check tenants.{name}.optimove_url")
+    except (CallFailed, httpx.HTTPError) as error:
+        return _key_failed(
+            what, error, f"put this tenant's API key in ${tenant.api_key_env or 'api_key_env'}",
+            f"check tenants.{name}.optimove_url")
     return Check(what, True, f"accepted; {len(listeners)} event listeners registered")
 
 
 async def check_platform(name: str, tenant: TenantConfig) -> Check:
     import httpx
 
+    from optibridge.failures import CallFailed
     from optibridge.platform.client import PlatformClient
-    from optibridge.platform.errors import PlatformAuthError, PlatformError
 
     what = f"tenant {name}: platform key"
     platform = tenant.platform
     client = PlatformClient(platform.base_url, platform.key(), retry=_quick(), timeout=TIMEOUT)
     try:
         domains = await client.list_domains()
-    except PlatformAuthError as error:
-        return Check(what, False, f"refused ({error.status})",
-                     f"put the platform API key in ${platform.api_key_env or 'api_key_env'}")
-    except (PlatformError, httpx.HTTPError) as error:
-        return Check(what, False, _short(error), f"check tenants.{name}.platform.base_url")
+    except (CallFailed, httpx.HTTPError) as error:
+        return _key_failed(
+            what, error, f"put the platform API key in ${platform.api_key_env or 'api_key_env'}",
+            f"check tenants.{name}.platform.base_url")
     finally:
         await client.aclose()
     bouncing = [d.id for d in domains if d.bouncing]

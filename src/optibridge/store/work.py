@@ -95,5 +95,4 @@ class WorkStore(StoreBase):
             return {(t, k, s): int(n) for t, k, s, n in rows}
 
 
-# WorkRecord lives in domain.py; named here while pipeline/work.py still imports it from here.
-__all__ = ["WorkRecord", "WorkStore"]
+__all__ = ["WorkStore"]
