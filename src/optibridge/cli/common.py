@@ -44,3 +44,15 @@ def config_from(path: Path | None) -> Config:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
+
+
+def run_calls(coroutine: Coroutine[Any, Any, T], *also: type[Exception]) -> T:
+    """Run a command's calls to Optimove or the platform: a failed call (or one of ``also``)
+    ends the command with its message and exit code 1."""
+    from optibridge.failures import CallFailed
+
+    caught: tuple[type[Exception], ...] = (CallFailed, *also)
+    try:
+        return asyncio.run(coroutine)
+    except caught as error:
+        raise fail(str(error), 1) from None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from optibridge.cli.common import ConfigOption, config_from, console, fail, run
+from optibridge.cli.common import ConfigOption, config_from, console, run_calls
 from optibridge.cli.tenants import TenantOption, pick_tenant, shared_optimove
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ app = typer.Typer(help="Register the service's listeners with Optimove (flow 1).
 
 
 def _apply(change: Change, verb: str, tenant: str | None, config: Path | None) -> None:
-    from optibridge.optimove.errors import OptimoveError
-
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
 
@@ -37,10 +35,7 @@ def _apply(change: Change, verb: str, tenant: str | None, config: Path | None) -
         for item in done:
             console.print(f"{verb} EventTypeID {item.event_type} on channel {item.channel_id}")
 
-    try:
-        run(go())
-    except OptimoveError as error:
-        raise fail(str(error), 1) from None
+    run_calls(go())
 
 
 @app.command()
@@ -62,8 +57,6 @@ def unregister(tenant: str | None = TenantOption, config: Path | None = ConfigOp
 @app.command("list")
 def list_(tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Show what Optimove has registered for the tenant."""
-    from optibridge.optimove.errors import OptimoveError
-
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
 
@@ -77,10 +70,7 @@ def list_(tenant: str | None = TenantOption, config: Path | None = ConfigOption)
             table.add_row(str(item.event_type_id), str(item.channel_id or ""), url)
         console.print(table)
 
-    try:
-        run(go())
-    except OptimoveError as error:
-        raise fail(str(error), 1) from None
+    run_calls(go())
 
 
 @app.command()

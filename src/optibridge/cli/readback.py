@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from optibridge.cli.common import ConfigOption, config_from, console, fail, run
+from optibridge.cli.common import ConfigOption, config_from, console, fail, run, run_calls
 from optibridge.cli.tenants import TenantOption, pick_tenant, tenant_context
 
 if TYPE_CHECKING:
@@ -127,14 +127,9 @@ def reconcile(campaign_id: int = typer.Argument(..., metavar="CAMPAIGN_ID",
               seed: int | None = typer.Option(None, help="Seed of the sample's choice."),
               tenant: str | None = TenantOption, config: Path | None = ConfigOption) -> None:
     """Compare what the store reported for a campaign with what Optimove returns."""
-    from optibridge.optimove.errors import OptimoveError
-
     loaded = config_from(config)
     name = pick_tenant(loaded, tenant)
-    try:
-        result = run(_reconcile(loaded, name, campaign_id, sample, channel, seed))
-    except OptimoveError as error:
-        raise fail(str(error), 1) from None
+    result = run_calls(_reconcile(loaded, name, campaign_id, sample, channel, seed))
     plural = "" if result.customers_reported == 1 else "s"
     console.print(f"campaign {campaign_id}: {result.customers_reported:,} customer{plural} "
                   f"reported; read back {len(result.sampled)} "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from optibridge.cli.common import ConfigOption, config_from, console, fail, run
+from optibridge.cli.common import ConfigOption, config_from, console, run_calls
 from optibridge.cli.tenants import pick_tenant, tenant_context
 
 if TYPE_CHECKING:
@@ -48,13 +48,8 @@ def sync(tenant: str | None = typer.Option(None, "--tenant", "-t",
                                       help="Show the diff without changing Optimove."),
          config: Path | None = ConfigOption) -> None:
     """Add new, delete removed and rename changed templates on every configured channel."""
-    from optibridge.optimove.errors import OptimoveError
-    from optibridge.platform.errors import PlatformError
     from optibridge.store.triggers import TemplateIdConflict
 
     loaded = config_from(config)
     tenants = [pick_tenant(loaded, tenant)] if tenant else sorted(loaded.tenants)
-    try:
-        run(_sync(loaded, tenants, dry_run))
-    except (OptimoveError, PlatformError, TemplateIdConflict) as error:
-        raise fail(str(error), 1) from None
+    run_calls(_sync(loaded, tenants, dry_run), TemplateIdConflict)
