@@ -49,6 +49,10 @@ def test_listeners_register_list_unregister(tmp_path: Path,
         assert sandbox.listeners("acme") == []
         wrong = runner.invoke(app, ["listeners", "list", "-t", "nobody", "-c", str(path)])
         assert wrong.exit_code == 2 and "unknown tenant 'nobody'" in wrong.output
+        monkeypatch.setenv("K", "key-revoked")  # a failed call ends the command: exit 1
+        refused = runner.invoke(app, ["listeners", "list", "-t", "acme", "-c", str(path)])
+        assert refused.exit_code == 1 and "error:" in refused.output, refused.output
+        assert "Traceback" not in refused.output
 
 
 def test_listeners_without_tenant_when_one_is_configured(tmp_path: Path,
