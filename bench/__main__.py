@@ -30,7 +30,7 @@ from bench.common import (
 )
 
 NAMES = ("pull", "execute", "ingest-batched", "ingest-single", "report", "report-lost",
-         "triggered", "campaign")
+         "triggered", "campaign", "status")
 REPLICATED = ("ingest-batched", "ingest-single")  # what --replicas applies to
 
 
@@ -54,6 +54,9 @@ def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Res
     if name == "campaign":
         from bench import campaign
         return lambda quick: {name: campaign.run(quick)}
+    if name == "status":
+        from bench import status
+        return lambda quick: {name: status.run(quick)}
     raise SystemExit(f"unknown benchmark {name!r}: one of {', '.join(NAMES)} or all")
 
 

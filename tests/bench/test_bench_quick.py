@@ -24,6 +24,7 @@ HEADLINE = {
     "report-lost": "interactions reported",
     "triggered": "triggers accepted per second",
     "campaign": "wall time (listener call to settled)",
+    "status": "interactions in the store",
 }
 
 
