@@ -51,6 +51,11 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         assert left.count == 4 - batches[0].size
         assert await store.batch_state_counts() == {
             ("acme", "sent"): 1, ("acme", "dead_letter"): 1, ("acme", "pending"): 1}
+        # An expired batch (too old for saveEvent) is never sent: no backlog either.
+        await store.mark_batch(batches[2].id, BatchState.EXPIRED)
+        gone = await store.report_backlog("acme")
+        assert (gone.count, gone.oldest) == await store.unreported_backlog("acme")
+        assert gone.count == 4 - batches[0].size - batches[2].size
 
         await store.record_problem("acme", "pull", "OptimoveUnavailable: no connection")
         await store.record_callback_problem("malformed", first.id, "bad JSON")
