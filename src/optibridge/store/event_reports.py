@@ -6,15 +6,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Backend, BatchEventRow, BatchState, Event, Expired, ReportBatchRecord
 from optibridge.optimove.models import METRIC_OF, REPORTED_AS
 from optibridge.store.base import StoreBase, rowcount
 from optibridge.store.counts import counted
-from optibridge.store.reports import ReportGroup, _batch
-from optibridge.store.schema import UNREPORTED, Campaign, Interaction, ReportBatch, Send
+from optibridge.store.reports import (
+    GROUP_COLUMNS,
+    GROUP_KEY,
+    ReportGroup,
+    _batch,
+    add_group_batch,
+    in_group,
+    unreported_groups,
+)
+from optibridge.store.schema import Campaign, Interaction, ReportBatch, Send
 
 # Events UpdateCampaignInteractions never takes: unbatched for good on that backend, so the
 # partial index of unreported interactions leaves them out; read per recent send instead.
@@ -29,21 +37,16 @@ class EventReportStore(StoreBase):
         after ``sends_since``."""
         wanted = {str(e) for e in events}
         found: list[tuple[ReportGroup, float]] = []
-        columns = (Interaction.send_id, Interaction.event, Interaction.day, func.count(),
-                   func.min(Interaction.created_at))
         async with self.db.read() as session:
-            queries = [select(*columns).join(Send, Send.id == Interaction.send_id)
-                       .join(Campaign, Campaign.id == Send.campaign_pk)
-                       .where(Campaign.tenant == tenant, text(UNREPORTED))]
+            queries = [unreported_groups(tenant)]
             metric_only = sorted(wanted & set(METRIC_ONLY))
             sends = await self._sends_with_unbatched(session, tenant, metric_only, sends_since)
             if sends:
-                queries.append(select(*columns).where(
+                queries.append(select(*GROUP_COLUMNS).where(
                     Interaction.send_id.in_(sends), Interaction.batch_id.is_(None),
                     Interaction.event.in_(metric_only)))
             for query in queries:
-                rows = await session.execute(query.group_by(
-                    Interaction.send_id, Interaction.event, Interaction.day))
+                rows = await session.execute(query.group_by(*GROUP_KEY))
                 found += [(ReportGroup(send_id, Event(event), day, count), oldest)
                           for send_id, event, day, count, oldest in rows
                           if event in wanted and (count >= max_size or oldest <= ready_before)]
@@ -97,30 +100,12 @@ class EventReportStore(StoreBase):
                 if formed.size < max_size:
                     break
 
-    async def _new_batch(self, session: AsyncSession, tenant: str, group: ReportGroup,
-                         state: BatchState) -> ReportBatch:
-        send = await session.get(Send, group.send_id)
-        assert send is not None
-        campaign = await session.get(Campaign, send.campaign_pk)
-        assert campaign is not None
-        now = self.clock()
-        batch = ReportBatch(
-            tenant=tenant, campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
-            template_id=send.template_id, event_id=int(METRIC_OF[group.event]),
-            recipient_group_id=1, interaction_date=group.day, size=0, state=state,
-            attempts=0, created_at=now, updated_at=now, backend=Backend.ENGAGEMENT_EVENTS,
-            send_id=group.send_id)
-        session.add(batch)
-        await session.flush()
-        return batch
-
     async def _claim(self, session: AsyncSession, batch: ReportBatch, group: ReportGroup,
                      *, fresh: bool, cutoff: float, limit: int | None) -> int:
         age = Interaction.created_at >= cutoff if fresh else Interaction.created_at < cutoff
-        members = (select(Interaction.id).where(
-            Interaction.send_id == group.send_id, Interaction.event == group.event,
-            Interaction.day == group.day, Interaction.batch_id.is_(None), age)
-            .order_by(Interaction.id).limit(limit))
+        members = (select(Interaction.id).where(*in_group(group),
+                                                Interaction.batch_id.is_(None), age)
+                   .order_by(Interaction.id).limit(limit))
         marked = await session.execute(
             update(Interaction).where(Interaction.id.in_(members),
                                       Interaction.batch_id.is_(None))
@@ -130,28 +115,35 @@ class EventReportStore(StoreBase):
     async def _form_event_batch(self, tenant: str, group: ReportGroup, max_size: int,
                                 cutoff: float) -> ReportBatchRecord | None:
         async with self.db.write() as session:
-            batch = await self._new_batch(session, tenant, group, BatchState.PENDING)
-            size = await self._claim(session, batch, group, fresh=True, cutoff=cutoff,
-                                     limit=max_size)
-            if not size:
-                await session.delete(batch)
-                return None
-            batch.size = size
-            await session.flush()
-            return _batch(batch)
+            batch = await self._claimed_batch(session, tenant, group, BatchState.PENDING,
+                                              cutoff=cutoff, limit=max_size)
+            return None if batch is None else _batch(batch)
 
     async def _expire_group(self, tenant: str, group: ReportGroup, cutoff: float
                             ) -> Expired | None:
         async with self.db.write() as session:
-            batch = await self._new_batch(session, tenant, group, BatchState.EXPIRED)
-            size = await self._claim(session, batch, group, fresh=False, cutoff=cutoff,
-                                     limit=None)
-            if not size:
-                await session.delete(batch)
-                return None
-            batch.size = size
-            await session.flush()
-            return Expired(batch.id, batch.campaign_id, group.event, group.day, size)
+            batch = await self._claimed_batch(session, tenant, group, BatchState.EXPIRED,
+                                              cutoff=cutoff, limit=None)
+            return None if batch is None else Expired(
+                batch.id, batch.campaign_id, group.event, group.day, batch.size)
+
+    async def _claimed_batch(self, session: AsyncSession, tenant: str, group: ReportGroup,
+                             state: BatchState, *, cutoff: float, limit: int | None
+                             ) -> ReportBatch | None:
+        """A new batch in ``state`` holding the group's unbatched events: those stored
+        since ``cutoff`` for a pending one, those before it for an expired one. None (and
+        no batch) when there are none."""
+        batch = await add_group_batch(session, tenant, group,
+                                      event_id=int(METRIC_OF[group.event]), state=state,
+                                      backend=Backend.ENGAGEMENT_EVENTS, now=self.clock())
+        size = await self._claim(session, batch, group, fresh=state == BatchState.PENDING,
+                                 cutoff=cutoff, limit=limit)
+        if not size:
+            await session.delete(batch)
+            return None
+        batch.size = size
+        await session.flush()
+        return batch
 
     async def expire_stale_events(self, batch: ReportBatchRecord, cutoff: float
                                   ) -> Expired | None:

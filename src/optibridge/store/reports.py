@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from sqlalchemy import and_, any_, case, exists, func, select, text, update
+from sqlalchemy import Select, and_, any_, case, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -80,6 +80,46 @@ class ReportGroup:
     count: int
 
 
+# What one report batch holds, on either backend: interactions of one send, event and day.
+GROUP_KEY = (Interaction.send_id, Interaction.event, Interaction.day)
+# Each group with its size and its oldest stored interaction.
+GROUP_COLUMNS = (*GROUP_KEY, func.count(), func.min(Interaction.created_at))
+
+
+def unreported_groups(tenant: str) -> Select[int, str, dt.date, int, float]:
+    """The tenant's groups of unreported interactions (add ``.group_by(*GROUP_KEY)``)."""
+    return (select(*GROUP_COLUMNS).join(Send, Send.id == Interaction.send_id)
+            .join(Campaign, Campaign.id == Send.campaign_pk)
+            # The partial index's own predicate, literally, so the planners use it.
+            .where(Campaign.tenant == tenant, text(UNREPORTED)))
+
+
+def in_group(group: ReportGroup) -> tuple[ColumnElement[bool], ...]:
+    """``interaction`` is one of ``group``'s (batched or not)."""
+    return (Interaction.send_id == group.send_id, Interaction.event == group.event,
+            Interaction.day == group.day)
+
+
+async def add_group_batch(session: AsyncSession, tenant: str, group: ReportGroup, *,
+                          event_id: int, state: BatchState, backend: Backend, now: float
+                          ) -> ReportBatch:
+    """A new, empty batch for ``group``'s campaign, template, event and day (flushed: it
+    has its ID). saveEvent's batches name their send (its forming counts per send)."""
+    send = await session.get(Send, group.send_id)
+    assert send is not None
+    campaign = await session.get(Campaign, send.campaign_pk)
+    assert campaign is not None
+    batch = ReportBatch(
+        tenant=tenant, campaign_id=campaign.campaign_id, channel_id=campaign.channel_id,
+        template_id=send.template_id, event_id=event_id, recipient_group_id=1,
+        interaction_date=group.day, size=0, state=state, attempts=0, created_at=now,
+        updated_at=now, backend=backend,
+        send_id=group.send_id if backend == Backend.ENGAGEMENT_EVENTS else None)
+    session.add(batch)
+    await session.flush()
+    return batch
+
+
 class ReportStore(CountStore):
     async def form_report_batches(self, tenant: str, ready_before: float,
                                   max_size: int = 10_000, limit: int | None = None) -> int:
@@ -111,14 +151,7 @@ class ReportStore(CountStore):
         before ``ready_before`` (so small groups wait for the next flush instead of
         trickling out one customer a call)."""
         async with self.db.read() as session:
-            groups = await session.execute(
-                select(Interaction.send_id, Interaction.event, Interaction.day,
-                       func.count(), func.min(Interaction.created_at))
-                .join(Send, Send.id == Interaction.send_id)
-                .join(Campaign, Campaign.id == Send.campaign_pk)
-                # The partial index's own predicate, literally, so the planners use it.
-                .where(Campaign.tenant == tenant, text(UNREPORTED))
-                .group_by(Interaction.send_id, Interaction.event, Interaction.day))
+            groups = await session.execute(unreported_groups(tenant).group_by(*GROUP_KEY))
             return [ReportGroup(send_id, Event(event), day, count)
                     for send_id, event, day, count, oldest in groups
                     if count >= max_size or oldest <= ready_before]
@@ -129,19 +162,9 @@ class ReportStore(CountStore):
         transaction of its own (the write connection is shared with the callback inbox);
         None when the group has none left."""
         async with self.db.write() as session:
-            send = await session.get(Send, group.send_id)
-            assert send is not None
-            campaign = await session.get(Campaign, send.campaign_pk)
-            assert campaign is not None
-            now = self.clock()
-            batch = ReportBatch(
-                tenant=tenant, campaign_id=campaign.campaign_id,
-                channel_id=campaign.channel_id, template_id=send.template_id,
-                event_id=int(REPORTED_AS[group.event]), recipient_group_id=1,
-                interaction_date=group.day, size=0, state=BatchState.PENDING, attempts=0,
-                created_at=now, updated_at=now)
-            session.add(batch)
-            await session.flush()
+            batch = await add_group_batch(
+                session, tenant, group, event_id=int(REPORTED_AS[group.event]),
+                state=BatchState.PENDING, backend=Backend.INTERACTIONS, now=self.clock())
             marked = await session.execute(
                 update(Interaction).where(self._members(group, max_size),
                                           Interaction.batch_id.is_(None))
@@ -160,10 +183,8 @@ class ReportStore(CountStore):
         reads that many index entries, never the group. The index's predicate is in the
         query literally: a parameter for the event would not prove it (SQLite's rule, and
         PostgreSQL's generic plans)."""
-        members = (select(Interaction.id).where(
-            Interaction.send_id == group.send_id, Interaction.event == group.event,
-            Interaction.day == group.day, text(UNREPORTED))
-            .order_by(Interaction.id).limit(max_size))
+        members = (select(Interaction.id).where(*in_group(group), text(UNREPORTED))
+                   .order_by(Interaction.id).limit(max_size))
         if self.db.sqlite:
             return Interaction.id.in_(members)
         # PostgreSQL plans ``IN (subquery)`` as a hash join over every interaction; an
