@@ -42,7 +42,7 @@ KINDS: dict[type[CallFailed], tuple[bool, bool]] = {
     ServerFailed: (False, False),
     NotReached: (False, True),
     OutcomeUnknown: (False, False),
-    UnexpectedAnswer: (False, False),
+    UnexpectedAnswer: (True, False),
 }
 
 
@@ -91,7 +91,7 @@ CLIENT_CASES: dict[str, tuple[BaseException, bool]] = {
     "optimove 503": (optimove_errors.OptimoveServerError("C", "503", 503), False),
     "optimove no connection": (optimove_errors.OptimoveUnavailable("C", "refused"), False),
     "optimove lost answer": (optimove_errors.OptimoveOutcomeUnknown("C", "timeout"), False),
-    "optimove unreadable 200": (optimove_errors.OptimoveUnexpectedResponse("C", "x"), False),
+    "optimove unreadable 200": (optimove_errors.OptimoveUnexpectedResponse("C", "x"), True),
     "platform 400": (platform_errors.PlatformRequestRejected("c", "400: bad"), True),
     "platform 404": (platform_errors.PlatformNotFound("c", "404: no list"), True),
     "platform 409": (platform_errors.StateMoveRefused("c", "409: no"), True),
@@ -100,7 +100,7 @@ CLIENT_CASES: dict[str, tuple[BaseException, bool]] = {
     "platform 500": (platform_errors.PlatformServerError("c", "500"), False),
     "platform no connection": (platform_errors.PlatformUnavailable("c", "no answer"), False),
     "platform lost answer": (platform_errors.PlatformOutcomeUnknown("c", "no answer"), False),
-    "platform unreadable 200": (platform_errors.PlatformUnexpectedAnswer("c", "x"), False),
+    "platform unreadable 200": (platform_errors.PlatformUnexpectedAnswer("c", "x"), True),
     "our own bug": (KeyError("x"), True),
     "bad data": (ValueError("x"), True),
     "network": (ConnectionResetError(), False),

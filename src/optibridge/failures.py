@@ -75,11 +75,13 @@ _OUTAGE_NAMES = frozenset({"OperationalError", "InterfaceError", "DisconnectionE
 
 def about_the_item(error: BaseException) -> bool:
     """True when trying the same item again cannot help: the other side refused its content,
-    or our own code could not handle it (a bug or bad data, not an outage). False for every
-    other failure of a call (auth, 429, 5xx, not reached, outcome unknown, an answer we
-    cannot read) and for outages of the network or the database."""
+    answered it with a body we cannot use (a page with a bad row comes back the same on
+    every try), or our own code could not handle it (a bug or bad data). False for every
+    other failure of a call (auth, 429, 5xx, not reached, outcome unknown) and for outages
+    of the network or the database. (An item stopped for it is requeued by an operator; a
+    report call's unreadable answer is in doubt, never a dead letter: ``reporting._after``.)"""
     if isinstance(error, CallFailed):
-        return isinstance(error, RequestRefused)
+        return isinstance(error, (RequestRefused, UnexpectedAnswer))
     if isinstance(error, (OSError, TimeoutError)):
         return False
     if any(cls.__name__ in _OUTAGE_NAMES for cls in type(error).__mro__):

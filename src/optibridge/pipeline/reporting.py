@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from optibridge.config import TenantConfig
 from optibridge.domain import BatchState, ChannelType, MetricTotal, ReportBatchRecord, WorkKind
 from optibridge.events_config import Reporting
-from optibridge.failures import NOT_APPLIED, CallFailed, about_the_item
+from optibridge.failures import NOT_APPLIED, CallFailed, UnexpectedAnswer, about_the_item
 from optibridge.optimove.models import (
     MAX_INTERACTION_CUSTOMERS,
     MAX_METRICS_PER_CALL,
@@ -100,6 +100,8 @@ def _after(error: Exception) -> BatchState:
     """A failed report call's batch: a dead letter when the failure is about its content;
     else pending when the call surely was not applied (it is never sent twice), or in
     doubt."""
+    if isinstance(error, UnexpectedAnswer):  # a 2xx: it may well have been applied
+        return BatchState.IN_DOUBT
     if about_the_item(error):
         return BatchState.DEAD_LETTER
     return BatchState.PENDING if isinstance(error, NOT_APPLIED) else BatchState.IN_DOUBT

@@ -3,9 +3,9 @@ failure on the item with its back-off, and skips items that are backing off or s
 
 An item stops (``WorkState.STOPPED``) only after ``max_refusals`` failures that are about
 the item itself (``optibridge.failures.about_the_item``): the other side refused its
-content, or our own code could not handle it. Everything else (timeouts, 5xx, 429, auth,
-a proxy's answer, an answer we cannot read, a database that is away) backs off and is
-retried for as long as it lasts: it says nothing about the item.
+content or answered it with a body we cannot use, or our own code could not handle it.
+Everything else (timeouts, 5xx, 429, auth, a proxy's answer, a database that is away)
+backs off and is retried for as long as it lasts: it says nothing about the item.
 """
 
 from __future__ import annotations
