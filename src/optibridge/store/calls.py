@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 
 from optibridge.domain import LeaseClaim
 from optibridge.store.base import StoreBase
 from optibridge.store.leases import LeaseStore, database_now
 from optibridge.store.schema import ApiCall
+
+
+def _counted(key: str, now: float, span: float) -> tuple[ColumnElement[bool], ...]:
+    """The key's calls still in its window: under way, or ended within ``span``."""
+    return (ApiCall.key == key, or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span))
+
+
+def _leaves(span: float, unended_for: float) -> ColumnElement[float]:
+    """When a counted call leaves the window: ``span`` after it ended, or (no end
+    recorded: its process died or froze) after it would have timed out."""
+    return func.coalesce(ApiCall.ended_at, ApiCall.started_at + unended_for) + span
 
 
 @dataclass(frozen=True)
@@ -46,13 +57,9 @@ class CallStore(LeaseStore, StoreBase):
                     return Reservation(None, 0.0, left)
             await session.execute(delete(ApiCall).where(
                 ApiCall.key == key, ApiCall.started_at < now - unended_for - span))
-            # When each counted call leaves the window: span after it ended, or (no end
-            # recorded) after it would have timed out.
-            leaves = func.coalesce(ApiCall.ended_at, ApiCall.started_at + unended_for) + span
             counted = (await session.execute(
-                select(func.count(), func.min(leaves)).where(
-                    ApiCall.key == key,
-                    or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span)))).one()
+                select(func.count(), func.min(_leaves(span, unended_for)))
+                .where(*_counted(key, now, span)))).one()
             if int(counted[0]) >= requests:
                 # Unended calls of this process end soon; poll rather than wait them out.
                 return Reservation(None, min(max(float(counted[1]) - now, 0.01), 1.0), left)
@@ -74,15 +81,12 @@ class CallStore(LeaseStore, StoreBase):
         none is counted): how long a new lease holder waits before its first call."""
         async with self.db.read() as session:
             now = await self.database_time(session)
-            leaves = func.coalesce(ApiCall.ended_at, ApiCall.started_at + unended_for) + span
-            last = await session.scalar(select(func.max(leaves)).where(
-                ApiCall.key == key,
-                or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span)))
+            last = await session.scalar(select(func.max(_leaves(span, unended_for)))
+                                        .where(*_counted(key, now, span)))
             return 0.0 if last is None else max(float(last) - now, 0.0)
 
     async def calls_in_window(self, key: str, span: float) -> int:
         async with self.db.read() as session:
             now = await self.database_time(session)
-            return int(await session.scalar(select(func.count()).where(
-                ApiCall.key == key,
-                or_(ApiCall.ended_at.is_(None), ApiCall.ended_at > now - span))) or 0)
+            return int(await session.scalar(select(func.count())
+                                            .where(*_counted(key, now, span))) or 0)
