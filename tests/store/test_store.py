@@ -72,6 +72,23 @@ async def test_audience_pages_split_into_sends_and_resume(database_url: str) -> 
     await store.db.dispose()
 
 
+async def test_sends_being_pulled_are_those_of_pulling_campaigns(database_url: str) -> None:
+    store = await open_store(database_url)
+    campaign, _ = await store.open_campaign("t", 5, 504)
+    assert await store.store_audience_page(campaign.id, "email", 0, [entry(1), entry(2, 2)],
+                                           last_page=False)
+    pulling = await store.sends_being_pulled("t", [SendState.NEW, SendState.LISTED])
+    assert sorted(s.template_id for s in pulling) == [1, 2]
+    assert await store.sends("t", list(SendState)) == []  # not executable to the end yet
+    assert await store.campaign_stage(campaign.id) == CampaignStage.PULLING
+    assert await store.sends_being_pulled("t", [SendState.LISTED]) == []
+    assert await store.store_audience_page(campaign.id, "email", 2, [], last_page=True)
+    assert await store.sends_being_pulled("t", [SendState.NEW, SendState.LISTED]) == []
+    assert await store.campaign_stage(campaign.id) == CampaignStage.PULLED
+    assert len(await store.sends("t", list(SendState))) == 2
+    await store.db.dispose()
+
+
 async def test_callbacks_map_to_customers_once(database_url: str) -> None:
     store = await open_store(database_url)
     await pulled_campaign(store, [entry(i) for i in range(10)])

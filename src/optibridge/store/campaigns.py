@@ -221,6 +221,24 @@ class CampaignStore(StoreBase):
             rows = await session.execute(query.order_by(Send.id))
             return [_send(s, c) for s, c in rows]
 
+    async def sends_being_pulled(self, tenant: str, states: Sequence[SendState]
+                                 ) -> list[SendRecord]:
+        """Sends in ``states`` of campaigns whose audience is still being pulled (not
+        triggered, not cancelled): their recipients so far may be uploaded, their list is
+        complete only once the campaign is PULLED."""
+        query = (select(Send, Campaign).join(Campaign, Campaign.id == Send.campaign_pk)
+                 .where(Campaign.tenant == tenant, Campaign.state == CampaignStage.PULLING,
+                        Campaign.triggered.is_(False), Send.state.in_(list(states))))
+        async with self.db.read() as session:
+            rows = await session.execute(query.order_by(Send.id))
+            return [_send(s, c) for s, c in rows]
+
+    async def campaign_stage(self, campaign_pk: int) -> CampaignStage | None:
+        async with self.db.read() as session:
+            state = await session.scalar(select(Campaign.state)
+                                         .where(Campaign.id == campaign_pk))
+            return None if state is None else CampaignStage(state)
+
     async def get_send(self, send_id: int) -> SendRecord | None:
         async with self.db.read() as session:
             row = (await session.execute(
