@@ -128,5 +128,8 @@ async def _when_refused(send_times: SendTimes, send_id: int, when: int, now: flo
 
 async def map_callbacks(store: Store, tenant: str | None = None) -> int:
     """Turn stored callbacks (of ``tenant``, if given) into interactions; returns how many
-    callbacks it handled."""
-    return await store.process_inbox(tenant=tenant)
+    callbacks it handled; on PostgreSQL, folds the callbacks received into their total."""
+    handled = await store.process_inbox(tenant=tenant)
+    if handled:
+        await store.fold_callback_total()
+    return handled

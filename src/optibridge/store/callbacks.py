@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
-from sqlalchemy import Date, Float, exists, func, literal, or_, select, update
+from sqlalchemy import Date, Float, exists, func, literal, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,23 @@ LAG_LOOKBACK = 3600.0
 # Addresses mapped in one write transaction: on SQLite the callback endpoint's own commits
 # wait for the one write connection, so mapping goes in short transactions.
 MAPPING_BUDGET = 5_000
+
+
+# PostgreSQL: fold the rows the inbox's statement trigger appended to ``callback_total``
+# into its row 0 (SKIP LOCKED: two folders never count a row twice; one statement, so a
+# reader sees the fold entirely or not at all).
+FOLD_TOTAL = text("""
+WITH moved AS (
+    DELETE FROM callback_total WHERE id IN (
+        SELECT id FROM callback_total WHERE id > 0 ORDER BY id LIMIT :limit
+        FOR UPDATE SKIP LOCKED)
+    RETURNING callbacks, events)
+UPDATE callback_total SET callbacks = callback_total.callbacks + moved.callbacks,
+                          events = callback_total.events + moved.events
+FROM (SELECT coalesce(sum(callbacks), 0) AS callbacks, coalesce(sum(events), 0) AS events
+      FROM moved) AS moved
+WHERE callback_total.id = 0 AND moved.callbacks > 0
+""")
 
 
 class _Pending(NamedTuple):
@@ -275,6 +292,14 @@ class CallbackStore(ProblemStore):
             literal(day, Date).label("day"), literal(now, Float).label("created_at"))
         await session.execute(self.insert_ignoring_duplicates(Interaction).from_select(
             ["customer_id", "send_id", "event", "day", "created_at"], rows))
+
+    async def fold_callback_total(self, limit: int = 50_000) -> None:
+        """PostgreSQL: fold what the intake appended to ``callback_total`` into its total
+        (SQLite's trigger adds to it directly)."""
+        if self.db.sqlite:
+            return
+        async with self.db.write() as session:
+            await session.execute(FOLD_TOTAL, {"limit": limit})
 
     async def drop_unsent_when_mapped(self, send: SendRecord, sent_events: Sequence[Event]
                                       ) -> int | None:

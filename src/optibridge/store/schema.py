@@ -237,6 +237,19 @@ class CallbackInbox(Base):
                       Index("ix_callback_inbox_received", "received_at"))
 
 
+class CallbackTotal(Base):
+    """Callbacks stored in the inbox and the events they carried, kept as rows are
+    inserted (by a trigger the migration creates) so ``/metrics`` reads a row, not the
+    inbox. Row 0 is the total; on PostgreSQL each insert statement appends a row of its
+    own (no row lock shared by concurrent writers), folded into row 0 by the mapper.
+    Pruning the inbox does not lower it."""
+
+    __tablename__ = "callback_total"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    callbacks: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+
 class CallbackProblem(Base):
     """What could not be used: a malformed signed callback, an unknown address, a late one."""
 

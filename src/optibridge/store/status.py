@@ -13,8 +13,8 @@ from optibridge.domain import BatchState
 from optibridge.store.counts import CountStore
 from optibridge.store.schema import (
     UNREPORTED,
-    CallbackInbox,
     CallbackProblem,
+    CallbackTotal,
     Campaign,
     Interaction,
     Notification,
@@ -174,11 +174,13 @@ class StatusStore(CountStore):
             return {t: int(n or 0) for t, n in rows}
 
     async def callbacks_received(self) -> tuple[int, int]:
-        """(callbacks stored, events they carried) since the inbox began."""
+        """(callbacks stored, events they carried) since the inbox began, as the database
+        keeps them (``CallbackTotal``: a row or a few, not the inbox; pruning does not lower
+        them)."""
         async with self.db.read() as session:
             row = (await session.execute(
-                select(func.count(), func.sum(CallbackInbox.count)))).one()
-            return int(row[0]), int(row[1] or 0)
+                select(func.sum(CallbackTotal.callbacks), func.sum(CallbackTotal.events)))).one()
+            return int(row[0] or 0), int(row[1] or 0)
 
     async def recent_errors(self, limit: int = 20) -> list[ErrorRecord]:
         """The newest problems, refused or in-doubt batches and callback problems."""
