@@ -6,6 +6,7 @@ addresses to customers happens afterwards in ``map_callbacks``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from optibridge.store import Store
 # ahead). Anything outside cannot be an event of this send, and would break the mapping.
 WHEN_BEFORE_SEND = 86_400.0
 WHEN_AHEAD = 300.0
+# Seconds the mapper waits after a pass that took everything there was (see map_callbacks).
+GATHER = 0.25
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class InboxWriter(GroupCommit[InboxItem, None]):
             await store.record_callbacks(items)
             return [None] * len(items)
 
+        # One write at a time on both databases: side by side on PostgreSQL (GroupCommit's
+        # ``writers``) showed no gain in the one run measured (BENCHMARKS.md, 2026-12-02).
         super().__init__(write, max_items)
         self.send_times = SendTimes(store)
 
@@ -128,8 +133,16 @@ async def _when_refused(send_times: SendTimes, send_id: int, when: int, now: flo
 
 async def map_callbacks(store: Store, tenant: str | None = None) -> int:
     """Turn stored callbacks (of ``tenant``, if given) into interactions; returns how many
-    callbacks it handled; on PostgreSQL, folds the callbacks received into their total."""
-    handled = await store.process_inbox(tenant=tenant)
+    callbacks it handled.
+
+    A pass that found less than it could take waits ``GATHER`` seconds before the next:
+    under a stream of small callbacks, mapping each few as they arrive costs a mapping
+    pass's fixed work (a dozen statements, two transactions) per few callbacks, more than
+    answering them; gathered, one pass maps a thousand.
+    """
+    handled, full = await store.map_pass(tenant=tenant)
     if handled:
         await store.fold_callback_total()
+    if handled and not full:
+        await asyncio.sleep(GATHER)
     return handled

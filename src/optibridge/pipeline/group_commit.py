@@ -13,19 +13,25 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
+    """``writers``: how many writes may be under way at once (1 on SQLite, whose writes take
+    turns anyway; more on PostgreSQL, where a write is mostly waiting for its commit)."""
+
     def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R]]],
-                 max_items: int = 1_000) -> None:
+                 max_items: int = 1_000, writers: int = 1) -> None:
         self._write = write
         self._max_items = max_items
+        self._writers = writers
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: list[asyncio.Task[None]] = []
 
     async def submit(self, item: T) -> R:
         """Write ``item`` with whatever else is waiting; its result once durable."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        # A flusher that found the queue empty is done at once (no await in between).
+        self._flushers = [f for f in self._flushers if not f.done()]
+        if len(self._flushers) < self._writers:
+            self._flushers.append(asyncio.create_task(self._flush()))
         return await future
 
     async def _flush(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 import orjson
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     CursorResult,
     Result,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -119,7 +121,9 @@ class StoreBase:
         strings (SQLite reads it as it is, with no Python object per value)."""
         if self.db.sqlite:
             return func.json_each(bindparam(None, array, type_=String)).table_valued("value")
-        return self.values_table(orjson.loads(array))
+        # PostgreSQL parses the text itself: no Python string per value, no array to adapt.
+        return func.json_array_elements_text(sql_cast(bindparam(None, array, type_=String), JSON)
+                                             ).table_valued("value").render_derived()
 
     def _plain_insert(self, statement: Insert, keys: list[str], dialect: Dialect
                       ) -> tuple[str, list[str] | None]:

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+T = TypeVar("T")
 
 
 class DatabaseUrlError(ValueError):
@@ -141,6 +143,20 @@ class Database:
         turn = self._turns.turn(urgent) if self._turns else contextlib.nullcontext()
         async with turn, self._writer() as session, session.begin():
             yield session
+
+    async def write_driver(self, work: Callable[[Connection], T], *, urgent: bool = False
+                           ) -> T:
+        """``work`` on the write connection in one transaction, as one call (no Session,
+        one hand-over to the driver's thread): for the hot path's few plain statements
+        (``exec_driver_sql``), where the ORM's per-statement work costs more than the SQL.
+        Commits on success, rolls back on any error, like ``write``."""
+        def transaction(connection: Connection) -> T:
+            with connection.begin():
+                return work(connection)
+
+        turn = self._turns.turn(urgent) if self._turns else contextlib.nullcontext()
+        async with turn, self.write_engine.connect() as connection:
+            return await connection.run_sync(transaction)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
