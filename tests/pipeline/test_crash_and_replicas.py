@@ -9,6 +9,7 @@ from collections import deque
 from pathlib import Path
 
 from optibridge.demo import TENANT, Rehearsal
+from optibridge.domain import SendState
 from optibridge.serving import free_port
 from optibridge.store import Database, Store
 from tests.pipeline.conftest import assert_reconciled
@@ -47,6 +48,42 @@ def test_kill_minus_nine_at_random_moments_loses_nothing(tmp_path: Path,
             time.sleep(moments.uniform(0.5, 3.0))
             run.kill(run.service_port)
             run.start_process(run.service_port)
+        asyncio.run(run.wait_settled(300))
+        run.stop_service()
+        rows = asyncio.run(run.reconcile(sample=10))
+    finally:
+        run.close()
+    assert_reconciled(rows)
+
+
+async def uploading_while_pulling(url: str) -> None:
+    """Until a send of a campaign still being pulled has recipients uploaded."""
+    store = Store(Database(url))
+    try:
+        for _ in range(1500):
+            sends = await store.sends_being_pulled(TENANT, [SendState.LISTED])
+            if any(send.uploaded_through > 0 for send in sends):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no send uploaded while its campaign was being pulled")
+    finally:
+        await store.db.dispose()
+
+
+def test_kill_minus_nine_while_a_send_uploads_during_its_pull(tmp_path: Path,
+                                                              database_url: str) -> None:
+    """The overlapped path: killed once a send has part of its list on the platform and
+    its campaign's pull is still going; the successor resumes the pull and the upload from
+    their recorded points, and every recipient is sent to once."""
+    run = crash_rehearsal(tmp_path, database_url)
+    try:
+        run.start_sandboxes()
+        run.register_and_load()
+        run.start_service()
+        assert run.fire() == [200, 200]
+        asyncio.run(uploading_while_pulling(run.config.server.database_url))
+        run.kill(run.service_port)
+        run.start_process(run.service_port)
         asyncio.run(run.wait_settled(300))
         run.stop_service()
         rows = asyncio.run(run.reconcile(sample=10))

@@ -163,3 +163,38 @@ async def test_a_failed_chunk_leaves_the_point_after_the_last_confirmed_one(
                                     ["c9@example.com"]]
     assert _dropped(tmp_path / "x.db") == ["C1", "C7"]
     await store.db.dispose()
+
+
+async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse={"c1@example.com"})
+    platform.gate.set()
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
+    campaign, _ = await store.open_campaign("t", 1, 504)
+
+    def page(numbers: range) -> list[AudienceEntry]:
+        return [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+                for i in numbers]
+
+    await store.store_audience_page(campaign.id, "email", 0, page(range(3)), False)
+    assert await execution.execute_pending_sends(ctx) == 1  # list made, page 1 uploaded
+    (send,) = await store.sends_being_pulled("t", list(SendState))
+    assert send.state == SendState.LISTED and send.uploaded_through == 3
+    assert [a for chunk in platform.chunks for a in chunk] == [
+        f"c{i}@example.com" for i in range(3)]
+    assert not platform.entered.is_set()  # no campaign before the list is complete
+    assert await execution.execute_pending_sends(ctx) == 0  # nothing new: the loop pauses
+    await store.store_audience_page(campaign.id, "email", 3, page(range(3, 5)), True)
+    await execution.execute_pending_sends(ctx)
+    done = await store.get_send(send.id)
+    assert done is not None and done.state == SendState.READY
+    # Every contact went up once, in order, the second page after the first.
+    assert [a for chunk in platform.chunks for a in chunk] == [
+        f"c{i}@example.com" for i in range(5)]
+    assert platform.moves == [CampaignState.SCHEDULED, CampaignState.READY]
+    assert _dropped(tmp_path / "x.db") == ["C1"]
+    await store.db.dispose()

@@ -55,13 +55,8 @@ async def execute_send(ctx: TenantContext, send: SendRecord) -> SendState:
     """
     state = send.state
     if state == SendState.NEW:
-        made, list_id = await create_once(ctx, send, Made.LIST, send_name(ctx, send),
-                                          ctx.platform.create_list)
-        if not await ctx.store.create_answered(made.id, list_id, send.id, SendState.NEW,
-                                               state=SendState.LISTED, list_id=list_id):
-            await discard_orphan(ctx, made, list_id)
-            return await _current(ctx, send)
-        send, state = await _reload(ctx, send), SendState.LISTED
+        send = await _make_list(ctx, send)
+        state = send.state
     if state == SendState.LISTED:
         await upload_recipients(ctx, send)
         if not await ctx.store.advance_send(send.id, SendState.LISTED,
@@ -85,6 +80,34 @@ async def execute_send(ctx: TenantContext, send: SendRecord) -> SendState:
     return state
 
 
+async def _make_list(ctx: TenantContext, send: SendRecord) -> SendRecord:
+    """NEW -> LISTED: the send's contact list, made once; the send as it is after."""
+    made, list_id = await create_once(ctx, send, Made.LIST, send_name(ctx, send),
+                                      ctx.platform.create_list)
+    if not await ctx.store.create_answered(made.id, list_id, send.id, SendState.NEW,
+                                           state=SendState.LISTED, list_id=list_id):
+        await discard_orphan(ctx, made, list_id)
+    return await _reload(ctx, send)
+
+
+async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
+    """A send of a campaign still being pulled: make its list and upload the recipients
+    stored so far; 1 if it did either, else 0.
+
+    The send stays LISTED: seed 003 sends a READY campaign to its list's contacts, so the
+    campaign is made and started only once the pull is done and the list complete
+    (``execute_send``, which uploads the rest from the recorded point). What is uploaded
+    here is recorded chunk by chunk as in ``upload_recipients``, so a crash repeats at
+    most the chunks in flight, and a contact uploaded again only has its fields updated.
+    """
+    did = 0
+    if send.state == SendState.NEW:
+        send, did = await _make_list(ctx, send), 1
+    if send.state == SendState.LISTED:
+        did |= bool(await upload_recipients(ctx, send))
+    return did
+
+
 async def _forget(deletion: Awaitable[None]) -> None:
     """Delete something of ours on the platform; already gone is as good as deleted."""
     with contextlib.suppress(PlatformNotFound):
@@ -101,8 +124,9 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
     return fresh
 
 
-async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
-    """Upload recipients after the recorded point; refused ones become Dropped.
+async def upload_recipients(ctx: TenantContext, send: SendRecord) -> int:
+    """Upload recipients after the recorded point; refused ones become Dropped; returns
+    how many were uploaded.
 
     A pipeline of ``UPLOADS_IN_FLIGHT`` chunks: the next chunk is read and sent while the
     platform imports this one, so the upload runs at the slower side's pace instead of at
@@ -112,11 +136,13 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
     assert send.list_id is not None
     list_id, channel_type = send.list_id, send.channel_type
     uploads: deque[tuple[list[RecipientRow], asyncio.Task[ImportResult]]] = deque()
+    uploaded = 0
 
     def read_after(point: int) -> asyncio.Task[list[RecipientRow]]:
         return asyncio.create_task(ctx.store.recipients_to_upload(send.id, point, UPLOAD_CHUNK))
 
     async def record_oldest() -> None:
+        nonlocal uploaded
         rows, upload = uploads.popleft()
         result = await upload
         rejected = [(rows[r.index].customer_id, r.error) for r in result.rejected]
@@ -124,6 +150,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
             ctx.log.warning("execution.contacts_rejected", send=send.id,
                             count=len(rejected), first_error=rejected[0][1])
         await ctx.store.mark_uploaded(send, rows[-1].id, rejected)
+        uploaded += len(rows)
 
     following = read_after(send.uploaded_through)
     try:
@@ -139,6 +166,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> None:
     finally:
         for task in (following, *(upload for _, upload in uploads)):
             task.cancel()
+    return uploaded
 
 
 async def _create_and_ready(ctx: TenantContext, send: SendRecord) -> SendState:
@@ -201,10 +229,11 @@ async def _make_ready(ctx: TenantContext, send: SendRecord) -> SendState:
 
 
 async def execute_pending_sends(ctx: TenantContext) -> int:
-    """Advance every unfinished send of live campaigns that is due; a send that fails keeps
-    its error (on the send and as its work failure) and backs off, or stops after repeated
-    refusals, without holding up the others. What lost answers left on the platform is
-    swept first."""
+    """Advance every unfinished send of live campaigns that is due, and upload what the
+    pulls still under way have stored so far (``upload_while_pulling``); a send that fails
+    keeps its error (on the send and as its work failure) and backs off, or stops after
+    repeated refusals, without holding up the others. What lost answers left on the
+    platform is swept first."""
     swept = await sweep_leftovers(ctx)
     states = [SendState.NEW, SendState.LISTED, SendState.UPLOADED, SendState.CREATED,
               SendState.PAYLOAD]
@@ -215,4 +244,10 @@ async def execute_pending_sends(ctx: TenantContext) -> int:
         if isolation.due(send.id) and await run_send(isolation, send,
                                                      execute_send(ctx, send)) is not None:
             advanced += 1
+    # Read after the sends above: a campaign whose pull ended meanwhile is in neither list
+    # (its sends are taken up by the next pass), never in both.
+    pulling = await ctx.store.sends_being_pulled(ctx.name, [SendState.NEW, SendState.LISTED])
+    for send in pulling:
+        if isolation.due(send.id):
+            advanced += await run_send(isolation, send, upload_while_pulling(ctx, send)) or 0
     return advanced + swept
