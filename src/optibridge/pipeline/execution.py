@@ -104,7 +104,9 @@ async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
     if send.state == SendState.NEW:
         send, did = await _make_list(ctx, send), 1
     if send.state == SendState.LISTED:
-        did |= bool(await upload_recipients(ctx, send))
+        # One chunk at a time: the pull goes on beside it, and what the service holds at
+        # once (pages, chunks, callbacks of sends already started) stays bounded.
+        did |= bool(await upload_recipients(ctx, send, in_flight=1))
     return did
 
 
@@ -124,7 +126,8 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
     return fresh
 
 
-async def upload_recipients(ctx: TenantContext, send: SendRecord) -> int:
+async def upload_recipients(ctx: TenantContext, send: SendRecord,
+                            in_flight: int = UPLOADS_IN_FLIGHT) -> int:
     """Upload recipients after the recorded point; refused ones become Dropped; returns
     how many were uploaded.
 
@@ -159,7 +162,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord) -> int:
             contacts = [to_contact(channel_type, r.address or "", r.fields) for r in rows]
             uploads.append((rows, asyncio.create_task(
                 ctx.platform.add_contacts(list_id, contacts))))
-            if len(uploads) == UPLOADS_IN_FLIGHT:
+            if len(uploads) >= in_flight:
                 await record_oldest()
         while uploads:
             await record_oldest()
