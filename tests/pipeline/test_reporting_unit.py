@@ -248,3 +248,54 @@ async def test_a_batch_in_doubt_again_waits_a_fresh_horizon(database_url: str) -
         await passes(ctx, 60)  # its first reads come before the row shows
         assert await states(ctx, [batch]) == ["sent"]
         assert held(sandbox) == {"C1": 1}
+
+
+async def test_a_pass_sends_its_pending_batches_while_an_in_doubt_one_is_read_back(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost answer's read-back does not hold up the batches surely unsent: they go beside
+    it (the old pass read every due in-doubt batch back before sending anything)."""
+    async with pipeline(database_url) as (ctx, sandbox):
+        await sent_batch_to_learn_from(ctx)
+        doubted = await interrupted_one(ctx, 42, "C1")
+        await land(ctx, ["C1"])  # it landed; its answer was lost
+        await pending_one(ctx, 44, "P1")
+        mark = max(e.seq for e in sandbox.journal("t"))
+        read_back = ctx.optimove.get_customer_channel_interactions
+        sent_beside = asyncio.Event()
+
+        async def read_once_a_batch_went(*args: object, **kwargs: object) -> object:
+            for _ in range(100):  # at most 5 s: the old code sent nothing meanwhile
+                if any(e.function == "UpdateCampaignInteractions" and e.seq > mark
+                       for e in sandbox.journal("t")):
+                    sent_beside.set()
+                    break
+                await asyncio.sleep(0.05)
+            return await read_back(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ctx.optimove, "get_customer_channel_interactions",
+                            read_once_a_batch_went)
+        await report_interactions(ctx, flush_all=True)
+        assert sent_beside.is_set()
+        assert await states(ctx, [doubted]) == ["sent"]
+        assert held(sandbox, 42) == {"C1": 1} and held(sandbox, 44) == {"P1": 1}
+
+
+async def _one_open(ctx: TenantContext, campaign_id: int, customer: str) -> None:
+    campaign, _ = await ctx.store.open_campaign("t", campaign_id, 504)
+    address = f"{customer.lower()}@x.com"
+    await ctx.store.store_audience_page(campaign.id, "email", 0, [
+        AudienceEntry(customer, 7, dt.datetime(2026, 11, 20, 9), address)], True)
+    send = next(s for s in await ctx.store.sends("t", list(SendState))
+                if s.campaign_pk == campaign.id)
+    await ctx.store.record_callbacks([InboxItem(send.id, Event.OPENED, NOON, (address,))])
+    await ctx.store.process_inbox()
+
+
+async def interrupted_one(ctx: TenantContext, campaign_id: int, customer: str) -> int:
+    await _one_open(ctx, campaign_id, customer)
+    [batch] = await interrupted(ctx)
+    return batch
+
+
+async def pending_one(ctx: TenantContext, campaign_id: int, customer: str) -> None:
+    await _one_open(ctx, campaign_id, customer)

@@ -24,6 +24,11 @@ class Pause:
         return self.failures > 0 and time.monotonic() < self.until
 
     @property
+    def remaining(self) -> float:
+        """Seconds until the next try may go (0 when not paused)."""
+        return max(0.0, self.until - time.monotonic()) if self.failures else 0.0
+
+    @property
     def paused(self) -> bool:
         """Reporting is in trouble (paused, or trying again after a pause)."""
         return self.failures > 0

@@ -142,8 +142,7 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     # Nothing of ours is in flight between passes: a batch still 'sending' was cut off
     # (crash, lost lease) and may or may not have landed.
     await ctx.store.doubt_interrupted_batches(ctx.name, ctx.epoch)
-    await resolve_in_doubt(ctx)
-    await settle_event_doubts(ctx)
+    await settle_event_doubts(ctx)  # saveEvent's policy: no calls, before the sending
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
     stopped = asyncio.Event()
@@ -177,7 +176,16 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
             except Exception as error:  # raised below, once the others have ended
                 fail(error)
 
-    await asyncio.gather(feed(), *(send() for _ in range(IN_FLIGHT)))
+    async def read_back() -> None:
+        # Beside the sending, not before it: an in-doubt batch is never sent again by a
+        # pass (only pending ones are), so its read-backs (the limiter's lowest priority)
+        # need not hold up the batches that are surely unsent.
+        try:
+            await resolve_in_doubt(ctx)
+        except Exception as error:  # raised below, once the calls in flight have ended
+            fail(error)
+
+    await asyncio.gather(read_back(), feed(), *(send() for _ in range(IN_FLIGHT)))
     if failures:
         raise failures[0]
     if doubted and not ctx.report_pause.active:

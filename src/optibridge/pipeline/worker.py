@@ -55,7 +55,10 @@ METRICS_EVERY = 30.0  # seconds between metric passes while interactions are bei
 
 async def report_step(ctx: TenantContext) -> int:
     """Report interactions; metrics (a count over the whole report window) when the
-    backlog is done or every ``METRICS_EVERY`` seconds, not on every pass."""
+    backlog is done or every ``METRICS_EVERY`` seconds, not on every pass. Paused after a
+    recoverable error, the next pass goes when the pause ends (not an idle period later)."""
+    if ctx.report_pause.active:
+        await asyncio.sleep(ctx.report_pause.remaining)
     sent = await report_interactions(ctx)
     now = ctx.store.clock()
     if not sent or now - ctx.metrics_reported_at >= METRICS_EVERY:
