@@ -79,6 +79,14 @@ class StoreBase:
         table = model if isinstance(model, Table) else cast(Table, model.__table__)
         if not self.db.sqlite:
             keys = list(rows[0])
+            if plain:
+                # The rows as one JSON text parameter that PostgreSQL takes apart in C
+                # (json_to_recordset): dumping one array per column went through the
+                # driver's Python array dumper, a seventh of the service's CPU in a pull.
+                sql = self._recordset_insert(table, keys)
+                for part in chunks(rows, 10_000):
+                    await connection.exec_driver_sql(sql, (orjson.dumps(list(part)).decode(),))
+                return
             sql = self._unnest_insert(table, keys)
             for part in chunks(rows, 5_000):
                 await connection.exec_driver_sql(sql, tuple(
@@ -105,6 +113,21 @@ class StoreBase:
                                for key in keys)
             sql = (f"INSERT INTO {table.name} ({', '.join(keys)}) "  # noqa: S608
                    f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING")
+            found = self._compiled[cache_key] = (sql, None)
+        return found[0]
+
+    def _recordset_insert(self, table: Table, keys: list[str]) -> str:
+        """PostgreSQL: INSERT ... SELECT FROM json_to_recordset(one JSON array of row
+        objects) ON CONFLICT DO NOTHING."""
+        cache_key = (f"recordset:{table.name}", tuple(keys))
+        found = self._compiled.get(cache_key)
+        if found is None:
+            dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+            columns = ", ".join(f"{key} {table.c[key].type.compile(dialect=dialect)}"
+                                for key in keys)
+            names = ", ".join(keys)
+            sql = (f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608
+                   f"FROM json_to_recordset(%s::json) AS r({columns}) ON CONFLICT DO NOTHING")
             found = self._compiled[cache_key] = (sql, None)
         return found[0]
 

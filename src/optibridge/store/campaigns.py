@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import (
@@ -165,7 +165,18 @@ class CampaignStore(StoreBase):
                 current.state = CampaignStage.PULLED
                 current.pulled_at = now
                 await self._count_recipients(session, campaign_pk)
-            return True
+        if last_page and not self.db.sqlite:
+            await self._analyze_recipients()
+        return True
+
+    async def _analyze_recipients(self) -> None:
+        """PostgreSQL: fresh statistics for the recipients a pull added (a sample of
+        30,000 rows, about 0.2 s at 1,000,000), so that what reads them next (uploads,
+        callback mapping, Dropped) is planned for the send's real size; autovacuum would
+        come to it only a minute or more later. After the page's commit, so the page's
+        write transaction is not held for it."""
+        async with self.db.write() as session:
+            await session.execute(text("ANALYZE recipient"))
 
     async def _addresses_taken(self, session: AsyncSession,
                                send_ids: dict[tuple[int, dt.datetime], int],
@@ -262,6 +273,13 @@ class CampaignStore(StoreBase):
     async def recipients_to_upload(self, send_id: int, after_id: int, limit: int
                                    ) -> list[RecipientRow]:
         async with self.db.read() as session:
+            if not self.db.sqlite:
+                # The only plan without a sort is the walk of the primary key from
+                # ``after_id``. Without this, PostgreSQL on a send's fresh recipients (not
+                # yet analyzed: its estimate for one send is a few hundred rows) read every
+                # recipient of the send and sorted them, per chunk: 0.4 s a chunk at
+                # 1,000,000 recipients instead of 5 ms, execute's whole pace.
+                await session.execute(text("SET LOCAL enable_sort = off"))
             rows = await session.execute(
                 select(Recipient.id, Recipient.customer_id, Recipient.address, Recipient.fields)
                 .where(Recipient.send_id == send_id, Recipient.id > after_id,
