@@ -136,7 +136,9 @@ class Interaction(Base):
     customer_id: Mapped[str] = mapped_column(String(128))
     event: Mapped[str] = mapped_column(String(16))  # submitted delivered opened ...
     day: Mapped[dt.date] = mapped_column(Date)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("report_batch.id"))
+    # A report batch's ID. Its foreign key is SQLite's alone (migration 0015): on
+    # PostgreSQL the per-row check was a quarter of forming a batch, and guarded nothing.
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (
