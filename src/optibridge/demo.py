@@ -253,7 +253,13 @@ class Rehearsal:
             for process in self.processes.values():
                 process.terminate()
             for process in self.processes.values():
-                process.wait(30)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:  # a shutdown that hangs: said, then ended
+                    print(f"optibridge serve (pid {process.pid}) did not stop within 30 s "
+                          "of SIGTERM: killed", file=sys.stderr)
+                    process.kill()
+                    process.wait(30)
             self.processes.clear()
         elif len(self.servers) > 2:
             self.servers.pop().stop()

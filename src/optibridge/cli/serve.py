@@ -68,7 +68,12 @@ def serve(config: Path | None = ConfigOption) -> None:
 
     server = Server(uvicorn.Config(create_app(loaded), host=loaded.server.host,
                                    port=loaded.server.port, log_level="warning",
-                                   access_log=False))
+                                   access_log=False,
+                                   # A request still open 10 s after SIGTERM is cut off, so
+                                   # a stuck one cannot hold the process past a supervisor's
+                                   # grace period (nothing is lost: every write is durable
+                                   # before its answer, and a cut-off caller retries).
+                                   timeout_graceful_shutdown=10))
     server.run()
 
 
