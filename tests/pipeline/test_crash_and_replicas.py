@@ -6,13 +6,17 @@ import asyncio
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from optibridge.demo import TENANT, Rehearsal
 from optibridge.domain import SendState
 from optibridge.serving import free_port
 from optibridge.store import Database, Store
 from tests.pipeline.conftest import assert_reconciled
+
+T = TypeVar("T")
 
 
 def crash_rehearsal(tmp_path: Path, database_url: str) -> Rehearsal:
@@ -56,18 +60,29 @@ def test_kill_minus_nine_at_random_moments_loses_nothing(tmp_path: Path,
     assert_reconciled(rows)
 
 
-async def uploading_while_pulling(url: str) -> None:
-    """Until a send of a campaign still being pulled has recipients uploaded."""
+async def polled(url: str, found: Callable[[Store], Awaitable[T | None]], what: str,
+                 tries: int, pause: float) -> T:
+    """Ask the service's database until ``found`` answers (not None), at most ``tries``."""
     store = Store(Database(url))
     try:
-        for _ in range(1500):
-            sends = await store.sends_being_pulled(TENANT, [SendState.LISTED])
-            if any(send.uploaded_through > 0 for send in sends):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("no send uploaded while its campaign was being pulled")
+        for _ in range(tries):
+            answer = await found(store)
+            if answer is not None:
+                return answer
+            await asyncio.sleep(pause)
+        raise AssertionError(what)
     finally:
         await store.db.dispose()
+
+
+async def uploading_while_pulling(url: str) -> None:
+    """Until a send of a campaign still being pulled has recipients uploaded."""
+    async def uploaded(store: Store) -> bool | None:
+        sends = await store.sends_being_pulled(TENANT, [SendState.LISTED])
+        return True if any(send.uploaded_through > 0 for send in sends) else None
+
+    await polled(url, uploaded, "no send uploaded while its campaign was being pulled",
+                 1500, 0.01)
 
 
 def test_kill_minus_nine_while_a_send_uploads_during_its_pull(tmp_path: Path,
@@ -93,16 +108,11 @@ def test_kill_minus_nine_while_a_send_uploads_during_its_pull(tmp_path: Path,
 
 
 async def lease_holder(url: str) -> str:
-    store = Store(Database(url))
-    try:
-        for _ in range(200):
-            found = await store.lease_holder(TENANT)
-            if found is not None:
-                return found[0]
-            await asyncio.sleep(0.05)
-        raise AssertionError("nobody took the tenant's lease")
-    finally:
-        await store.db.dispose()
+    async def holder(store: Store) -> str | None:
+        found = await store.lease_holder(TENANT)
+        return None if found is None else found[0]
+
+    return await polled(url, holder, "nobody took the tenant's lease", 200, 0.05)
 
 
 def test_two_replicas_share_one_postgres_and_survive_losing_one(tmp_path: Path,
