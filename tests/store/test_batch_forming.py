@@ -3,6 +3,7 @@ unreported index in id order, on both databases (not every interaction, nor the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import event, text
 
 from optibridge.domain import BatchState, Event, InboxItem, SendState
 from optibridge.store import Store, open_store
+from optibridge.store.reports import POSTGRES_FORMERS
 from tests.store.test_store import entry, pulled_campaign
 
 
@@ -56,3 +58,51 @@ async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) ->
         await store.db.dispose()
     assert "ix_interaction_unreported" in plan, plan
     assert "SCAN interaction" not in plan and "Seq Scan on interaction" not in plan, plan
+
+
+async def test_batches_formed_at_once_take_disjoint_full_shares(database_url: str) -> None:
+    """Two formers of one group at once (PostgreSQL forms side by side) each take a full
+    batch of the oldest unbatched: neither waits for the other's rows and finds them taken."""
+    store = await open_store(database_url)
+    try:
+        await _stored(store, 3_000)
+        (group,) = await store.report_groups("t", store.clock() + 1, 1_000)
+        formed = await asyncio.gather(*(store.form_report_batch("t", group, 1_000)
+                                        for _ in range(3)))
+        assert [b.size if b else None for b in formed] == [1_000, 1_000, 1_000]
+        members = [set(await store.batch_customers(b.id)) for b in formed if b]
+        assert len(set().union(*members)) == 3_000
+        assert await store.form_report_batch("t", group, 1_000) is None
+    finally:
+        await store.db.dispose()
+
+
+async def test_postgresql_forms_a_groups_batches_side_by_side(postgres_url: str) -> None:
+    store = await open_store(postgres_url)
+    in_flight, most = 0, 0
+
+    def started(*_: Any) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+
+    def ended(*_: Any) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
+    engine = store.db.write_engine.sync_engine
+    try:
+        await _stored(store, 4_000)
+        for name, hook in (("before_cursor_execute", started), ("after_cursor_execute", ended)):
+            event.listen(engine, name, _on_batch_update(hook))
+        assert await store.form_report_batches("t", store.clock() + 1, max_size=1_000) == 4
+    finally:
+        await store.db.dispose()
+    assert most == POSTGRES_FORMERS
+
+
+def _on_batch_update(hook: Any) -> Any:
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
+            hook()
+    return seen
