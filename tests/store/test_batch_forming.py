@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, text
@@ -30,12 +31,7 @@ async def _stored(store: Store, customers: int) -> None:
 async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) -> None:
     store = await open_store(database_url)
     statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any,
-             _many: bool) -> None:
-        if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
-            statements.append((sql, params))
-
+    seen = _on_batch_update(lambda sql, params: statements.append((sql, params)))
     try:
         await _stored(store, 3_000)
         event.listen(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
@@ -61,7 +57,7 @@ async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) ->
 
 
 async def test_batches_formed_at_once_take_disjoint_full_shares(database_url: str) -> None:
-    """Two formers of one group at once (PostgreSQL forms side by side) each take a full
+    """Formers of one group at once (PostgreSQL forms side by side) each take a full
     batch of the oldest unbatched: neither waits for the other's rows and finds them taken."""
     store = await open_store(database_url)
     try:
@@ -81,12 +77,12 @@ async def test_postgresql_forms_a_groups_batches_side_by_side(postgres_url: str)
     store = await open_store(postgres_url)
     in_flight, most = 0, 0
 
-    def started(*_: Any) -> None:
+    def started(_sql: str, _params: Any) -> None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
 
-    def ended(*_: Any) -> None:
+    def ended(_sql: str, _params: Any) -> None:
         nonlocal in_flight
         in_flight -= 1
 
@@ -101,8 +97,9 @@ async def test_postgresql_forms_a_groups_batches_side_by_side(postgres_url: str)
     assert most == POSTGRES_FORMERS
 
 
-def _on_batch_update(hook: Any) -> Any:
-    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+def _on_batch_update(hook: Callable[[str, Any], None]) -> Callable[..., None]:
+    """A cursor-execute listener calling ``hook(sql, params)`` for batch forming's UPDATE."""
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
         if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
-            hook()
+            hook(sql, params)
     return seen

@@ -148,20 +148,17 @@ class ReportStore(CountStore):
         for group in await self.report_groups(tenant, ready_before, max_size):
             left = -(-group.count // max_size)
             while left > 0:
-                formed = await self._form_side_by_side(tenant, group, max_size,
-                                                       min(formers, left))
+                asked = min(formers, left)
+                formed = await self._form_side_by_side(tenant, group, max_size, asked)
                 left -= len(formed)
                 for batch in formed:
                     yield batch
-                if len(formed) < formers:
+                if len(formed) < asked:
                     break  # the group has no more (or only what others hold)
 
     async def _form_side_by_side(self, tenant: str, group: ReportGroup, max_size: int,
                                  formers: int) -> list[ReportBatchRecord]:
         """Up to ``formers`` batches of the group, each in its own transaction, at once."""
-        if formers == 1:
-            batch = await self.form_report_batch(tenant, group, max_size)
-            return [batch] if batch else []
         async with asyncio.TaskGroup() as forming:
             tasks = [forming.create_task(self.form_report_batch(tenant, group, max_size))
                      for _ in range(formers)]
