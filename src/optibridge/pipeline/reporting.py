@@ -108,7 +108,7 @@ def _after(error: Exception) -> BatchState:
 
 
 async def _pause(ctx: TenantContext, error: BaseException) -> None:
-    """One problem row per pause (not one per try), and a log line per try."""
+    """One problem row per pause (not one per try), and a log line per failure."""
     pause = ctx.report_pause
     pause.first, pause.longest = ctx.timing.report_retry_first, ctx.timing.report_retry_max
     if pause.failed(f"{type(error).__name__}: {error}"):
@@ -116,9 +116,11 @@ async def _pause(ctx: TenantContext, error: BaseException) -> None:
         await ctx.store.record_problem(
             ctx.name, "report", "reporting paused (nothing is lost; it resumes by itself "
             f"when a call works, retrying with back-off): {pause.reason}")
-    else:
+    elif pause.paused:
         ctx.log.info("report.still_paused", error=pause.reason, failures=pause.failures,
                      retry_in=pause.delay())
+    else:  # a lone failure: the next call tells whether it lasts (see Pause.strikes)
+        ctx.log.info("report.call_failed", error=pause.reason)
 
 
 async def _resume(ctx: TenantContext) -> None:
