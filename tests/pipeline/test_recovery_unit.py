@@ -221,7 +221,6 @@ async def test_one_lost_answer_among_calls_that_work_does_not_pause_reporting(
     assert held(sandbox) == [f"C{n}" for n in range(6)]  # each once
 
 
-
 @pytest.mark.parametrize("fault", list(RECOVERABLE), ids=list(RECOVERABLE))
 async def test_a_recoverable_error_on_metrics_pauses_and_no_campaign_is_failed(
         world: tuple[TenantContext, OptimoveSandbox, Outage], fault: str) -> None:
