@@ -111,19 +111,16 @@ async def resolve_in_doubt(ctx: TenantContext) -> int:
     reader = _Reader(ctx, ctx.timing.readback_per_pass)
     resolved = 0
     try:
-        # Once a lag is known the batches go first: a row seen settles one at once, and a
-        # refresh of the lag would otherwise take the window's first free slot. Before,
-        # the lag goes first: without it an empty answer proves nothing.
-        learn_first = lag.lag_seconds is None
-        if learn_first:
-            lag = await _learn_lag(ctx, reader, lag, now)
-        if doubted and not _held(lag, now):
-            due = await ctx.store.in_doubt_reads_due(ctx.name, now,
-                                                     ctx.timing.readback_per_pass)
-            for batch, read in due:
+        # The batches go first: a row seen settles one at once, whatever the lag, and
+        # learning the lag would otherwise take the window's first free slot. While the
+        # lag is unknown (an empty answer proves nothing yet) one call is kept for it,
+        # so a crowd of in-doubt batches cannot keep it from being learned.
+        batch_reads = ctx.timing.readback_per_pass - (lag.lag_seconds is None)
+        if doubted and batch_reads and not _held(lag, now):
+            for batch, read in await ctx.store.in_doubt_reads_due(ctx.name, now,
+                                                                  batch_reads):
                 resolved += await _read_batch(ctx, reader, lag, batch, read, now)
-        if not learn_first:
-            lag = await _learn_lag(ctx, reader, lag, now)
+        lag = await _learn_lag(ctx, reader, lag, now)
     except _Unusable as why:
         await _mark_unusable(ctx, lag, why.kind, str(why), now,
                              retry_in=ctx.timing.in_doubt_wait)

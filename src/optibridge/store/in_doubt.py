@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, literal, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import delete, func, insert, literal, select, update
 
 from optibridge.domain import Backend, BatchState, InDoubtRead, LagState, ReportBatchRecord
 from optibridge.optimove.models import REPORTED_AS
@@ -23,6 +22,7 @@ from optibridge.store.schema import (
 )
 
 EVENT_OF = {int(event_id): str(event) for event, event_id in REPORTED_AS.items()}
+PROBE_PAGE = 200  # a batch's customers looked at per query when choosing probes
 
 
 _LAG_FIELDS = [name for name in LagState.__dataclass_fields__ if name != "tenant"]
@@ -100,23 +100,38 @@ class InDoubtStore(StoreBase):
             await session.execute(update(BatchReadback)
                                   .where(BatchReadback.batch_id == batch_id).values(**values))
 
-    async def clear_customers(self, batch: ReportBatchRecord, limit: int, offset: int = 0
-                              ) -> list[str]:
+    async def clear_customers(self, batch: ReportBatchRecord, limit: int) -> list[str]:
         """Customers of the batch with no other report of its campaign, channel, template
         and event on any date (in any batch or none yet): a read-back row for them can
-        only come from this batch, however Optimove counts or dates its rows."""
-        other = aliased(Interaction)
-        clash = exists().where(
-            other.customer_id == Interaction.customer_id, other.id != Interaction.id,
-            other.event == EVENT_OF[batch.event_id], Send.id == other.send_id,
-            Campaign.id == Send.campaign_pk, Campaign.tenant == batch.tenant,
-            Campaign.campaign_id == batch.campaign_id, Campaign.channel_id == batch.channel_id,
-            Send.template_id == batch.template_id)
+        only come from this batch, however Optimove counts or dates its rows.
+
+        A page of the batch at a time, its other reports looked up by customer. As one
+        query (NOT EXISTS), PostgreSQL's planner read every report of the send for each
+        customer: 1.3-1.5 s on 1,000,000 interactions, between a pass and its read-back."""
+        key = (Interaction.event == EVENT_OF[batch.event_id],
+               Campaign.tenant == batch.tenant, Campaign.campaign_id == batch.campaign_id,
+               Campaign.channel_id == batch.channel_id, Send.template_id == batch.template_id)
+        clear: list[str] = []
+        after = 0
         async with self.db.read() as session:
-            rows = await session.scalars(
-                select(Interaction.customer_id).where(Interaction.batch_id == batch.id, ~clash)
-                .order_by(Interaction.id).limit(limit).offset(offset))
-            return list(rows)
+            while len(clear) < limit:
+                page = (await session.execute(
+                    select(Interaction.id, Interaction.customer_id)
+                    .where(Interaction.batch_id == batch.id, Interaction.id > after)
+                    .order_by(Interaction.id).limit(PROBE_PAGE))).all()
+                if not page:
+                    break
+                reports: dict[str, set[int]] = {}
+                for customer, row_id in await session.execute(
+                        select(Interaction.customer_id, Interaction.id)
+                        .join(Send, Send.id == Interaction.send_id)
+                        .join(Campaign, Campaign.id == Send.campaign_pk)
+                        .where(Interaction.customer_id.in_({c for _, c in page}), *key)):
+                    reports.setdefault(customer, set()).add(row_id)
+                clear += [customer for row_id, customer in page
+                          if reports.get(customer, set()) <= {row_id}]
+                after = page[-1][0]
+        return clear[:limit]
 
     async def batch_send_day(self, batch_id: int) -> dt.date | None:
         """The day of the send whose interactions the batch reports."""

@@ -149,7 +149,8 @@ class Interaction(Base):
         # It ends with the id: a batch takes a group's oldest in id order from it.
         Index("ix_interaction_unreported", "send_id", "event", "day", "id",
               sqlite_where=text(UNREPORTED), postgresql_where=text(UNREPORTED)),
-        Index("ix_interaction_batch", "batch_id"),
+        # With the id: a batch's customers in id order come from it (migration 0016).
+        Index("ix_interaction_batch", "batch_id", "id"),
         Index("ix_interaction_customer", "customer_id"),
     )
 
