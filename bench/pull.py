@@ -2,8 +2,9 @@
 from the Optimove sandbox answering at once, then uploaded into platform lists.
 
 One run measures both: the pull from the first GetCustomerSendDetailsByChannel call until
-the campaign is PULLED (against Optimove's 50 calls per 10 s), then execution until every
-send is READY on the platform (contacts per second). The sends are due in an hour, so the
+the campaign is PULLED (against Optimove's 50 calls per 10 s), then execution from the first
+contacts the platform receives (uploads begin while the pull goes on) until every send is
+READY on the platform (contacts per second). The sends are due in an hour, so the
 platform sandbox sends nothing meanwhile.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from typing import Any
 
 from bench.common import Result, ServiceProbe, World, console, rate_share, wait_for
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
@@ -37,6 +39,22 @@ def audience(count: int, template: int) -> list[AudienceRow]:
             for i in range(count)]
 
 
+def first_upload(world: World) -> list[float]:
+    """When the service's first contacts reached the platform sandbox (wall clock, filled
+    in as it happens): uploads begin while the pull still goes on, so execution is timed
+    from there, not from PULLED."""
+    seen: list[float] = []
+    add_contacts = world.platform.add_contacts
+
+    def timed(list_id: int, payload: Any) -> dict[str, Any]:
+        if not seen:
+            seen.append(time.time())
+        return add_contacts(list_id, payload)
+
+    world.platform.add_contacts = timed  # type: ignore[method-assign]
+    return seen
+
+
 def run(quick: bool) -> dict[str, Result]:
     count, page, rate_limit = sizes(quick)
     pull, execute = Result("pull", quick), Result("execute", quick)
@@ -51,6 +69,7 @@ def run(quick: bool) -> dict[str, Result]:
                                      audience(count, template))
         console.print(f"audience of {count:,} loaded into the sandbox in "
                       f"{time.monotonic() - loaded:.1f} s")
+        uploads = first_upload(world)
         process = world.start_service_process()
         probe = ServiceProbe(process.pid)
         world.optimove.notify(TENANT, 13, campaign_id=EMAIL_CAMPAIGN, channel_id=EMAIL_CHANNEL)
@@ -83,11 +102,13 @@ def run(quick: bool) -> dict[str, Result]:
             timeout=900, alive=process)
         ready_at = float(world.scalar("SELECT max(ready_at) FROM send"))
         contacts = int(world.scalar("SELECT sum(recipients) FROM send"))
-        seconds = ready_at - pulled_at
-        execute.add("contacts per second", contacts / seconds, "/s",
-                    50_000.0 if full else None)
+        seconds = ready_at - uploads[0]
+        execute.add("contacts per second (first upload to last READY)", contacts / seconds,
+                    "/s", 50_000.0 if full else None)
         execute.add("contacts uploaded", contacts, "")
-        execute.add("execution time (PULLED to READY)", seconds, "s")
+        execute.add("execution time (first upload to last READY)", seconds, "s")
+        execute.add("execution time after the pull (PULLED to READY)", ready_at - pulled_at,
+                    "s")
         execute.add("service CPU (cores, average, pull + execute)", probe.cores(), "cores")
         execute.add("service peak RSS", probe.peak_mb(), "MB")
     finally:
