@@ -18,6 +18,7 @@ from optibridge.config import TimingConfig, parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem, SendState
 from optibridge.optimove.client import OptimoveClient
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.in_doubt import resolve_in_doubt
 from optibridge.pipeline.reporting import IN_FLIGHT, report_interactions
 from optibridge.ratelimit import SlidingWindowLimiter
 from optibridge.retry import RetryPolicy
@@ -201,8 +202,6 @@ async def test_one_lost_answer_among_calls_that_work_does_not_pause_reporting(
         world: tuple[TenantContext, OptimoveSandbox, Outage]) -> None:
     """A lone failure is that call's, not Optimove's: the pass goes on with the rest (a
     pause would stop it, and the next pass would pay again for forming)."""
-    from optibridge.pipeline.in_doubt import resolve_in_doubt
-
     ctx, sandbox, outage = world
     await opened_by(ctx, 6)
     # Campaign 42's call is applied and its answer lost at once; the others take a while,
