@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
@@ -245,20 +244,18 @@ async def test_faults_only_hit_the_named_functions(sandbox: OptimoveSandbox,
         await client.get_channel_templates(EMAIL)
 
 
-async def test_a_million_rows_page_fast(sandbox: OptimoveSandbox, raw: httpx.AsyncClient) -> None:
+async def test_a_million_rows_page_anywhere(sandbox: OptimoveSandbox,
+                                            raw: httpx.AsyncClient) -> None:
+    """Pages deep into a large audience come back whole; their speed is `bench pull`'s figure."""
     when = datetime(2026, 3, 1, 8)
     sandbox.load_audience(TENANT, 1, EMAIL, (
         AudienceRow(f"m{i}", i % 4, when, {"Email": f"m{i}@example.com", "Name": "Ann"})
         for i in range(1_000_000)))
     params: dict[str, Any] = {"CampaignID": 1, "ChannelID": EMAIL, "$top": 10_000,
               "CustomerAttributes": "Email;Name"}
-    timings = []
     for skip in (0, 500_000, 990_000):
-        started = time.perf_counter()
         answer = await raw.get("/current/customers/GetCustomerSendDetailsByChannel",
                                params={**params, "$skip": skip})
-        timings.append(time.perf_counter() - started)
         page = answer.json()
         assert len(page) == 10_000 and page[0]["CustomerID"] == f"m{skip}"
         assert page[-1]["CustomerAttributes"] == [f"m{skip + 9_999}@example.com", "Ann"]
-    assert max(timings) < 0.1, timings  # over HTTP, parse included
