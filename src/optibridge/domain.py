@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NewType
 
 
 class ChannelType(StrEnum):
@@ -191,13 +191,18 @@ class CreateRecord:
     note: str | None
 
 
+# A recipient's personalization fields as the text of one JSON object of strings, the way
+# the store keeps them: an upload passes it on as it is, never decoding and encoding again.
+FieldsJson = NewType("FieldsJson", str)
+
+
 class RecipientRow(NamedTuple):
     """One recipient to upload (a tuple: execution reads 10,000 at a time)."""
 
     id: int
     customer_id: str
     address: str | None
-    fields: Mapping[str, str]
+    fields: FieldsJson
 
 
 @dataclass(frozen=True)

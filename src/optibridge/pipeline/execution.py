@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 
 from optibridge.domain import (
     ChannelType,
+    FieldsJson,
     Made,
     RecipientRow,
     SendRecord,
@@ -41,10 +42,10 @@ def send_name(ctx: TenantContext, send: SendRecord) -> str:
             f"send {send.id}")
 
 
-def to_contact(channel_type: ChannelType, address: str, fields: Mapping[str, str]) -> Contact:
+def to_contact(channel_type: ChannelType, address: str, fields: FieldsJson) -> Contact:
     if channel_type == ChannelType.EMAIL:
-        return Contact(email=address, fields=fields)
-    return Contact(telephone=address, fields=fields)
+        return Contact(address, None, fields)
+    return Contact(None, address, fields)
 
 
 async def execute_send(ctx: TenantContext, send: SendRecord) -> SendState:

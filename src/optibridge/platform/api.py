@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
-from optibridge.domain import ChannelType
+from optibridge.domain import ChannelType, FieldsJson
 
 
 class CampaignState(StrEnum):
@@ -58,13 +59,13 @@ class MessageEvent(StrEnum):
 SMS_EVENTS = frozenset({MessageEvent.DELIVERED, MessageEvent.BOUNCED})
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """One recipient as the platform stores it: an address and personalization fields."""
+class Contact(NamedTuple):
+    """One recipient as the platform stores it: an address and personalization fields
+    (a mapping, or the store's JSON text of one). A tuple: an upload makes 10,000."""
 
     email: str | None = None
     telephone: str | None = None
-    fields: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] | FieldsJson = MappingProxyType({})
 
 
 @dataclass(frozen=True)

@@ -343,7 +343,9 @@ def _int(data: Any, key: str, call: str) -> int:
 
 
 def _contact_json(contact: Contact) -> dict[str, Any]:
-    row: dict[str, Any] = {"fields": dict(contact.fields)}
+    fields = contact.fields
+    row: dict[str, Any] = {
+        "fields": orjson.Fragment(fields) if isinstance(fields, str) else dict(fields)}
     if contact.email is not None:
         row["email"] = contact.email
     if contact.telephone is not None:

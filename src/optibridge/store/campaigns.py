@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import (
@@ -18,6 +18,7 @@ from optibridge.domain import (
     CampaignStage,
     ChannelType,
     Event,
+    FieldsJson,
     NotificationRecord,
     RecipientRow,
     SendRecord,
@@ -25,6 +26,23 @@ from optibridge.domain import (
 )
 from optibridge.store.base import StoreBase
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
+
+
+def upload_chunk(send_id: int, after_id: int, limit: int, *, sqlite: bool
+                 ) -> Select[int, str, str | None, str | None]:
+    """A send's next ``limit`` recipients with an address after ``after_id``, in id order.
+
+    The only plan without a sort is the walk of the primary key from ``after_id``. Left to
+    choose, both databases took the send's index instead and read and sorted every
+    recipient of the send, per chunk: PostgreSQL (a send's fresh recipients are not
+    analyzed yet, so ``enable_sort`` is turned off for it) 0.4 s a chunk at 1,000,000
+    recipients instead of 5 ms, SQLite (``ix_recipient_address``) most of the service's
+    time in an upload. On SQLite ``send_id + 0`` keeps every index off that term.
+    """
+    of_send = (Recipient.send_id + 0 if sqlite else Recipient.send_id) == send_id
+    return (select(Recipient.id, Recipient.customer_id, Recipient.address, Recipient.fields)
+            .where(of_send, Recipient.id > after_id, Recipient.address.is_not(None))
+            .order_by(Recipient.id).limit(limit))
 
 
 def _campaign(row: Campaign) -> CampaignRecord:
@@ -274,19 +292,11 @@ class CampaignStore(StoreBase):
                                    ) -> list[RecipientRow]:
         async with self.db.read() as session:
             if not self.db.sqlite:
-                # The only plan without a sort is the walk of the primary key from
-                # ``after_id``. Without this, PostgreSQL on a send's fresh recipients (not
-                # yet analyzed: its estimate for one send is a few hundred rows) read every
-                # recipient of the send and sorted them, per chunk: 0.4 s a chunk at
-                # 1,000,000 recipients instead of 5 ms, execute's whole pace.
+                # PostgreSQL's side of ``upload_chunk``'s plan (see there).
                 await session.execute(text("SET LOCAL enable_sort = off"))
             rows = await session.execute(
-                select(Recipient.id, Recipient.customer_id, Recipient.address, Recipient.fields)
-                .where(Recipient.send_id == send_id, Recipient.id > after_id,
-                       Recipient.address.is_not(None))
-                .order_by(Recipient.id).limit(limit))
-            return [RecipientRow(id=i, customer_id=c, address=a,
-                                 fields=orjson.loads(f) if f else {}) for i, c, a, f in rows]
+                upload_chunk(send_id, after_id, limit, sqlite=self.db.sqlite))
+            return [RecipientRow(i, c, a, FieldsJson(f or "{}")) for i, c, a, f in rows]
 
     async def mark_uploaded(self, send: SendRecord, through_id: int,
                             rejected: Sequence[tuple[str, str]]) -> None:
