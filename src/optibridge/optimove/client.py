@@ -167,6 +167,14 @@ def parse_attributes(raw: Any, count: int, delimiter: str) -> tuple[str | None, 
     return tuple(values + [None] * (count - len(values)))
 
 
+def _page_attributes(raw: _Attributes, count: int, delimiter: str) -> tuple[str | None, ...]:
+    """``parse_attributes`` for a validated page row: its array is list[str | None]
+    already, so the common case (one value per attribute asked for) is the array as it is."""
+    if type(raw) is list and len(raw) == count:
+        return tuple(raw)
+    return parse_attributes(raw, count, delimiter)
+
+
 class OptimoveClient:
     """One tenant's connection to Optimove (one API key, one shared limiter)."""
 
@@ -252,7 +260,7 @@ class OptimoveClient:
         count = len(attributes)
         return [CustomerSendDetail(
             row["CustomerID"], row["TemplateID"], _naive_utc(row["ScheduledTime"]),
-            parse_attributes(row.get("CustomerAttributes", row.get("CustomerAttribute")),
+            _page_attributes(row.get("CustomerAttributes", row.get("CustomerAttribute")),
                              count, delimiter)) for row in rows]
 
     async def iter_customer_send_details(
