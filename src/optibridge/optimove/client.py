@@ -73,6 +73,7 @@ DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
 # 10,000 rows) is longer than the limit's 0.2 s a call, so one page ahead was not enough.
 PAGES_AHEAD = 2
 
+
 @dataclass(frozen=True)
 class _Call:
     """One Optimove Function: where it lives and how it may be retried."""
