@@ -9,7 +9,6 @@ repeated calls (seed 000) and a blind retry would double-count a report batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -295,10 +294,10 @@ class OptimoveClient:
                 skip += len(rows)
         finally:
             for task in pending:
-                task.cancel()
-                if task.done() and not task.cancelled():
-                    with contextlib.suppress(Exception):
-                        task.exception()  # retrieved: a page past an error is not news
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a page past the stop is not news
 
     # ---------------------------------------------------------------------- templates
 
