@@ -19,8 +19,13 @@ from optibridge.demo import TENANT
 SEND_DETAILS = "GetCustomerSendDetailsByChannel"
 
 
-# Listener call to the last send READY, for the audience sizes the issues give a target.
-READY_TARGETS = {100_000: 12.0}
+# Listener call to the last send READY, for the audience sizes issue 15 gives a target:
+# 100,000 (item 4), 1,000,000 ("35 s end to end", item 2) and 10,000,000 (1.5 x the pull's
+# 200 s floor, item 5). For the two large ones "end to end" can only mean READY: settling
+# includes reporting every interaction at Optimove's limit of 50,000 a second, which for
+# the 2.2 interactions per customer these audiences make is 43 s (1,000,000) and 430 s
+# (10,000,000) on its own, after the first sends are READY.
+READY_TARGETS = {100_000: 12.0, 1_000_000: 35.0, 10_000_000: 300.0}
 
 
 def run(quick: bool) -> Result:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from optibridge.domain import Event, InboxItem, SendRecord
 from optibridge.store.base import rowcount
 from optibridge.store.campaigns import drop_unsent_in
+from optibridge.store.db import Turn
 from optibridge.store.problems import CallbackProblemRow, ProblemStore
 from optibridge.store.schema import (
     CallbackInbox,
@@ -146,7 +147,7 @@ class CallbackStore(ProblemStore):
 
             def insert(connection: Connection) -> None:
                 connection.exec_driver_sql(INBOX_UNNEST, columns)
-        await self.db.write_driver(insert, urgent=True)
+        await self.db.write_driver(insert, turn=Turn.URGENT)
 
     async def inbox_backlog(self) -> int:
         async with self.db.read() as session:

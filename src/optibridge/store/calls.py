@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 
 from optibridge.domain import LeaseClaim
 from optibridge.store.base import StoreBase
+from optibridge.store.db import Turn
 from optibridge.store.leases import LeaseStore, database_now
 from optibridge.store.schema import ApiCall
 
@@ -45,7 +46,7 @@ class CallStore(LeaseStore, StoreBase):
 
         Urgent on SQLite's one write connection: a call waits for this tiny write, and
         must not queue behind report batch forming (10,000-row updates)."""
-        async with self.db.write(urgent=True) as session:
+        async with self.db.write(turn=Turn.URGENT) as session:
             if not self.db.sqlite:  # SQLite's write transactions are one at a time already
                 await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                       {"key": key})
@@ -71,7 +72,7 @@ class CallStore(LeaseStore, StoreBase):
     async def end_call(self, call_id: int) -> None:
         """The call's answer came back (or it was never sent): it leaves the window
         ``span`` seconds from now."""
-        async with self.db.write(urgent=True) as session:
+        async with self.db.write(turn=Turn.URGENT) as session:
             await session.execute(update(ApiCall).where(ApiCall.id == call_id)
                                   .values(ended_at=database_now(self.db.sqlite)))
 

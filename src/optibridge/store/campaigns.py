@@ -25,6 +25,7 @@ from optibridge.domain import (
     SendState,
 )
 from optibridge.store.base import StoreBase
+from optibridge.store.db import Turn
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
 
 
@@ -83,7 +84,7 @@ class CampaignStore(StoreBase):
     # --- notifications -------------------------------------------------------------
     async def record_notification(self, tenant: str, event_type: int, campaign_id: int | None,
                                   channel_id: int | None, payload: dict[str, Any]) -> int:
-        async with self.db.write(urgent=True) as session:
+        async with self.db.write(turn=Turn.URGENT) as session:
             row = Notification(tenant=tenant, event_type=event_type, campaign_id=campaign_id,
                                channel_id=channel_id, payload=json.dumps(payload),
                                received_at=self.clock())
@@ -145,7 +146,7 @@ class CampaignStore(StoreBase):
                                   entries: Sequence[AudienceEntry], last_page: bool) -> bool:
         """Store one page and the resume point in one transaction: a crash repeats the
         page at most, and the unique keys make the repeat a no-op."""
-        async with self.db.write() as session:
+        async with self.db.write(turn=Turn.CAMPAIGN) as session:
             current = await session.get(Campaign, campaign_pk)
             if current is None or current.state != CampaignStage.PULLING:
                 return False  # cancelled meanwhile
@@ -283,7 +284,7 @@ class CampaignStore(StoreBase):
     async def advance_send(self, send_id: int, expect: SendState, **values: Any) -> bool:
         """Record one step of a send's execution, only if it is still in ``expect`` (a
         cancellation may have moved it meanwhile); False if it was not."""
-        async with self.db.write() as session:
+        async with self.db.write(turn=Turn.CAMPAIGN) as session:
             result = await session.execute(update(Send).where(
                 Send.id == send_id, Send.state == expect).values(**values))
             return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -301,7 +302,7 @@ class CampaignStore(StoreBase):
     async def mark_uploaded(self, send: SendRecord, through_id: int,
                             rejected: Sequence[tuple[str, str]]) -> None:
         """Advance the upload point; customers the platform refused become Dropped."""
-        async with self.db.write() as session:
+        async with self.db.write(turn=Turn.CAMPAIGN) as session:
             now = self.clock()
             rows = [{"send_id": send.id, "customer_id": customer_id, "event": Event.DROPPED,
                      "day": send.scheduled_time.date(), "created_at": now}

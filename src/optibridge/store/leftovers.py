@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 
 from optibridge.domain import CreateRecord, CreateState, Made, SendState
 from optibridge.store.base import StoreBase, rowcount
+from optibridge.store.db import Turn
 from optibridge.store.schema import PlatformCreate, Send
 
 OPEN = (CreateState.ASKING, CreateState.LOST, CreateState.ORPHAN)
@@ -31,7 +32,7 @@ class LeftoverStore(StoreBase):
                            ) -> CreateRecord:
         """Record a create about to be made; its name is ``name`` and the row's ID, so that
         no two creates share one."""
-        async with self.db.write() as session:
+        async with self.db.write(turn=Turn.CAMPAIGN) as session:
             row = PlatformCreate(tenant=tenant, send_id=send_id, made=made, name=name,
                                  state=CreateState.ASKING, asked_at=self.clock())
             session.add(row)
@@ -44,7 +45,7 @@ class LeftoverStore(StoreBase):
                               expect: SendState, **send_values: Any) -> bool:
         """The create's answer came: record the send's step and the create in one
         transaction. False if the send moved meanwhile: what was made is then an orphan."""
-        async with self.db.write() as session:
+        async with self.db.write(turn=Turn.CAMPAIGN) as session:
             advanced = rowcount(await session.execute(update(Send).where(
                 Send.id == send_id, Send.state == expect).values(**send_values)))
             await session.execute(update(PlatformCreate).where(

@@ -6,6 +6,7 @@ from sqlalchemy import func, insert, select
 
 from optibridge.domain import BatchState
 from optibridge.store.base import StoreBase
+from optibridge.store.db import Turn
 from optibridge.store.schema import Campaign, Interaction, Problem, ReportBatch, Send
 
 # What readiness writes and rolls back: about as much as a big callback needs, so that a
@@ -22,7 +23,7 @@ class OpsStore(StoreBase):
         """None if the database takes a write now, else why not (the write is rolled
         back either way, so readiness leaves nothing behind)."""
         try:
-            async with self.db.write(urgent=True) as session:
+            async with self.db.write(turn=Turn.URGENT) as session:
                 await session.execute(insert(Problem).values(
                     tenant=None, where="readyz", message="x" * PROBE_BYTES, at=self.clock()))
                 await session.flush()

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.store.base import StoreBase
+from optibridge.store.db import Turn
 from optibridge.store.schema import CallbackProblem, Problem
 
 MAX_DETAIL = 2000
@@ -96,9 +97,9 @@ class ProblemStore(StoreBase):
             await upsert_problems(session, self.db.sqlite, Problem, [row])
 
     async def record_callback_problem(self, kind: str, send_id: int | None, detail: str, *,
-                                      key: str | None = None, urgent: bool = True) -> None:
+                                      key: str | None = None, turn: Turn = Turn.URGENT) -> None:
         """Keep a callback that could not be used (malformed, refused, unmappable)."""
-        async with self.db.write(urgent=urgent) as session:
+        async with self.db.write(turn=turn) as session:
             await self.add_callback_problems(
                 session, [CallbackProblemRow(kind, send_id, detail, key)])
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, NewTrigger, SendState, TriggerGroup
 from optibridge.store.base import StoreBase, chunks
+from optibridge.store.db import Turn
 from optibridge.store.schema import Interaction, Recipient, Send, TemplateMap, Trigger
 
 OPTIMOVE_MAX_ID = 2**31 - 1  # Optimove's TemplateID is a 32-bit integer
@@ -52,7 +53,7 @@ class TriggerStore(StoreBase):
     async def record_triggers(self, items: Sequence[NewTrigger]) -> list[int]:
         """Store triggers in one transaction (each HTTP answer waits for it); their IDs."""
         now = self.clock()
-        async with self.db.write(urgent=True) as session:
+        async with self.db.write(turn=Turn.URGENT) as session:
             rows = [Trigger(tenant=t.tenant, campaign_id=t.campaign_id,
                             channel_id=t.channel_id, template_id=t.template_id,
                             customer_id=t.customer_id, action_id=t.action_id,
