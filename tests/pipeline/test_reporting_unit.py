@@ -331,3 +331,22 @@ async def test_a_landed_in_doubt_batch_is_read_before_the_lag_is_learned(
         assert reads == ["C1", "L1"]
         assert await states(ctx, [doubted]) == ["sent"]
         assert (await ctx.store.readback_lag("t")).lag_seconds is not None
+
+
+async def test_the_learned_lag_is_never_shorter_than_the_read_back_delay(
+        database_url: str) -> None:
+    """The lag is counted to when its sample's row was seen, not to the start of the pass:
+    a slow read before it in the same pass once made the lag too short (1.83 s learned
+    under a 2 s delay in CI), and a lag too short ends an in-doubt batch's horizon before
+    a landed call can show, so it could be sent again."""
+    delay = 1.0
+    async with pipeline(database_url) as (ctx, sandbox):
+        sandbox.set_faults(FaultPlan(readback_delay_seconds=delay, slow_seconds=delay,
+                                     functions=frozenset({READ})))
+        await sent_batch_to_learn_from(ctx, learn=False)  # landed, not read back yet
+        await interrupted_one(ctx, 42, "C1")  # not landed: its read comes first, slowly
+        await asyncio.sleep(0.3)  # the sample's first read is due, its row not visible yet
+        await resolve_in_doubt(ctx)
+        lag = await ctx.store.readback_lag("t")
+        assert lag.lag_seconds is not None, "the lag was not learned in that pass"
+        assert lag.lag_seconds >= delay

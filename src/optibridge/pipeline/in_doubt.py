@@ -154,8 +154,13 @@ async def _learn_lag(ctx: TenantContext, reader: _Reader, lag: LagState, now: fl
         lag = lag.but(sample_batch_id=None, sample_customer=None)
         await ctx.store.save_readback_lag(lag)
         return lag
+    found = await reader.rows_for(batch, lag.sample_customer)
+    # Counted to the answer, not to the pass's start: reads before this one in the pass
+    # take time, and the row may have shown only during them (a lag too short would end
+    # in-doubt horizons before a landed call can show).
+    now = ctx.store.clock()
     elapsed = now - lag.sample_since
-    if await reader.rows_for(batch, lag.sample_customer):
+    if found:
         return await _learned(ctx, lag, elapsed, now)
     if elapsed >= ctx.timing.in_doubt_ceiling:
         cleared = lag.but(sample_batch_id=None, sample_customer=None, sample_since=None,
