@@ -148,8 +148,10 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
     ready_before = ctx.store.clock() - (0 if flush_all else ctx.tenant.report_interval_seconds)
     ready: asyncio.Queue[ReportBatchRecord | None] = asyncio.Queue(LOOKAHEAD)
     stopped = asyncio.Event()
+    finished = asyncio.Event()  # every batch of the pass sent or given up
+    woken = asyncio.Event()  # a batch went in doubt, or the sending finished
     failures: list[BaseException] = []
-    sent = doubted = 0
+    sent = unread = 0  # unread: batches gone in doubt since the last read-back began
 
     def fail(error: BaseException) -> None:
         failures.append(error)
@@ -167,30 +169,47 @@ async def report_interactions(ctx: TenantContext, *, flush_all: bool = False) ->
             await ready.put(None)  # the senders drain the queue, so this never blocks
 
     async def send() -> None:
-        nonlocal sent, doubted
+        nonlocal sent, unread
         while (batch := await ready.get()) is not None:
             if stopped.is_set() or ctx.report_pause.active:
                 continue  # left pending for the next pass
             try:
                 state = await submit_batch(ctx, batch)
                 sent += state == BatchState.SENT
-                doubted += state == BatchState.IN_DOUBT
+                if state == BatchState.IN_DOUBT:
+                    unread += 1
+                    woken.set()
             except Exception as error:  # raised below, once the others have ended
                 fail(error)
+
+    async def sending() -> None:
+        await asyncio.gather(feed(), *(send() for _ in range(IN_FLIGHT)))
+        finished.set()
+        woken.set()
 
     async def read_back() -> None:
         # Beside the sending, not before it: an in-doubt batch is never sent again by a
         # pass (only pending ones are), so its read-backs (the limiter's lowest priority)
-        # need not hold up the batches that are surely unsent.
+        # need not hold up the batches that are surely unsent. A batch that goes in doubt
+        # during the pass is read then too: its read waits in the limiter and takes the
+        # first slot no report call wants, its queries done before the last call's answer.
+        nonlocal unread
         try:
             await resolve_in_doubt(ctx)
+            while True:
+                await woken.wait()
+                woken.clear()
+                if finished.is_set() or stopped.is_set() or ctx.report_pause.active:
+                    return
+                unread = 0
+                await resolve_in_doubt(ctx)
         except Exception as error:  # raised below, once the calls in flight have ended
             fail(error)
 
-    await asyncio.gather(read_back(), feed(), *(send() for _ in range(IN_FLIGHT)))
+    await asyncio.gather(read_back(), sending())
     if failures:
         raise failures[0]
-    if doubted and not ctx.report_pause.active:
+    if unread and not ctx.report_pause.active:
         await resolve_in_doubt(ctx)  # now, in the window's first free slot: a row settles it
     return sent
 
