@@ -251,6 +251,9 @@ class ServerConfig(_Strict):
     admin_token: SecretStr | None = None
     admin_token_env: str | None = None
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    # Processes that decode audience pages beside the event loop, which stores them
+    # meanwhile (0: decode on the event loop; what a pull of one core's worth needs is 1).
+    decode_processes: int = Field(1, ge=0, le=8)
 
     @field_validator("public_url")
     @classmethod

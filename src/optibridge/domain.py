@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any, NamedTuple, NewType
+
+import orjson
 
 
 class ChannelType(StrEnum):
@@ -147,13 +148,13 @@ class EngagementRecord:
 
 class AudienceEntry(NamedTuple):
     """One customer of a campaign as the audience pull found them (a tuple: a pull makes a
-    million of them)."""
+    million of them, and a decoding process sends them back 10,000 at a time)."""
 
     customer_id: str
     template_id: int
     scheduled_time: dt.datetime  # naive UTC
     address: str | None
-    fields: Mapping[str, str] = MappingProxyType({})
+    fields: FieldsJson | None = None  # encoded where the entry is made (``fields_json``)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,11 @@ class CreateRecord:
 # A recipient's personalization fields as the text of one JSON object of strings, the way
 # the store keeps them: an upload passes it on as it is, never decoding and encoding again.
 FieldsJson = NewType("FieldsJson", str)
+
+
+def fields_json(fields: Mapping[str, str]) -> FieldsJson | None:
+    """The fields as the store keeps them (None: no fields)."""
+    return FieldsJson(orjson.dumps(fields).decode()) if fields else None
 
 
 class RecipientRow(NamedTuple):

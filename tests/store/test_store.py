@@ -15,6 +15,7 @@ from optibridge.domain import (
     Event,
     InboxItem,
     SendState,
+    fields_json,
 )
 from optibridge.store import Store, open_store
 from optibridge.store.migrate import is_current
@@ -27,7 +28,7 @@ def entry(i: int, template: int = 1, when: dt.datetime = T0, address: str | None
           ) -> AudienceEntry:
     return AudienceEntry(customer_id=f"C{i}", template_id=template, scheduled_time=when,
                          address=None if address is None else f"c{i}@example.com",
-                         fields={"FirstName": f"N{i}"})
+                         fields=fields_json({"FirstName": f"N{i}"}))
 
 
 async def pulled_campaign(store: Store, entries: list[AudienceEntry]) -> int:

@@ -51,7 +51,7 @@ async def test_an_upload_point_goes_before_mapping_that_waited_longer(tmp_path: 
     store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
     campaign, _ = await store.open_campaign("t", 5, 504)
     when = dt.datetime(2026, 11, 20, 10, 0)
-    entries = [AudienceEntry(f"C{i}", 1, when, f"c{i}@example.com", {}) for i in range(3)]
+    entries = [AudienceEntry(f"C{i}", 1, when, f"c{i}@example.com") for i in range(3)]
     assert await store.store_audience_page(campaign.id, "email", 0, entries, last_page=True)
     [send] = await store.sends("t", [SendState.NEW])
     seen: list[tuple[str, int]] = []

@@ -1,6 +1,6 @@
 """Optimove: the typed client, its models and its errors."""
 
-from optibridge.optimove.client import OptimoveClient, parse_attributes
+from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.errors import (
     BatchTooLarge,
     EmptyBatch,
@@ -14,6 +14,7 @@ from optibridge.optimove.errors import (
     OptimoveUnavailable,
     OptimoveUnexpectedResponse,
 )
+from optibridge.optimove.pages import parse_attributes
 
 __all__ = [
     "BatchTooLarge",

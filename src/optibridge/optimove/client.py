@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from types import TracebackType
-from typing import Any, NoReturn, Required, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, with_config
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+from pydantic import BaseModel, ValidationError
 
 from optibridge import observe
 from optibridge.config import TenantConfig
@@ -54,6 +53,7 @@ from optibridge.optimove.models import (
     ExecutionChannel,
     SendDetailsPage,
 )
+from optibridge.optimove.pages import UnreadablePage, decode_send_details
 from optibridge.ratelimit import Priority, SlidingWindowLimiter, limiter_for
 from optibridge.retry import (
     Lost,
@@ -66,6 +66,9 @@ from optibridge.retry import (
 )
 
 _M = TypeVar("_M", bound=BaseModel)
+_R = TypeVar("_R")
+# What turns an audience page's body into rows: (body, attributes asked for, delimiter).
+PageDecoder = Callable[[bytes, int, str], Awaitable[Sequence[_R]]]
 
 DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
 # Audience pages on their way while one is stored: one page's round trip (about 0.25 s for
@@ -104,23 +107,13 @@ _UPDATE_ATTRIBUTES = _Call("UpdateCustomerAttributes", "customers", "POST")
 _CHANNELS = _Call("GetExecutionChannels", "actions")
 
 
-_Attributes = list[str | None] | str | None
 
 
-@with_config(ConfigDict(coerce_numbers_to_str=True))  # a numeric CustomerID: its text
-class _SendDetailRow(TypedDict, total=False):
-    """One audience row as it comes off the wire."""
-
-    CustomerID: Required[str]
-    TemplateID: Required[int]
-    ScheduledTime: Required[datetime]
-    CustomerAttributes: _Attributes
-    CustomerAttribute: _Attributes  # the 2016 live API's name, one delimited string [MOCK]
-
-
-# One validation of the whole page from its bytes (parsing included) costs a tenth of
-# validating 10,000 rows one by one: the audience pull is bound by it.
-_SEND_DETAIL_PAGE = TypeAdapter(list[_SendDetailRow])
+def _inline(decode: Callable[[bytes, int, str], Sequence[_R]]) -> PageDecoder[_R]:
+    """A decoder run on the event loop, for callers that decode nothing heavy."""
+    async def decoded(body: bytes, count: int, delimiter: str) -> Sequence[_R]:
+        return decode(body, count, delimiter)
+    return decoded
 
 
 def _check_size(call: _Call, what: str, size: int, limit: int) -> None:
@@ -130,49 +123,6 @@ def _check_size(call: _Call, what: str, size: int, limit: int) -> None:
 
 def _body_text(response: httpx.Response) -> str:
     return response.text[:300]
-
-
-def _page_problem(error: ValidationError, response: httpx.Response) -> str:
-    """What is wrong with a page, in the words the other list calls use."""
-    first = error.errors(include_url=False)[0]
-    if first["type"] == "json_invalid":
-        return f"answered 200 with a body that is not JSON: {_body_text(response)!r}"
-    if not first["loc"]:
-        return f"expected a JSON array, got {_body_text(response)!r}"
-    where = ".".join(str(part) for part in first["loc"])
-    return f"a row does not fit: {where}: {first['msg']}"
-
-
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def parse_attributes(raw: Any, count: int, delimiter: str) -> tuple[str | None, ...]:
-    """Positional attribute values from a JSON array or one delimited string.
-
-    A missing position is None. In the delimited form an empty value stays "" (the form
-    cannot tell empty from null) and a delimiter inside a value cannot be told apart.
-    """
-    if raw is None:
-        values: list[str | None] = []
-    elif isinstance(raw, str):
-        values = list(raw.split(delimiter)) if raw != "" or count == 1 else []
-    elif isinstance(raw, list):
-        values = [None if item is None else str(item) for item in raw]
-    else:
-        values = [str(raw)]
-    values = values[:count] if count else values
-    return tuple(values + [None] * (count - len(values)))
-
-
-def _page_attributes(raw: _Attributes, count: int, delimiter: str) -> tuple[str | None, ...]:
-    """``parse_attributes`` for a validated page row: its array is list[str | None]
-    already, so the common case (one value per attribute asked for) is the array as it is."""
-    if type(raw) is list and len(raw) == count:
-        return tuple(raw)
-    return parse_attributes(raw, count, delimiter)
 
 
 class OptimoveClient:
@@ -241,8 +191,69 @@ class OptimoveClient:
 
     async def get_customer_send_details(
             self, campaign_id: int, channel_id: int, *, attributes: Sequence[str] = (),
-            delimiter: str = ";", top: int = 10_000, skip: int = 0) -> list[CustomerSendDetail]:
+            delimiter: str = ";", top: int = 10_000, skip: int = 0
+    ) -> Sequence[CustomerSendDetail]:
         """One page of a campaign's audience on one channel (seed 002, flow 4)."""
+        body = await self._send_details_body(campaign_id, channel_id, attributes, delimiter,
+                                             top, skip)
+        return await self._decoded(_inline(decode_send_details), body, len(attributes),
+                                   delimiter)
+
+    async def iter_customer_send_details(
+            self, campaign_id: int, channel_id: int, *, attributes: Sequence[str] = (),
+            delimiter: str = ";", page_size: int = 10_000, start_skip: int = 0,
+            ahead: int = PAGES_AHEAD,
+    ) -> AsyncIterator[SendDetailsPage]:
+        """Every non-empty page from ``start_skip`` on, stopping after a short page."""
+        pages = self.iter_send_details_pages(
+            campaign_id, channel_id, _inline(decode_send_details), attributes=attributes,
+            delimiter=delimiter, page_size=page_size, start_skip=start_skip, ahead=ahead)
+        async for skip, rows in pages:
+            yield SendDetailsPage(skip=skip, rows=rows)
+
+    async def iter_send_details_pages(
+            self, campaign_id: int, channel_id: int, decode: PageDecoder[_R], *,
+            attributes: Sequence[str] = (), delimiter: str = ";", page_size: int = 10_000,
+            start_skip: int = 0, ahead: int = PAGES_AHEAD,
+    ) -> AsyncIterator[tuple[int, Sequence[_R]]]:
+        """Every non-empty page from ``start_skip`` on as (skip, what ``decode`` made of
+        its body, ``decode(body, len(attributes), delimiter)``), stopping after a short page.
+
+        Once a first page came back full, ``ahead`` pages are on their way (and being
+        decoded) while the caller stores one, so the pull runs at the rate limit rather than
+        at a page's round trip plus our own storing time. An audience of one page costs one
+        call; a longer one at most ``ahead - 1`` calls more than pages one at a time would
+        (pages past the end, asked for before the short page showed where the end is).
+        """
+        async def page(skip: int) -> Sequence[_R]:
+            body = await self._send_details_body(campaign_id, channel_id, attributes,
+                                                 delimiter, page_size, skip)
+            return await self._decoded(decode, body, len(attributes), delimiter)
+
+        def fetch(skip: int) -> asyncio.Task[Sequence[_R]]:
+            return asyncio.create_task(page(skip))
+
+        skip, pending = start_skip, deque([fetch(start_skip)])
+        try:
+            while True:
+                rows = await pending.popleft()
+                while len(rows) == page_size and len(pending) < max(1, ahead):
+                    pending.append(fetch(skip + (len(pending) + 1) * page_size))
+                if rows:
+                    yield skip, rows
+                if len(rows) < page_size:
+                    return
+                skip += len(rows)
+        finally:
+            for task in pending:
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a page past the stop is not news
+
+    async def _send_details_body(self, campaign_id: int, channel_id: int,
+                                 attributes: Sequence[str], delimiter: str, top: int,
+                                 skip: int) -> bytes:
         if top < 1 or skip < 0:
             raise ValueError("top must be >= 1 and skip >= 0")
         params: dict[str, Any] = {"CampaignID": campaign_id, "ChannelID": channel_id,
@@ -253,51 +264,14 @@ class OptimoveClient:
             params["CustomerAttributes"] = delimiter.join(attributes)
             params["CustomerAttributesDelimiter"] = delimiter
         response = await self._request(_SEND_DETAILS, params, None)
+        return response.content
+
+    async def _decoded(self, decode: PageDecoder[_R], body: bytes, count: int,
+                       delimiter: str) -> Sequence[_R]:
         try:
-            rows = _SEND_DETAIL_PAGE.validate_json(response.content)
-        except ValidationError as error:
-            self._unexpected(_SEND_DETAILS, _page_problem(error, response))
-        count = len(attributes)
-        return [CustomerSendDetail(
-            row["CustomerID"], row["TemplateID"], _naive_utc(row["ScheduledTime"]),
-            _page_attributes(row.get("CustomerAttributes", row.get("CustomerAttribute")),
-                             count, delimiter)) for row in rows]
-
-    async def iter_customer_send_details(
-            self, campaign_id: int, channel_id: int, *, attributes: Sequence[str] = (),
-            delimiter: str = ";", page_size: int = 10_000, start_skip: int = 0,
-            ahead: int = PAGES_AHEAD,
-    ) -> AsyncIterator[SendDetailsPage]:
-        """Every non-empty page from ``start_skip`` on, stopping after a short page.
-
-        Once a first page came back full, ``ahead`` pages are on their way while the
-        caller stores one, so the pull runs at the rate limit rather than at a page's round
-        trip plus our own storing time. An audience of one page costs one call; a longer
-        one at most ``ahead - 1`` calls more than pages one at a time would (pages past
-        the end, asked for before the short page showed where the end is).
-        """
-        def fetch(skip: int) -> asyncio.Task[list[CustomerSendDetail]]:
-            return asyncio.create_task(self.get_customer_send_details(
-                campaign_id, channel_id, attributes=attributes, delimiter=delimiter,
-                top=page_size, skip=skip))
-
-        skip, pending = start_skip, deque([fetch(start_skip)])
-        try:
-            while True:
-                rows = await pending.popleft()
-                while len(rows) == page_size and len(pending) < max(1, ahead):
-                    pending.append(fetch(skip + (len(pending) + 1) * page_size))
-                if rows:
-                    yield SendDetailsPage(skip=skip, rows=tuple(rows))
-                if len(rows) < page_size:
-                    return
-                skip += len(rows)
-        finally:
-            for task in pending:
-                if not task.done():
-                    task.cancel()
-                elif not task.cancelled():
-                    task.exception()  # retrieved: a page past the stop is not news
+            return await decode(body, count, delimiter)
+        except UnreadablePage as problem:
+            self._unexpected(_SEND_DETAILS, str(problem))
 
     # ---------------------------------------------------------------------- templates
 

@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from optibridge.config import ChannelConfig
-from optibridge.domain import AudienceEntry, CampaignRecord, ChannelType
-from optibridge.optimove.models import CustomerSendDetail
+from optibridge.domain import AudienceEntry, CampaignRecord
 from optibridge.pipeline.context import TenantContext
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-def usable_address(value: str | None, channel_type: ChannelType) -> str | None:
-    """The address normalized for the platform, or None when it cannot receive."""
-    if value is None:
-        return None
-    value = value.strip()
-    if channel_type == ChannelType.EMAIL:
-        return value.lower() if len(value) <= 320 and _EMAIL.match(value) else None
-    compact = re.sub(r"[\s()-]", "", value)
-    return compact if _E164.match(compact) else None
-
-
-def requested_attributes(channel: ChannelConfig) -> list[str]:
-    """The address attribute first, then the personalization tags (seed 002)."""
-    return [channel.address_attribute,
-            *(name for name in channel.personalization if name != channel.address_attribute)]
-
-
-class EntryMaker:
-    """Turns one channel's audience rows into entries; where each attribute sits in a row
-    is worked out once per pull, not once per row."""
-
-    def __init__(self, channel: ChannelConfig, names: Sequence[str]) -> None:
-        self.channel_type = channel.type
-        self.address_at = names.index(channel.address_attribute)
-        defaults = channel.personalization_defaults
-        self.fields = [(name, names.index(name), defaults.get(name, ""))
-                       for name in channel.personalization]
-
-    def __call__(self, row: CustomerSendDetail) -> AudienceEntry:
-        values = row.attributes
-        return AudienceEntry(row.customer_id, row.template_id, row.scheduled_time,
-                             usable_address(values[self.address_at], self.channel_type),
-                             {name: values[at] or default for name, at, default in self.fields})
+from optibridge.pipeline.entries import EntryMaker, decode_entries, requested_attributes
 
 
 def pull_item(campaign: CampaignRecord) -> str:
@@ -61,18 +21,22 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     to_entry = EntryMaker(channel, names)
     page_size = ctx.tenant.page_size
     stored, skip = 0, campaign.next_skip
-    pages = ctx.optimove.iter_customer_send_details(
-        campaign.campaign_id, campaign.channel_id, attributes=names,
-        delimiter=ctx.tenant.attribute_delimiter, page_size=page_size,
-        start_skip=campaign.next_skip)
-    async for page in pages:
-        entries = [to_entry(row) for row in page.rows]
-        last = len(page.rows) < page_size
-        if not await ctx.store.store_audience_page(campaign.id, channel.type, page.skip,
+    delimiter = ctx.tenant.attribute_delimiter
+
+    async def decode(body: bytes, count: int, delimiter: str) -> Sequence[AudienceEntry]:
+        # In a decoding process when the service has one: the loop stores meanwhile.
+        return await ctx.offload.run(decode_entries, body, count, delimiter, to_entry)
+
+    pages = ctx.optimove.iter_send_details_pages(
+        campaign.campaign_id, campaign.channel_id, decode, attributes=names,
+        delimiter=delimiter, page_size=page_size, start_skip=campaign.next_skip)
+    async for page_skip, entries in pages:
+        last = len(entries) < page_size
+        if not await ctx.store.store_audience_page(campaign.id, channel.type, page_skip,
                                                    entries, last):
-            ctx.log.info("audience.stopped", campaign=campaign.campaign_id, skip=page.skip)
+            ctx.log.info("audience.stopped", campaign=campaign.campaign_id, skip=page_skip)
             return stored
-        stored, skip = stored + len(entries), page.skip + len(entries)
+        stored, skip = stored + len(entries), page_skip + len(entries)
         if last:
             break
     else:

@@ -9,6 +9,7 @@ import structlog
 
 from optibridge.config import Config, TenantConfig, TimingConfig
 from optibridge.domain import WorkRetry
+from optibridge.offload import INLINE, Offload
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.lease import LeasedWindow
@@ -42,6 +43,7 @@ class TenantContext:
     # saveEvent batches held in doubt whose problem is recorded: (batch, since when)
     held_batches: set[tuple[int, float]] = field(default_factory=set)
     waiting_for_token: bool = False  # saveEvent batches wait for a token: problem recorded
+    offload: Offload = INLINE  # where audience pages are decoded (the service's processes)
 
     @property
     def work_retry(self) -> WorkRetry:

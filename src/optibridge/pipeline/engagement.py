@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from optibridge.config import ChannelConfig, EngagementFilesConfig
-from optibridge.domain import AudienceEntry, CampaignRecord, EngagementRecord, NotificationRecord
+from optibridge.domain import (
+    AudienceEntry,
+    CampaignRecord,
+    EngagementRecord,
+    NotificationRecord,
+    fields_json,
+)
 from optibridge.optimove.engagement import (
     EngagementBucket,
     EngagementFileError,
@@ -28,8 +34,9 @@ from optibridge.optimove.engagement import (
     metadata_json,
     parse_engagement,
 )
-from optibridge.pipeline.audience import pull_audience, usable_address
+from optibridge.pipeline.audience import pull_audience
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.entries import usable_address
 
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # seconds before reading a failed file again
 _buckets: dict[tuple[str, int], EngagementBucket] = {}
@@ -140,7 +147,8 @@ class RecordMaker:
             made.append(AudienceEntry(
                 str(customer), self.template_id, self.when,
                 usable_address(None if address is None else str(address), self.channel_type),
-                {field: _text(record.get(at)) or default for field, at, default in self.fields}))
+                fields_json({field: _text(record.get(at)) or default
+                             for field, at, default in self.fields})))
         return made
 
 

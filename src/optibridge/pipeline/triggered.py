@@ -23,8 +23,8 @@ from typing import Any
 from optibridge.config import ChannelConfig, TenantConfig
 from optibridge.domain import CampaignStage, ChannelType, NewTrigger, TriggerGroup
 from optibridge.optimove.inbound import ParsedTrigger, Scalar, normalized, parse_trigger, text_value
-from optibridge.pipeline.audience import usable_address
 from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.entries import usable_address
 from optibridge.pipeline.group_commit import GroupCommit
 from optibridge.platform.api import Platform
 from optibridge.refusals import Refusal, Refused

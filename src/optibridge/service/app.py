@@ -76,6 +76,9 @@ def create_app(config: Config, *, run_worker: bool = True,
         gc.freeze()
         worker_task = None
         if run_worker:
+            # The decoding processes start while the service starts, not on a pull's
+            # first page (a fork server's start and import take a few tenths of a second).
+            await asyncio.to_thread(service.offload.start)
             worker = service.worker(lease_ttl=lease_ttl or config.timing.lease_ttl,
                                     takeover_wait=takeover_wait)
             worker_task = asyncio.create_task(worker.run(), name="worker")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from optibridge.config import Config, TenantConfig
+from optibridge.offload import Offload
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.callbacks import InboxWriter
@@ -34,6 +35,7 @@ class Service:
     limiters: dict[str, LeasedLimiter]
     writer: InboxWriter
     holder: str
+    offload: Offload
 
     def worker(self, *, lease_ttl: float = 30.0, takeover_wait: bool = True) -> Worker:
         return Worker(self.contexts, self.limiters, lease_ttl=lease_ttl,
@@ -45,6 +47,7 @@ class Service:
             if ctx.events is not None:
                 await ctx.events.aclose()
             await ctx.platform.aclose()
+        self.offload.close()
         await self.store.db.dispose()
 
 
@@ -74,6 +77,7 @@ async def build_service(config: Config, *,
     contexts: dict[str, TenantContext] = {}
     limiters: dict[str, LeasedLimiter] = {}
     holder = new_holder()
+    offload = Offload(config.server.decode_processes)  # one for every tenant's pulls
     for name, tenant in config.tenants.items():
         # The key's window is counted in the database: other tenants with the same key,
         # other replicas and CLI commands share it.
@@ -86,6 +90,7 @@ async def build_service(config: Config, *,
         contexts[name] = TenantContext(
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
-            timing=config.timing, lease=window,
+            timing=config.timing, lease=window, offload=offload,
             events=_events_client(store, tenant, limiter))
-    return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder)
+    return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder,
+                   offload)

@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,7 +170,7 @@ class CampaignStore(StoreBase):
                     taken[(send_id, address)] = e.customer_id
                 recipients.append({"send_id": send_id, "customer_id": e.customer_id,
                                    "address": address,
-                                   "fields": orjson.dumps(e.fields).decode() if e.fields else None})
+                                   "fields": e.fields})
                 if not address:
                     dropped.append({"send_id": send_id, "customer_id": e.customer_id,
                                     "event": Event.DROPPED, "day": e.scheduled_time.date(),
