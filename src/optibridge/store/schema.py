@@ -113,6 +113,8 @@ class Send(Base):
 class Recipient(Base):
     __tablename__ = "recipient"
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # This foreign key and interaction.send_id's are SQLite's alone (migration 0017): on
+    # PostgreSQL the per-row check was a quarter of storing an audience page.
     send_id: Mapped[int] = mapped_column(ForeignKey("send.id"))
     customer_id: Mapped[str] = mapped_column(String(128))
     address: Mapped[str | None] = mapped_column(String(320))
