@@ -28,7 +28,7 @@ from bench.common import (
     wait_for,
 )
 from optibridge.demo import EMAIL_CAMPAIGN, EMAIL_CHANNEL, TENANT
-from optibridge.domain import AudienceEntry, ChannelType
+from optibridge.domain import AudienceEntry, ChannelType, fields_json
 from optibridge.platform.api import CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import encode_callback
 from optibridge.serving import free_port, wait_for_port
@@ -41,12 +41,13 @@ async def seed_send(world: World, recipients: int, template: int) -> list[str]:
     store = await open_store(world.config.server.database_url)
     when = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) + dt.timedelta(hours=1)
     addresses = [f"customer{i}@example.com" for i in range(recipients)]
+    fields = fields_json({"FirstName": "Ada"})
     try:
         campaign, _ = await store.open_campaign(TENANT, EMAIL_CAMPAIGN, EMAIL_CHANNEL)
         page = 10_000
         for skip in range(0, recipients, page):
             entries = [AudienceEntry(f"C{i:08d}", template, when, addresses[i],
-                                     {"FirstName": "Ada"})
+                                     fields)
                        for i in range(skip, min(recipients, skip + page))]
             await store.store_audience_page(campaign.id, "email", skip, entries,
                                             skip + page >= recipients)
