@@ -22,7 +22,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check src tests $(wildcard bench)
-	$(BIN)/mypy src $(wildcard bench)
+	$(BIN)/mypy src tests $(wildcard bench)
 
 test: lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from optibridge.config import ChannelConfig
-from optibridge.domain import AudienceEntry
+from optibridge.domain import AudienceEntry, FieldsJson
 from optibridge.offload import Offload
 from optibridge.optimove.pages import UnreadablePage
 from optibridge.pipeline.entries import EntryMaker, decode_entries
@@ -36,8 +36,10 @@ async def test_a_page_decoded_in_a_process_is_the_page_decoded_on_the_loop() -> 
         offload.close()
     assert decoded == decode_entries(PAGE, 2, ";", MAKER)
     assert decoded == [
-        AudienceEntry("C1", 7, dt.datetime(2026, 12, 4, 9), "a@example.com", '{"FirstName":"Ann"}'),
-        AudienceEntry("2", 7, dt.datetime(2026, 12, 4, 9), None, '{"FirstName":"friend"}')]
+        AudienceEntry("C1", 7, dt.datetime(2026, 12, 4, 9), "a@example.com",
+                      FieldsJson('{"FirstName":"Ann"}')),
+        AudienceEntry("2", 7, dt.datetime(2026, 12, 4, 9), None,
+                      FieldsJson('{"FirstName":"friend"}'))]
 
 
 async def test_an_unreadable_page_says_what_is_wrong_from_the_process() -> None:

@@ -11,12 +11,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
 import tomli_w
 from hypothesis import HealthCheck, settings
-from schemathesis import Case, CheckContext, Response
+from schemathesis import Case, CheckContext, CheckFunction, Response
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from optibridge.demo import TENANT, Rehearsal
@@ -35,7 +36,7 @@ HTML_REFUSALS = {("GET", "/ui/campaigns/{pk}", 404), ("GET", "/ui/batches", 404)
 # whether a valid-looking body is accepted depends on the state (a configured channel, a
 # template the platform has), which no schema states. Every other check runs, and negative
 # (malformed) inputs are still generated: they must get a 4xx, never a 5xx.
-TOLERANT = [negative_data_rejection, positive_data_acceptance]
+TOLERANT: list[CheckFunction] = [negative_data_rejection, positive_data_acceptance]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -102,7 +103,7 @@ def secrets(live: tuple[Rehearsal, int]) -> dict[str, str]:
 schema = schemathesis.openapi.from_dict(document())
 
 
-def refusals_name_the_problem(ctx: CheckContext, response: Response, case: Case) -> bool:
+def refusals_name_the_problem(ctx: CheckContext, response: Response, case: Case[Any]) -> bool:
     """A 4xx carries JSON with a non-empty ``error`` (or, for the pages, a page saying so)."""
     status = response.status_code
     if not 400 <= status < 500:
@@ -122,7 +123,7 @@ def refusals_name_the_problem(ctx: CheckContext, response: Response, case: Case)
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_endpoint_keeps_the_contract(case: Case, live: tuple[Rehearsal, int],
+def test_every_endpoint_keeps_the_contract(case: Case[Any], live: tuple[Rehearsal, int],
                                           secrets: dict[str, str]) -> None:
     run, _ = live
     if "tenant" in (case.path_parameters or {}):

@@ -46,13 +46,19 @@ def payload(**changes: object) -> dict[str, object]:
 
 
 # ---- the GCS emulator, as the real client sees it ------------------------------------------
+def gcs_client(url: str) -> storage.Client:
+    """The real client, without credentials, against the emulator at ``url``."""
+    # google-auth leaves AnonymousCredentials.__init__ unannotated.
+    credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return storage.Client(project="test", credentials=credentials,
+                          client_options={"api_endpoint": url})
+
+
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[tuple[GcsEmulator, storage.Client]]:
     gcs = GcsEmulator(tmp_path / "gcs")
     with serving(create_app(gcs)) as running:
-        client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": running.url})
-        yield gcs, client
+        yield gcs, gcs_client(running.url)
 
 
 def test_the_emulator_serves_a_csek_object_only_with_its_key(
@@ -352,8 +358,7 @@ def test_the_sandbox_publishes_event_14_over_its_admin_api(
         assert [name.rsplit("/", 1)[1] for name in sent["customer_files"]] == [
             "customers_file001.deflate.avro", "customers_file002.deflate.avro",
             "customers_file003.deflate.avro"]
-        client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": files.url})
+        client = gcs_client(files.url)
         key = base64.b64decode(sent["payload"]["DecryptionKey"])
         metadata = json.loads(client.bucket(sent["payload"]["BucketName"]).blob(
             sent["metadata_file"], encryption_key=key).download_as_bytes())

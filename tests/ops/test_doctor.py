@@ -99,8 +99,9 @@ def test_an_http_public_url_and_an_unset_admin_token_are_warned_about(
     text = EXAMPLE.read_text().replace("https://bridge.example.com",
                                        f"http://bridge.example.com:{free_port()}")
     (tmp_path / "optibridge.toml").write_text(text)
+    # OPTIBRIDGE_ADMIN_TOKEN is left out: unset.
     env = {"OPTIBRIDGE_SIGNING_SECRET": "s" * 20, "ACME_OPTIMOVE_API_KEY": "k",
-           "ACME_PLATFORM_API_KEY": "p", "OPTIBRIDGE_ADMIN_TOKEN": None}
+           "ACME_PLATFORM_API_KEY": "p"}
     config = load_config(tmp_path / "optibridge.toml", environ=env)
     scheme = check_public_scheme(config)
     assert scheme is not None and scheme.warn and "plain HTTP" in scheme.detail

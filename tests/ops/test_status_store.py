@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from optibridge.domain import AudienceEntry, BatchState, InboxItem
+from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem
 from optibridge.store import Store, open_store
 
 WHEN = dt.datetime(2030, 5, 1, 12, 0)
@@ -22,7 +22,7 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         assert await store.store_audience_page(campaign.id, "email", 0, entries, True)
         sends = await store.open_sends("acme")
         first = sends[0]
-        await store.record_callbacks([InboxItem(first.id, "opened", int(WHEN.timestamp()),
+        await store.record_callbacks([InboxItem(first.id, Event.OPENED, int(WHEN.timestamp()),
                                                 ("c2@x.test", "c4@x.test"))])
         await store.process_inbox()
 

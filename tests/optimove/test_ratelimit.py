@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -42,7 +41,7 @@ async def test_many_concurrent_callers_stay_under_the_limit(
     # Two clients of the same key share one limiter, as every call of a tenant does.
     async with OptimoveClient(server.url, KEY, limiter=limiter, retry=FAST_RETRY) as one, \
             OptimoveClient(server.url, KEY, limiter=limiter, retry=FAST_RETRY) as two:
-        calls: list[Awaitable[list[Any]]] = [one.get_execution_channels() for _ in range(6)]
+        calls: list[Awaitable[Sequence[object]]] = [one.get_execution_channels() for _ in range(6)]
         calls += [two.get_customer_send_details(1, EMAIL) for _ in range(6)]
         results = await asyncio.gather(*calls)
     assert all(results)

@@ -139,7 +139,8 @@ async def test_auth_and_rejection_are_not_retried(sandbox: OptimoveSandbox,
     assert caught.value.status == 401
     with pytest.raises(OptimoveRequestRejected) as rejected:
         await client.get_channel_templates(999)  # not an execution channel of the tenant
-    assert rejected.value.status == 400 and "ChannelID" in rejected.value.body
+    body = rejected.value.body
+    assert rejected.value.status == 400 and body is not None and "ChannelID" in body
     assert len(sandbox.journal()) == 2
 
 

@@ -90,7 +90,7 @@ def mutated(draw: st.DrawFn, value: Any) -> Any:
     return draw(JSON)
 
 
-Fuzzed = tuple[str, str, str, list[tuple[str, str]], bytes | None]
+Fuzzed = tuple[str, str, str, tuple[tuple[str, str], ...], bytes | None]
 
 
 @st.composite
@@ -120,7 +120,7 @@ def requests(draw: st.DrawFn) -> Fuzzed:
         raw = json.dumps(draw(mutated(body))).encode()
     elif method == "POST" and mode == "bytes":
         raw = draw(st.binary(max_size=40))
-    return mode, method, path, list(params.items()), raw
+    return mode, method, path, tuple(params.items()), raw
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -28,4 +28,5 @@ def test_callbacks_running_behind_the_quiet_period_drop_no_sent_customer(
                                                seed=4)
     rows = run_to_the_end(rehearsal, timeout=240)
     assert_reconciled(rows)
+    assert rehearsal.database_url is not None
     assert asyncio.run(_late_problems(rehearsal.database_url)) == 0

@@ -160,9 +160,9 @@ async def test_under_faults_every_event_lands_once_or_is_held_and_listed(
         held = {b.id for b in await ctx.store.batches("t", [BatchState.IN_DOUBT])}
         got = sandbox.event_counts("t")
         assert max(got.values()) == 1  # nothing counted twice
-        for batch_id, keys in expected.items():
+        for batch_id, batch_keys in expected.items():
             if batch_id not in held:
-                assert all(got[key] == 1 for key in keys), batch_id
+                assert all(got[key] == 1 for key in batch_keys), batch_id
         assert {str(e) for e in Event if e != Event.SUBMITTED} >= \
             {str(_event(b.event_id)) for b in await ctx.store.batches("t", list(BatchState))}
         # The operator checks the sandbox and resolves each held batch: then all once.

@@ -57,7 +57,12 @@ async def ready_send(store: Store) -> SendRecord:
     send = (await store.sends("t", list(SendState)))[0]
     await store.update_send(send.id, state=SendState.READY, platform_campaign_id=99,
                             ready_at=100.0, platform_state="READY")
-    fresh = await store.get_send(send.id)
+    return await current(store, send.id)
+
+
+async def current(store: Store, send_id: int) -> SendRecord:
+    """The send as the store has it now."""
+    fresh = await store.get_send(send_id)
     assert fresh is not None
     return fresh
 
@@ -70,11 +75,11 @@ async def test_done_waits_for_quiet_callbacks_then_drops_the_unsent(tmp_path: An
     send = await ready_send(store)
     assert not await follow_send(ctx, send)  # SENDING: recorded, nothing else
     now[0] += 1
-    send = await store.get_send(send.id)
-    assert send is not None and send.platform_state == "SENDING"
+    send = await current(store, send.id)
+    assert send.platform_state == "SENDING"
     assert not await follow_send(ctx, send)  # DONE seen: the callback window starts
-    send = await store.get_send(send.id)
-    assert send is not None and send.finished_at == 1_800_000_001.0
+    send = await current(store, send.id)
+    assert send.finished_at == 1_800_000_001.0
     now[0] += 14  # window 10 + margin 5 not over yet
     assert not await follow_send(ctx, send)
     now[0] += 2  # over, but no callback at all came: the platform may just be late

@@ -136,7 +136,7 @@ class RefusingPlatform:
 async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued(
         world: World) -> None:
     async with context(world) as ctx:
-        ctx.platform = RefusingPlatform(ctx.platform, 555)  # type: ignore[assignment]
+        ctx.platform = RefusingPlatform(ctx.platform, 555)
         campaign, _ = await ctx.store.open_campaign(TENANT, 10, EMAIL)
         await ctx.store.store_audience_page(campaign.id, "email", 0, [
             AudienceEntry("C1", 1, SOON, "c1@example.com")], True)
@@ -153,7 +153,7 @@ async def test_a_cancellation_that_keeps_failing_stops_alone_and_can_be_requeued
         assert stopped.attempts == MAX_REFUSALS and "is corrupt" in stopped.last_error
         assert [n.id for n in await ctx.store.pending_notifications(TENANT)] == [poisoned]
         # Fixed on the platform's side; an operator requeues it.
-        ctx.platform = ctx.platform.inner  # type: ignore[attr-defined]
+        ctx.platform = ctx.platform.inner
         result = await asyncio.to_thread(world.cli, "work", "requeue", "cancellation",
                                          str(poisoned))
         assert result.exit_code == 0, result.output
@@ -288,7 +288,7 @@ async def test_a_send_whose_follow_keeps_failing_stops_alone_and_can_be_requeued
         healthy, poisoned = sorted(await ctx.store.sends(TENANT, [SendState.READY]),
                                    key=lambda s: s.scheduled_time)
         assert poisoned.platform_campaign_id is not None
-        ctx.platform = RefusingPlatform(ctx.platform, poisoned.platform_campaign_id)  # type: ignore[assignment]
+        ctx.platform = RefusingPlatform(ctx.platform, poisoned.platform_campaign_id)
 
         async def finished(send_id: int) -> bool:
             found = await ctx.store.get_send(send_id)
@@ -310,7 +310,7 @@ async def test_a_send_whose_follow_keeps_failing_stops_alone_and_can_be_requeued
         assert "is corrupt" in (await shown_error() or "")
         assert await failure(ctx.store, WorkKind.FOLLOW, healthy.id) is None
         # Fixed on the platform's side; an operator requeues it and it is followed again.
-        ctx.platform = ctx.platform.inner  # type: ignore[attr-defined]
+        ctx.platform = ctx.platform.inner
         result = await asyncio.to_thread(world.cli, "work", "requeue", "follow",
                                          str(poisoned.id))
         assert result.exit_code == 0 and "requeued 1 item" in result.output, result.output
@@ -476,7 +476,7 @@ async def test_one_poisoned_item_of_each_kind_leaves_the_healthy_ones_reported_o
     store = await world.store()
     try:
         async with httpx.AsyncClient(timeout=30) as client:
-            async def note(event: int, campaign: int, channel: int) -> None:
+            async def note(event: int, campaign: int, channel: int | None) -> None:
                 body = {"EventTypeID": event, "CampaignID": campaign, "ChannelID": channel}
                 assert (await client.post(listener, json=body)).status_code == 200
 

@@ -17,7 +17,7 @@ from optibridge.platform.api import SMS_EVENTS, CallbackBatch, MessageEvent
 from optibridge.platform.callbacks import CallbackError, encode_callback, parse_callback
 
 # Any text but NUL, which the parser refuses (see test_a_nul_in_an_address_is_refused).
-_characters = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+_characters = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 addresses = st.lists(st.text(_characters, min_size=1, max_size=30).filter(str.strip),
                      min_size=1, max_size=40)
 

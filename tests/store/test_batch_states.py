@@ -48,7 +48,8 @@ def test_failed_batches_of_old_versions_are_sent_again_or_dead_letters(
                  "error": error})
     upgrade(database_url)
     with engine.connect() as connection:
-        rows = dict(connection.execute(text("SELECT id, state FROM report_batch")).all())
+        rows: dict[int, str] = dict(
+            connection.execute(text("SELECT id, state FROM report_batch")).all())
         answer = connection.execute(text("SELECT answer FROM report_batch WHERE id = 3"))
         kept = answer.scalar()
     engine.dispose()
