@@ -14,6 +14,7 @@ from optibridge.domain import (
     CampaignStage,
     Event,
     InboxItem,
+    NewTrigger,
     SendState,
     fields_json,
 )
@@ -210,4 +211,26 @@ async def test_inbox_rows_from_before_the_json_format_still_map(database_url: st
     await store.record_callbacks([InboxItem(send.id, Event.OPENED, noon, ("C1@Example.com",))])
     assert await store.process_inbox() == 2  # one group, two stored formats
     assert (await store.event_counts("t"))["opened"] == (3, 0)
+    await store.db.dispose()
+
+
+async def test_a_second_customer_with_the_same_address_in_a_triggered_send_is_dropped(
+        database_url: str) -> None:
+    store = await open_store(database_url)
+    campaign, _ = await store.open_campaign("t", 9, 504, triggered=True)
+    await store.record_triggers([
+        NewTrigger("t", 9, 504, 1, customer, "family@example.com", {}, "{}")
+        for customer in ("C1", "C2")])
+    [group] = await store.pending_trigger_groups("t")
+    gathered = await store.gather_triggers("t", campaign.id, group, "email", T0, 100)
+    assert gathered is not None
+    assert (gathered.recipients, gathered.without_address) == (2, 1)
+    assert (await store.event_counts("t"))["dropped"] == (1, 0)  # C2
+    uploads = await store.recipients_to_upload(gathered.send_id, 0, 100)
+    assert [(r.customer_id, r.address) for r in uploads] == [("C1", "family@example.com")]
+    noon = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
+    await store.record_callbacks([InboxItem(gathered.send_id, Event.OPENED, noon,
+                                            ("family@example.com",))])
+    await store.process_inbox()
+    assert (await store.event_counts("t"))["opened"] == (1, 0)  # C1's alone
     await store.db.dispose()

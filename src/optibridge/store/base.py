@@ -63,7 +63,7 @@ class StoreBase:
 
     async def insert_many_ignoring(self, session: AsyncSession, model: type[Base] | Table,
                                    rows: Sequence[dict[str, Any]], *, plain: bool = False
-                                   ) -> None:
+                                   ) -> int:
         """Bulk insert through the session's connection, skipping rows whose unique key
         exists: on PostgreSQL one statement per 5,000 rows (each column one array
         parameter, ``unnest``-ed), on SQLite the driver's executemany of one compiled
@@ -72,11 +72,14 @@ class StoreBase:
         ``plain``: every value is already what the driver takes (int, str, None), so the
         rows go to the driver as they are, skipping SQLAlchemy's per-value conversion (it
         costs as much again as the insert at 10,000 rows a page).
+
+        Returns how many rows were inserted (the others had a unique key taken).
         """
         if not rows:
-            return
+            return 0
         connection = await session.connection()
         table = model if isinstance(model, Table) else cast(Table, model.__table__)
+        inserted = 0
         if not self.db.sqlite:
             keys = list(rows[0])
             if plain:
@@ -85,22 +88,24 @@ class StoreBase:
                 # driver's Python array dumper, a seventh of the service's CPU in a pull.
                 sql = self._recordset_insert(table, keys)
                 for part in chunks(rows, 10_000):
-                    await connection.exec_driver_sql(sql, (orjson.dumps(list(part)).decode(),))
-                return
+                    inserted += rowcount(await connection.exec_driver_sql(
+                        sql, (orjson.dumps(list(part)).decode(),)))
+                return inserted
             sql = self._unnest_insert(table, keys)
             for part in chunks(rows, 5_000):
-                await connection.exec_driver_sql(sql, tuple(
-                    [_plain(row[key]) for row in part] for key in keys))
-            return
+                inserted += rowcount(await connection.exec_driver_sql(sql, tuple(
+                    [_plain(row[key]) for row in part] for key in keys)))
+            return inserted
         statement = self.insert_ignoring_duplicates(table)
         if plain:
             sql, order = self._plain_insert(statement, list(rows[0]), connection.dialect)
         for part in chunks(rows, 5_000):
             if not plain:
-                await connection.execute(statement, list(part))
+                inserted += rowcount(await connection.execute(statement, list(part)))
             else:  # positional placeholders (SQLite's "?")
-                await connection.exec_driver_sql(
-                    sql, [tuple(row[key] for key in order or ()) for row in part])
+                inserted += rowcount(await connection.exec_driver_sql(
+                    sql, [tuple(row[key] for key in order or ()) for row in part]))
+        return inserted
 
     def _unnest_insert(self, table: Table, keys: list[str]) -> str:
         """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column) ON CONFLICT DO

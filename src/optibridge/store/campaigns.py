@@ -25,6 +25,7 @@ from optibridge.domain import (
 )
 from optibridge.store.base import StoreBase
 from optibridge.store.db import Turn
+from optibridge.store.recipients import Candidate, RecipientRows, dropped_row, recipient_rows
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
 
 
@@ -36,7 +37,7 @@ def upload_chunk(send_id: int, after_id: int, limit: int, *, sqlite: bool
     choose, both databases took the send's index instead and read and sorted every
     recipient of the send, per chunk: PostgreSQL (a send's fresh recipients are not
     analyzed yet, so ``enable_sort`` is turned off for it) 0.4 s a chunk at 1,000,000
-    recipients instead of 5 ms, SQLite (``ix_recipient_address``) most of the service's
+    recipients instead of 5 ms, SQLite (``uq_recipient_address``) most of the service's
     time in an upload. On SQLite ``send_id + 0`` keeps every index off that term.
     """
     of_send = (Recipient.send_id + 0 if sqlite else Recipient.send_id) == send_id
@@ -152,36 +153,12 @@ class CampaignStore(StoreBase):
             if current.next_skip != skip:
                 return False  # stored already (a repeat after a crash or a takeover)
             send_ids = await self._sends_for(session, campaign_pk, channel_type, entries)
-            taken = await self._addresses_taken(session, send_ids, entries)
-            now = self.clock()
-            recipients, dropped = [], []
-            for e in entries:
-                send_id = send_ids[(e.template_id, e.scheduled_time)]
-                address = e.address
-                holder = taken.get((send_id, address)) if address else None
-                if holder == e.customer_id:
-                    continue  # the same row twice: stored once
-                if holder is not None:
-                    # The platform's list holds an address once, so a second customer with
-                    # it would get no message of their own (and share the first one's
-                    # events): they are Dropped, not double counted.
-                    address = None
-                elif address:
-                    taken[(send_id, address)] = e.customer_id
-                recipients.append({"send_id": send_id, "customer_id": e.customer_id,
-                                   "address": address,
-                                   "fields": e.fields})
-                if not address:
-                    dropped.append({"send_id": send_id, "customer_id": e.customer_id,
-                                    "event": Event.DROPPED, "day": e.scheduled_time.date(),
-                                    "created_at": now})
-            await self.insert_many_ignoring(session, Recipient, recipients, plain=True)
-            await self.insert_many_ignoring(session, Interaction, dropped)
+            await self._add_page_recipients(session, send_ids, entries)
             current.next_skip = skip + len(entries)
             current.pulled = current.pulled + len(entries)
             if last_page:
                 current.state = CampaignStage.PULLED
-                current.pulled_at = now
+                current.pulled_at = self.clock()
                 await self._count_recipients(session, campaign_pk)
         if last_page and not self.db.sqlite:
             await self._analyze_recipients()
@@ -196,20 +173,44 @@ class CampaignStore(StoreBase):
         async with self.db.write() as session:
             await session.execute(text("ANALYZE recipient"))
 
-    async def _addresses_taken(self, session: AsyncSession,
-                               send_ids: dict[tuple[int, dt.datetime], int],
-                               entries: Sequence[AudienceEntry]
-                               ) -> dict[tuple[int, str], str]:
-        """Which customer of an earlier page holds each (send, address) of this page."""
-        wanted = sorted({e.address for e in entries if e.address})
-        if not wanted:
-            return {}
-        rows = await session.execute(
-            select(Recipient.send_id, Recipient.address, Recipient.customer_id).where(
-                Recipient.send_id.in_(set(send_ids.values())),
-                self.one_of(Recipient.address, wanted)))
-        return {(send_id, address): customer for send_id, address, customer in rows
-                if address}
+    async def _add_page_recipients(self, session: AsyncSession,
+                                   send_ids: dict[tuple[int, dt.datetime], int],
+                                   entries: Sequence[AudienceEntry]) -> None:
+        """The page's recipients and Dropped. The insert finds what earlier pages hold
+        (the send's unique customer and address keys): only when it skipped a row are the
+        page's customers read back, to give the address of a row skipped for its address
+        alone to nobody and Drop that customer."""
+        now = self.clock()
+        candidates = [Candidate(send_ids[(e.template_id, e.scheduled_time)], e.customer_id,
+                                e.address, e.fields, e.scheduled_time.date())
+                      for e in entries]
+        rows = recipient_rows(candidates, now)
+        inserted = await self.insert_many_ignoring(session, Recipient, rows.recipients,
+                                                   plain=True)
+        dropped = rows.dropped
+        if inserted < len(rows.recipients):
+            dropped = await self._resolve_skipped(session, rows, candidates, now)
+        await self.insert_many_ignoring(session, Interaction, dropped)
+
+    async def _resolve_skipped(self, session: AsyncSession, rows: RecipientRows,
+                               candidates: Sequence[Candidate], now: float
+                               ) -> list[dict[str, Any]]:
+        """After an insert that skipped rows: the row of a customer not stored at all
+        lost its address to an earlier page's customer, so it goes in without one. The
+        Dropped are then those of the page's customers stored without an address (a
+        customer an earlier page stored keeps what it stored; Dropped twice is once)."""
+        stored = {(send_id, customer): address for send_id, customer, address in
+                  await session.execute(
+                      select(Recipient.send_id, Recipient.customer_id, Recipient.address)
+                      .where(Recipient.send_id.in_({r["send_id"] for r in rows.recipients}),
+                             self.one_of(Recipient.customer_id,
+                                         sorted({r["customer_id"] for r in rows.recipients}))))}
+        lost = [{**r, "address": None} for r in rows.recipients
+                if (r["send_id"], r["customer_id"]) not in stored]
+        await self.insert_many_ignoring(session, Recipient, lost, plain=True)
+        stored.update({(r["send_id"], r["customer_id"]): None for r in lost})
+        first = {(c.send_id, c.customer_id): c for c in reversed(candidates)}
+        return [dropped_row(c, now) for key, c in first.items() if stored.get(key, "") is None]
 
     async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
                          entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:

@@ -122,7 +122,9 @@ class Recipient(Base):
 
     __table_args__ = (
         UniqueConstraint("send_id", "customer_id", name="uq_recipient_identity"),
-        Index("ix_recipient_address", "send_id", "address"),
+        # A send's address is one recipient's (migration 0018): the platform's list holds
+        # it once. NULLs are distinct, so any number of recipients may have none.
+        Index("uq_recipient_address", "send_id", "address", unique=True),
     )
 
 

@@ -11,9 +11,10 @@ from typing import cast
 from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from optibridge.domain import Event, NewTrigger, SendState, TriggerGroup
+from optibridge.domain import NewTrigger, SendState, TriggerGroup
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.db import Turn
+from optibridge.store.recipients import Candidate, recipient_rows
 from optibridge.store.schema import Interaction, Recipient, Send, TemplateMap, Trigger
 
 OPTIMOVE_MAX_ID = 2**31 - 1  # Optimove's TemplateID is a 32-bit integer
@@ -109,11 +110,10 @@ class TriggerStore(StoreBase):
                         recipients=len(chosen), created_at=self.clock())
             session.add(send)
             await session.flush()
-            await self._add_recipients(session, send.id, when, chosen)
+            missing = await self._add_recipients(session, send.id, when, chosen)
             for part in chunks([t for t, _, _ in chosen.values()], 900):
                 await session.execute(update(Trigger).where(Trigger.id.in_(list(part)))
                                       .values(send_id=send.id))
-            missing = sum(1 for _, address, _ in chosen.values() if address is None)
             return Gathered(send.id, len(chosen), missing,
                             len(rows) - len(chosen) - len(repeats), when, len(repeats))
 
@@ -156,15 +156,16 @@ class TriggerStore(StoreBase):
 
     async def _add_recipients(self, session: AsyncSession, send_id: int, when: dt.datetime,
                               chosen: Mapping[str, tuple[int, str | None, str | None]]
-                              ) -> None:
-        recipients = [{"send_id": send_id, "customer_id": customer, "address": address,
-                       "fields": fields} for customer, (_, address, fields) in chosen.items()]
-        await self.insert_many_ignoring(session, cast(Table, Recipient.__table__), recipients)
-        now = self.clock()
-        dropped = [{"send_id": send_id, "customer_id": customer, "event": Event.DROPPED,
-                    "day": when.date(), "created_at": now}
-                   for customer, (_, address, _) in chosen.items() if address is None]
-        await self.insert_many_ignoring(session, cast(Table, Interaction.__table__), dropped)
+                              ) -> int:
+        """The new send's recipients and Dropped; how many have no address."""
+        rows = recipient_rows((Candidate(send_id, customer, address, fields, when.date())
+                               for customer, (_, address, fields) in chosen.items()),
+                              self.clock())
+        await self.insert_many_ignoring(session, cast(Table, Recipient.__table__),
+                                        rows.recipients)
+        await self.insert_many_ignoring(session, cast(Table, Interaction.__table__),
+                                        rows.dropped)
+        return len(rows.dropped)
 
     async def trigger_counts(self, tenant: str) -> tuple[int, int]:
         """(triggers recorded, triggers still waiting to be gathered)."""
