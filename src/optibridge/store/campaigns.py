@@ -25,7 +25,7 @@ from optibridge.domain import (
 )
 from optibridge.store.base import StoreBase
 from optibridge.store.db import Turn
-from optibridge.store.recipients import Candidate, RecipientRows, dropped_row, recipient_rows
+from optibridge.store.recipients import RecipientRows, recipient_rows
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
 
 
@@ -37,7 +37,7 @@ def upload_chunk(send_id: int, after_id: int, limit: int, *, sqlite: bool
     choose, both databases took the send's index instead and read and sorted every
     recipient of the send, per chunk: PostgreSQL (a send's fresh recipients are not
     analyzed yet, so ``enable_sort`` is turned off for it) 0.4 s a chunk at 1,000,000
-    recipients instead of 5 ms, SQLite (``uq_recipient_address``) most of the service's
+    recipients instead of 5 ms, SQLite (``ix_recipient_address``) most of the service's
     time in an upload. On SQLite ``send_id + 0`` keeps every index off that term.
     """
     of_send = (Recipient.send_id + 0 if sqlite else Recipient.send_id) == send_id
@@ -176,41 +176,46 @@ class CampaignStore(StoreBase):
     async def _add_page_recipients(self, session: AsyncSession,
                                    send_ids: dict[tuple[int, dt.datetime], int],
                                    entries: Sequence[AudienceEntry]) -> None:
-        """The page's recipients and Dropped. The insert finds what earlier pages hold
-        (the send's unique customer and address keys): only when it skipped a row are the
-        page's customers read back, to give the address of a row skipped for its address
-        alone to nobody and Drop that customer."""
+        """The page's recipients and Dropped. An address an earlier page's customer holds
+        is read first (one set-based read); a customer an earlier page stored is found by
+        the insert (the send's unique customer key), and only then are the page's
+        customers read back, so that one stored with an address gets no Dropped."""
         now = self.clock()
-        candidates = [Candidate(send_ids[(e.template_id, e.scheduled_time)], e.customer_id,
-                                e.address, e.fields, e.scheduled_time.date())
-                      for e in entries]
-        rows = recipient_rows(candidates, now)
+        days = {when: when.date() for _, when in send_ids}
+        taken = await self._addresses_taken(session, set(send_ids.values()), entries)
+        rows = recipient_rows(((send_ids[(e.template_id, e.scheduled_time)], e.customer_id,
+                                e.address, e.fields, days[e.scheduled_time]) for e in entries),
+                              now, taken)
         inserted = await self.insert_many_ignoring(session, Recipient, rows.recipients,
                                                    plain=True)
         dropped = rows.dropped
         if inserted < len(rows.recipients):
-            dropped = await self._resolve_skipped(session, rows, candidates, now)
+            dropped = await self._dropped_of_stored(session, rows, now)
         await self.insert_many_ignoring(session, Interaction, dropped)
 
-    async def _resolve_skipped(self, session: AsyncSession, rows: RecipientRows,
-                               candidates: Sequence[Candidate], now: float
-                               ) -> list[dict[str, Any]]:
-        """After an insert that skipped rows: the row of a customer not stored at all
-        lost its address to an earlier page's customer, so it goes in without one. The
-        Dropped are then those of the page's customers stored without an address (a
-        customer an earlier page stored keeps what it stored; Dropped twice is once)."""
-        stored = {(send_id, customer): address for send_id, customer, address in
-                  await session.execute(
-                      select(Recipient.send_id, Recipient.customer_id, Recipient.address)
-                      .where(Recipient.send_id.in_({r["send_id"] for r in rows.recipients}),
-                             self.one_of(Recipient.customer_id,
-                                         sorted({r["customer_id"] for r in rows.recipients}))))}
-        lost = [{**r, "address": None} for r in rows.recipients
-                if (r["send_id"], r["customer_id"]) not in stored]
-        await self.insert_many_ignoring(session, Recipient, lost, plain=True)
-        stored.update({(r["send_id"], r["customer_id"]): None for r in lost})
-        first = {(c.send_id, c.customer_id): c for c in reversed(candidates)}
-        return [dropped_row(c, now) for key, c in first.items() if stored.get(key, "") is None]
+    async def _addresses_taken(self, session: AsyncSession, send_ids: set[int],
+                               entries: Sequence[AudienceEntry]) -> set[tuple[int, str]]:
+        """The (send, address) pairs of this page that earlier pages' customers hold."""
+        wanted = sorted({e.address for e in entries if e.address})
+        if not wanted:
+            return set()
+        found = await session.execute(
+            select(Recipient.send_id, Recipient.address).where(
+                Recipient.send_id.in_(send_ids), self.one_of(Recipient.address, wanted)))
+        return {(send_id, address) for send_id, address in found if address}
+
+    async def _dropped_of_stored(self, session: AsyncSession, rows: RecipientRows,
+                                 now: float) -> list[dict[str, Any]]:
+        """After an insert that skipped customers an earlier page stored: the Dropped of
+        the page's customers as stored, those without an address (an earlier page's row
+        wins; Dropped twice is once)."""
+        without = {(send_id, customer) for send_id, customer in await session.execute(
+            select(Recipient.send_id, Recipient.customer_id).where(
+                Recipient.send_id.in_({r["send_id"] for r in rows.recipients}),
+                self.one_of(Recipient.customer_id,
+                            sorted({r["customer_id"] for r in rows.recipients})),
+                Recipient.address.is_(None)))}
+        return rows.dropped_of(without, now)
 
     async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
                          entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from optibridge.domain import Event
 
-
-class Candidate(NamedTuple):
-    """One customer as a pull page or a trigger gather would add them to a send."""
-
-    send_id: int
-    customer_id: str
-    address: str | None
-    fields: str | None
-    day: dt.date  # the send's day, the day of its Dropped
+# One customer as a pull page or a trigger gather would add them to a send: (send id,
+# customer id, address, fields JSON, the send's day). A plain tuple: a page makes 10,000.
+Candidate = tuple[int, str, str | None, str | None, dt.date]
 
 
 @dataclass
@@ -25,33 +20,43 @@ class RecipientRows:
     """The recipient rows to insert and the Dropped interactions that go with them."""
 
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    days: list[dt.date] = field(default_factory=list)  # each recipient's send's day
     dropped: list[dict[str, Any]] = field(default_factory=list)
 
+    def dropped_of(self, without: AbstractSet[tuple[int, str]], now: float
+                   ) -> list[dict[str, Any]]:
+        """A Dropped for each recipient whose (send, customer) is in ``without``."""
+        return [dropped_row(r["send_id"], r["customer_id"], day, now)
+                for r, day in zip(self.recipients, self.days, strict=True)
+                if (r["send_id"], r["customer_id"]) in without]
 
-def recipient_rows(candidates: Iterable[Candidate], now: float) -> RecipientRows:
+
+def recipient_rows(candidates: Iterable[Candidate], now: float,
+                   taken: AbstractSet[tuple[int, str]] = frozenset()) -> RecipientRows:
     """Each customer of a send once (their first row); each address of a send once (its
-    first customer's). A later customer with a taken address keeps none: the platform's
-    list holds an address once, so they would get no message of their own and share the
-    first one's events. They are Dropped, as are the customers without an address."""
+    first customer's; ``taken``: (send, address) pairs already held). A later customer
+    with a taken address keeps none: the platform's list holds an address once, so they
+    would get no message of their own and share the first one's events. They are
+    Dropped, as are the customers without an address."""
     rows = RecipientRows()
     customers: set[tuple[int, str]] = set()
-    addresses: set[tuple[int, str]] = set()
-    for c in candidates:
-        if (c.send_id, c.customer_id) in customers:
+    addresses = set(taken)
+    for send_id, customer, address, fields, day in candidates:
+        if (send_id, customer) in customers:
             continue
-        customers.add((c.send_id, c.customer_id))
-        address = c.address
-        if address and (c.send_id, address) in addresses:
+        customers.add((send_id, customer))
+        if address and (send_id, address) in addresses:
             address = None
         elif address:
-            addresses.add((c.send_id, address))
-        rows.recipients.append({"send_id": c.send_id, "customer_id": c.customer_id,
-                                "address": address, "fields": c.fields})
+            addresses.add((send_id, address))
+        rows.recipients.append({"send_id": send_id, "customer_id": customer,
+                                "address": address, "fields": fields})
+        rows.days.append(day)
         if not address:
-            rows.dropped.append(dropped_row(c, now))
+            rows.dropped.append(dropped_row(send_id, customer, day, now))
     return rows
 
 
-def dropped_row(candidate: Candidate, now: float) -> dict[str, Any]:
-    return {"send_id": candidate.send_id, "customer_id": candidate.customer_id,
-            "event": Event.DROPPED, "day": candidate.day, "created_at": now}
+def dropped_row(send_id: int, customer_id: str, day: dt.date, now: float) -> dict[str, Any]:
+    return {"send_id": send_id, "customer_id": customer_id, "event": Event.DROPPED,
+            "day": day, "created_at": now}

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from optibridge.domain import NewTrigger, SendState, TriggerGroup
 from optibridge.store.base import StoreBase, chunks
 from optibridge.store.db import Turn
-from optibridge.store.recipients import Candidate, recipient_rows
+from optibridge.store.recipients import recipient_rows
 from optibridge.store.schema import Interaction, Recipient, Send, TemplateMap, Trigger
 
 OPTIMOVE_MAX_ID = 2**31 - 1  # Optimove's TemplateID is a 32-bit integer
@@ -158,7 +158,8 @@ class TriggerStore(StoreBase):
                               chosen: Mapping[str, tuple[int, str | None, str | None]]
                               ) -> int:
         """The new send's recipients and Dropped; how many have no address."""
-        rows = recipient_rows((Candidate(send_id, customer, address, fields, when.date())
+        day = when.date()
+        rows = recipient_rows(((send_id, customer, address, fields, day)
                                for customer, (_, address, fields) in chosen.items()),
                               self.clock())
         await self.insert_many_ignoring(session, cast(Table, Recipient.__table__),

@@ -1,5 +1,5 @@
-"""A send's address is one recipient's: migration 0018 resolves the sends that broke that
-(triggered sends did not check) as the pull does, then holds it with a unique index."""
+"""A send's address is one recipient's, and a customer is stored once: migration 0018
+resolves the sends that broke that (triggered sends did not check) as the pull does."""
 
 from __future__ import annotations
 
