@@ -7,17 +7,19 @@ import asyncio
 import json
 import time
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import httpx
 import pytest
 
-from optibridge.domain import ChannelType
+from optibridge.domain import ChannelType, Event
 from optibridge.optimove.inbound import parse_trigger
-from optibridge.optimove.models import InteractionEvent, Metric
+from optibridge.optimove.models import REPORTED_AS, InteractionEvent, Metric
 from optibridge.pipeline.progress import progress
 from optibridge.pipeline.triggered import TriggerIntake, gather_step, to_new_trigger
 from optibridge.refusals import Refused
+from optibridge.sandbox.platform import EventRates
 from optibridge.service.app import create_app
 from optibridge.serving import RunningServer, start_server
 from tests.worlds import TENANT, TRIGGERED, World
@@ -142,7 +144,26 @@ async def test_a_burst_becomes_a_handful_of_platform_campaigns(world: World) -> 
     assert [len([s for s, cs in per_send.items() if "T00002" in cs])] == [1]
     assert dropped == sum(1 for b in bodies if "Email" not in b["Personalization"])
     _check_platform(world, bodies, len(per_send))
-    _check_reported(world, templates, dropped)
+    _check_reported(world, bodies, templates, dropped)
+
+
+async def test_a_customer_triggered_twice_has_each_message_reported(world: World) -> None:
+    # Every message delivered and opened: both of C1's messages are opened on one day.
+    world.platform.rates = EventRates(delivered=1.0, bounced=0.0, opened=1.0, clicked=0.0)
+    template = world.platform.add_template("Cart", ChannelType.EMAIL, "<p>Hi</p>")
+    bodies = [trigger("C1", template, "c1@example.com"), trigger("C2", template,
+                                                                  "c2@example.com")]
+    bodies.append({**bodies[0], "TriggerName": "cart abandoned again"})
+    await accept_paced(world, bodies, per_second=100)
+    server = start_service(world)
+    try:
+        await wait_settled(world)
+    finally:
+        server.stop()
+    _check_reported(world, bodies, [template], dropped=0)
+    opened = Counter({key[6]: n for key, n in world.optimove.interaction_counts(TENANT).items()
+                      if key[3] == InteractionEvent.OPENED})
+    assert opened == {"C1": 2, "C2": 1}  # two messages opened, not one reported twice
 
 
 def _check_platform(world: World, bodies: list[dict[str, Any]], sends: int) -> None:
@@ -156,19 +177,39 @@ def _check_platform(world: World, bodies: list[dict[str, Any]], sends: int) -> N
     assert all(c.fields["Basket"] == "3" for c in contacts)
 
 
-def _check_reported(world: World, templates: list[int], dropped: int) -> None:
+def _check_reported(world: World, bodies: list[dict[str, Any]], templates: list[int],
+                    dropped: int) -> None:
     truth = world.platform.ground_truth()
     metrics = world.optimove.metrics(TENANT)
     sent = sum(v for (c, ch, t, m), v in metrics.items()
                if c == CAMPAIGN and ch == TRIGGERED and m == Metric.SENT)
     assert sent == sum(1 for _, event, _, _ in truth if event == "submitted")
     counts = world.optimove.interaction_counts(TENANT)
-    assert set(counts.values()) == {1}
+    assert {key[2] for key in counts} <= set(templates)
     by_event = Counter(key[3] for key in counts if key[0] == CAMPAIGN)
     assert by_event[InteractionEvent.DROPPED] == dropped
-    assert by_event[InteractionEvent.BOUNCED] == sum(
-        1 for _, event, _, _ in truth if event == "bounced")
-    assert {key[2] for key in counts} <= set(templates)
+    assert {v for k, v in counts.items() if k[3] == InteractionEvent.DROPPED} <= {1}
+    # Each message's open, click and bounce once: T00001 got two messages of the campaign
+    # (two sends, same template), so both opened on one day is rightly reported twice.
+    assert _reported_per_customer(counts) == _sent_per_customer(bodies, truth)
+
+
+def _reported_per_customer(counts: Counter[tuple[int, int, int, int, int, date, str]]
+                           ) -> Counter[tuple[int, date, str]]:
+    reported: Counter[tuple[int, date, str]] = Counter()
+    for (campaign, _, _, event, _, day, customer), times in counts.items():
+        if campaign == CAMPAIGN and event != InteractionEvent.DROPPED:
+            reported[(event, day, customer)] += times
+    return reported
+
+
+def _sent_per_customer(bodies: list[dict[str, Any]], truth: set[tuple[int, str, str, date]]
+                       ) -> Counter[tuple[int, date, str]]:
+    """What the sender produced, counted once per platform campaign (one send each)."""
+    customer_of = {b["Personalization"]["Email"]: b["CustomerID"]
+                   for b in bodies if "Email" in b["Personalization"]}
+    return Counter((int(REPORTED_AS[Event(event)]), day, customer_of[address])
+                   for _, event, address, day in truth if Event(event) in REPORTED_AS)
 
 
 async def test_bad_triggers_are_refused_and_nothing_is_recorded(world: World) -> None:
