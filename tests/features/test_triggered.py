@@ -161,8 +161,11 @@ async def test_a_customer_triggered_twice_has_each_message_reported(world: World
     finally:
         server.stop()
     _check_reported(world, bodies, [template], dropped=0)
-    opened = Counter({key[6]: n for key, n in world.optimove.interaction_counts(TENANT).items()
-                      if key[3] == InteractionEvent.OPENED})
+    opened: Counter[str] = Counter()
+    for (event, _, customer), n in _reported_per_customer(
+            world.optimove.interaction_counts(TENANT)).items():
+        if event == InteractionEvent.OPENED:
+            opened[customer] += n
     assert opened == {"C1": 2, "C2": 1}  # two messages opened, not one reported twice
 
 
