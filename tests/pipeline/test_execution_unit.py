@@ -14,6 +14,7 @@ from optibridge.domain import AudienceEntry, SendRecord, SendState
 from optibridge.pipeline import execution
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.execution import execute_send
+from optibridge.pipeline.pull_first import PullFirst
 from optibridge.platform.api import (
     CampaignState,
     ImportResult,
@@ -198,3 +199,41 @@ async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
     assert platform.moves == [CampaignState.SCHEDULED, CampaignState.READY]
     assert _dropped(tmp_path / "x.db") == ["C1"]
     await store.db.dispose()
+
+
+async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pull has Optimove's clock against it, the uploads only ours: no chunk goes up
+    while a page that came back waits to be stored; the uploads resume after it."""
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse=set())
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
+    campaign, _ = await store.open_campaign("t", 1, 504)
+    entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+               for i in range(6)]
+    await store.store_audience_page(campaign.id, "email", 0, entries, False)
+    with ctx.pull_first.storing():  # the next page came back and is being stored
+        uploading = asyncio.create_task(execution.execute_pending_sends(ctx))
+        await asyncio.sleep(0.3)
+        assert platform.chunks == []
+        assert not uploading.done()
+    assert await uploading == 1
+    assert [a for chunk in platform.chunks for a in chunk] == [
+        f"c{i}@example.com" for i in range(6)]
+    await store.db.dispose()
+
+
+async def test_pull_first_waits_out_a_page_that_follows_at_once() -> None:
+    """A page stored and the next taken up before a waiting upload runs: it waits on."""
+    pull_first = PullFirst()
+    with pull_first.storing():
+        waiting = asyncio.create_task(pull_first.wait())
+        await asyncio.sleep(0)
+    with pull_first.storing():  # the next page was already there
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 1.0)
+    assert not pull_first.busy

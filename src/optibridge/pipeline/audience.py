@@ -32,8 +32,10 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
         delimiter=delimiter, page_size=page_size, start_skip=campaign.next_skip)
     async for page_skip, entries in pages:
         last = len(entries) < page_size
-        if not await ctx.store.store_audience_page(campaign.id, channel.type, page_skip,
-                                                   entries, last):
+        with ctx.pull_first.storing():
+            kept = await ctx.store.store_audience_page(campaign.id, channel.type, page_skip,
+                                                       entries, last)
+        if not kept:
             ctx.log.info("audience.stopped", campaign=campaign.campaign_id, skip=page_skip)
             return stored
         stored, skip = stored + len(entries), page_skip + len(entries)

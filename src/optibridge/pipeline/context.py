@@ -14,6 +14,7 @@ from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.lease import LeasedWindow
 from optibridge.pipeline.pause import Pause
+from optibridge.pipeline.pull_first import PullFirst
 from optibridge.platform.api import Platform
 from optibridge.signing import UrlSigner
 from optibridge.store import Store
@@ -44,6 +45,8 @@ class TenantContext:
     held_batches: set[tuple[int, float]] = field(default_factory=set)
     waiting_for_token: bool = False  # saveEvent batches wait for a token: problem recorded
     offload: Offload = INLINE  # where audience pages are decoded (the service's processes)
+    # A pulled page is stored before an upload beside the pull takes the loop.
+    pull_first: PullFirst = field(default_factory=PullFirst)
 
     @property
     def work_retry(self) -> WorkRetry:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from optibridge.domain import (
     ChannelType,
@@ -107,7 +107,8 @@ async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
     if send.state == SendState.LISTED:
         # One chunk at a time: the pull goes on beside it, and what the service holds at
         # once (pages, chunks, callbacks of sends already started) stays bounded.
-        did |= bool(await upload_recipients(ctx, send, in_flight=1))
+        did |= bool(await upload_recipients(ctx, send, in_flight=1,
+                                            pace=ctx.pull_first.wait))
     return did
 
 
@@ -128,7 +129,8 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
 
 
 async def upload_recipients(ctx: TenantContext, send: SendRecord,
-                            in_flight: int = UPLOADS_IN_FLIGHT) -> int:
+                            in_flight: int = UPLOADS_IN_FLIGHT,
+                            pace: Callable[[], Awaitable[None]] | None = None) -> int:
     """Upload recipients after the recorded point; refused ones become Dropped; returns
     how many were uploaded.
 
@@ -136,6 +138,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     platform imports this one, so the upload runs at the slower side's pace instead of at
     the sum of both. The upload point is recorded in order and only for chunks the platform
     confirmed; a chunk sent again after a crash only updates its contacts (seed 003).
+    ``pace``: awaited before each further chunk (beside a pull: ``PullFirst.wait``).
     """
     assert send.list_id is not None
     list_id, channel_type = send.list_id, send.channel_type
@@ -159,6 +162,8 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     following = read_after(send.uploaded_through)
     try:
         while rows := await following:
+            if pace is not None:
+                await pace()
             following = read_after(rows[-1].id)
             contacts = [to_contact(channel_type, r.address or "", r.fields) for r in rows]
             uploads.append((rows, asyncio.create_task(
