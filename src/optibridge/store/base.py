@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -31,6 +32,14 @@ from optibridge.store.db import Database
 from optibridge.store.schema import Base
 
 T = TypeVar("T")
+
+
+def _values_of(keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values in ``keys``' order as a tuple (``itemgetter`` in C: a page has
+    10,000 rows)."""
+    if len(keys) == 1:
+        return lambda row: (row[keys[0]],)
+    return itemgetter(*keys)
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -104,7 +113,7 @@ class StoreBase:
                 inserted += rowcount(await connection.execute(statement, list(part)))
             else:  # positional placeholders (SQLite's "?")
                 inserted += rowcount(await connection.exec_driver_sql(
-                    sql, [tuple(row[key] for key in order or ()) for row in part]))
+                    sql, list(map(_values_of(order or []), part))))
         return inserted
 
     def _unnest_insert(self, table: Table, keys: list[str]) -> str:

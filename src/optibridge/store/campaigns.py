@@ -17,7 +17,6 @@ from optibridge.domain import (
     CampaignStage,
     ChannelType,
     Event,
-    FieldsJson,
     NotificationRecord,
     RecipientRow,
     SendRecord,
@@ -30,7 +29,7 @@ from optibridge.store.schema import Campaign, Interaction, Notification, Recipie
 
 
 def upload_chunk(send_id: int, after_id: int, limit: int, *, sqlite: bool
-                 ) -> Select[int, str, str | None, str | None]:
+                 ) -> Select[int, str, str | None, str]:
     """A send's next ``limit`` recipients with an address after ``after_id``, in id order.
 
     The only plan without a sort is the walk of the primary key from ``after_id``. Left to
@@ -41,7 +40,8 @@ def upload_chunk(send_id: int, after_id: int, limit: int, *, sqlite: bool
     time in an upload. On SQLite ``send_id + 0`` keeps every index off that term.
     """
     of_send = (Recipient.send_id + 0 if sqlite else Recipient.send_id) == send_id
-    return (select(Recipient.id, Recipient.customer_id, Recipient.address, Recipient.fields)
+    fields = func.coalesce(Recipient.fields, "{}")  # the platform takes no fields as {}
+    return (select(Recipient.id, Recipient.customer_id, Recipient.address, fields)
             .where(of_send, Recipient.id > after_id, Recipient.address.is_not(None))
             .order_by(Recipient.id).limit(limit))
 
@@ -300,9 +300,12 @@ class CampaignStore(StoreBase):
             if not self.db.sqlite:
                 # PostgreSQL's side of ``upload_chunk``'s plan (see there).
                 await session.execute(text("SET LOCAL enable_sort = off"))
-            rows = await session.execute(
+            # Through the connection, not the ORM session: the rows come as plain tuples,
+            # without the ORM's per-row loading (most of a chunk read's 35 ms on SQLite).
+            connection = await session.connection()
+            rows = await connection.execute(
                 upload_chunk(send_id, after_id, limit, sqlite=self.db.sqlite))
-            return [RecipientRow(i, c, a, FieldsJson(f or "{}")) for i, c, a, f in rows]
+            return list(map(RecipientRow._make, rows))
 
     async def mark_uploaded(self, send: SendRecord, through_id: int,
                             rejected: Sequence[tuple[str, str]]) -> None:
