@@ -203,8 +203,9 @@ async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
 
 async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pull has Optimove's clock against it, the uploads only ours: no chunk goes up
-    while a page that came back waits to be stored; the uploads resume after it."""
+    """The pull has Optimove's clock against it, the uploads only ours: no chunk of its
+    campaign's sends goes up while a page that came back waits to be stored; they resume
+    after it. Another campaign's page does not hold them up."""
     monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
     store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
     platform = ImportingPlatform(refuse=set())
@@ -215,7 +216,7 @@ async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
     entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
                for i in range(6)]
     await store.store_audience_page(campaign.id, "email", 0, entries, False)
-    with ctx.pull_first.storing():  # the next page came back and is being stored
+    with ctx.pull_first.storing(campaign.id):  # its next page came back and is being stored
         uploading = asyncio.create_task(execution.execute_pending_sends(ctx))
         await asyncio.sleep(0.3)
         assert platform.chunks == []
@@ -223,17 +224,23 @@ async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
     assert await uploading == 1
     assert [a for chunk in platform.chunks for a in chunk] == [
         f"c{i}@example.com" for i in range(6)]
+    more = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+            for i in range(6, 10)]
+    await store.store_audience_page(campaign.id, "email", 6, more, False)
+    with ctx.pull_first.storing(campaign.id + 1):  # another campaign's page
+        assert await asyncio.wait_for(execution.execute_pending_sends(ctx), 10) == 1
+    assert len([a for chunk in platform.chunks for a in chunk]) == 10
     await store.db.dispose()
 
 
 async def test_pull_first_waits_out_a_page_that_follows_at_once() -> None:
     """A page stored and the next taken up before a waiting upload runs: it waits on."""
     pull_first = PullFirst()
-    with pull_first.storing():
-        waiting = asyncio.create_task(pull_first.wait())
+    with pull_first.storing(1):
+        waiting = asyncio.create_task(pull_first.wait(1))
         await asyncio.sleep(0)
-    with pull_first.storing():  # the next page was already there
+    with pull_first.storing(1):  # the next page was already there
         await asyncio.sleep(0.05)
         assert not waiting.done()
     await asyncio.wait_for(waiting, 1.0)
-    assert not pull_first.busy
+    assert not pull_first.busy(1)

@@ -32,7 +32,7 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
         delimiter=delimiter, page_size=page_size, start_skip=campaign.next_skip)
     async for page_skip, entries in pages:
         last = len(entries) < page_size
-        with ctx.pull_first.storing():
+        with ctx.pull_first.storing(campaign.id):
             kept = await ctx.store.store_audience_page(campaign.id, channel.type, page_skip,
                                                        entries, last)
         if not kept:

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from optibridge.domain import (
     ChannelType,
@@ -107,8 +108,8 @@ async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
     if send.state == SendState.LISTED:
         # One chunk at a time: the pull goes on beside it, and what the service holds at
         # once (pages, chunks, callbacks of sends already started) stays bounded.
-        did |= bool(await upload_recipients(ctx, send, in_flight=1,
-                                            pace=ctx.pull_first.wait))
+        pulled_first = partial(ctx.pull_first.wait, send.campaign_pk)
+        did |= bool(await upload_recipients(ctx, send, in_flight=1, pace=pulled_first))
     return did
 
 

@@ -1,46 +1,48 @@
-"""While a tenant's pull goes on, the uploads beside it take only the time it leaves.
+"""While a campaign is pulled, the uploads of its sends take only the time the pull leaves.
 
 The pull runs against Optimove's clock: a page not stored when its call slot comes is a
 slot lost for good. Uploads run against nobody's clock but ours. So in this one event
-loop a page that has come back goes first: uploads start a chunk only while no page is
-waiting to be stored, i.e. while the pull waits for Optimove (its rate limit, the
-network, the decoding process). A pull that leaves no such time uploads after its last
-page, as execution always could.
+loop a page that has come back goes first: a send of the campaign being pulled starts an
+upload chunk only while none of that campaign's pages waits to be stored, i.e. while the
+pull waits for Optimove (its rate limit, the network, the decoding process). A pull that
+leaves no such time has its sends uploaded after its last page, as execution always could.
+Another campaign's pull does not hold them up: once their own pull is done, their
+uploads are what stands between them and READY.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 
 
 class PullFirst:
-    """How many of the tenant's pulls hold a page not yet stored."""
+    """Which campaigns (by store key) have a pulled page not yet stored."""
 
     def __init__(self) -> None:
-        self._storing = 0
-        self._free = asyncio.Event()
-        self._free.set()
+        self._storing: Counter[int] = Counter()
+        self._stored: dict[int, asyncio.Event] = {}  # set when the last one is stored
 
-    @property
-    def busy(self) -> bool:
-        return self._storing > 0
+    def busy(self, campaign_pk: int) -> bool:
+        return self._storing[campaign_pk] > 0
 
     @contextlib.contextmanager
-    def storing(self) -> Iterator[None]:
-        """A pull holds a page from when it comes back until it is stored."""
-        self._storing += 1
-        self._free.clear()
+    def storing(self, campaign_pk: int) -> Iterator[None]:
+        """A campaign's pull holds a page from when it comes back until it is stored."""
+        self._storing[campaign_pk] += 1
+        self._stored.setdefault(campaign_pk, asyncio.Event())
         try:
             yield
         finally:
-            self._storing -= 1
-            if not self._storing:
-                self._free.set()
+            self._storing[campaign_pk] -= 1
+            if not self._storing[campaign_pk]:
+                del self._storing[campaign_pk]
+                self._stored.pop(campaign_pk).set()
 
-    async def wait(self) -> None:
-        """Until no page is waiting to be stored. The event may be set and cleared again
-        before a waiter runs (the next page was already there), hence the loop."""
-        while self._storing:
-            await self._free.wait()
+    async def wait(self, campaign_pk: int) -> None:
+        """Until none of the campaign's pages waits to be stored. The next page may be
+        taken up before a waiter runs (it was already there), hence the loop."""
+        while self.busy(campaign_pk):
+            await self._stored[campaign_pk].wait()
