@@ -4,6 +4,7 @@ operating system, medians of runs, the machine and commit, and appending to BENC
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import platform
 import sqlite3
@@ -108,8 +109,8 @@ class Figure:
 
     @property
     def ok(self) -> bool | None:
-        if self.target is None:
-            return None
+        if self.target is None or math.isnan(self.value):
+            return None  # no bound, or not measured in this run
         return self.value >= self.target if self.better == ">=" else self.value <= self.target
 
     def target_text(self) -> str:
@@ -152,6 +153,8 @@ def median_of(results: Sequence[Result]) -> Result:
 
 
 def _number(value: float) -> str:
+    if math.isnan(value):
+        return "—"  # not measured in this run (the figure says when)
     if value == int(value) and abs(value) >= 10:
         return f"{int(value):,}"
     if abs(value) >= 100:
