@@ -145,8 +145,14 @@ def median_of(results: Sequence[Result]) -> Result:
                     loads=[load for r in results for load in r.loads])
     for figure in first.figures:
         values = [f.value for r in results for f in r.figures if f.name == figure.name]
-        merged.figures.append(Figure(figure.name, statistics.median(values), figure.unit,
-                                     figure.target, figure.better))
+        # A figure a run could not measure (NaN) is left out, not sorted in among numbers.
+        measured = [v for v in values if not math.isnan(v)]
+        median = statistics.median(measured) if measured else math.nan
+        merged.figures.append(Figure(figure.name, median, figure.unit, figure.target,
+                                     figure.better))
+        if len(measured) < len(values):
+            merged.notes.append(f"{figure.name}: measured in {len(measured)} of "
+                                f"{len(values)} runs")
     for result in results:
         merged.notes.extend(n for n in result.notes if n not in merged.notes)
     return merged

@@ -31,7 +31,8 @@ def test_faults_on_both_sides_lose_and_duplicate_nothing(rehearsal: Rehearsal) -
     rows = run_to_the_end(rehearsal, timeout=240)
     assert_reconciled(rows)
     journal = rehearsal.optimove.journal("demo")
-    assert any(e.fault == "lost_response" and e.function == "UpdateCampaignInteractions"
-               for e in journal) or any(e.fault == "error" and
-                                        e.function == "UpdateCampaignInteractions"
-                                        for e in journal)
+    # The faults did reach reporting: which of them it drew depends on the order of all
+    # calls (one seeded stream), so any fault of UpdateCampaignInteractions counts; a run
+    # of CI had three 429s and no 500 or lost answer there.
+    assert any(e.fault in ("lost_response", "error", "rate_limit")
+               and e.function == "UpdateCampaignInteractions" for e in journal)

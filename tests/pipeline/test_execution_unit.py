@@ -204,24 +204,34 @@ async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
 async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pull has Optimove's clock against it, the uploads only ours: no chunk of its
-    campaign's sends goes up while a page that came back waits to be stored; they resume
-    after it. Another campaign's page does not hold them up."""
+    campaign's sends goes up while a page that came back waits to be stored; the pass
+    waits for the page at its end, and the next pass uploads. Another campaign's page
+    does not hold them up."""
     monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
     store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
     platform = ImportingPlatform(refuse=set())
     ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
                         optimove=None, platform=platform,  # type: ignore[arg-type]
                         signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
+    waiting = asyncio.Event()
+    wait = ctx.pull_first.wait
+
+    async def spied_wait(campaign_pk: int) -> None:
+        waiting.set()
+        await wait(campaign_pk)
+
+    monkeypatch.setattr(ctx.pull_first, "wait", spied_wait)
     campaign, _ = await store.open_campaign("t", 1, 504)
     entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
                for i in range(6)]
     await store.store_audience_page(campaign.id, "email", 0, entries, False)
     with ctx.pull_first.storing(campaign.id):  # its next page came back and is being stored
-        uploading = asyncio.create_task(execution.execute_pending_sends(ctx))
-        await asyncio.sleep(0.3)
+        passing = asyncio.create_task(execution.execute_pending_sends(ctx))
+        await asyncio.wait_for(waiting.wait(), 10)  # the pass is done but for the page
         assert platform.chunks == []
-        assert not uploading.done()
-    assert await uploading == 1
+        assert not passing.done()
+    assert await passing == 2  # the list made, and "come back at once"
+    assert await execution.execute_pending_sends(ctx) == 1
     assert [a for chunk in platform.chunks for a in chunk] == [
         f"c{i}@example.com" for i in range(6)]
     more = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from optibridge.domain import (
     ChannelType,
@@ -107,9 +106,13 @@ async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
         send, did = await _make_list(ctx, send), 1
     if send.state == SendState.LISTED:
         # One chunk at a time: the pull goes on beside it, and what the service holds at
-        # once (pages, chunks, callbacks of sends already started) stays bounded.
-        pulled_first = partial(ctx.pull_first.wait, send.campaign_pk)
-        did |= bool(await upload_recipients(ctx, send, in_flight=1, pace=pulled_first))
+        # once (pages, chunks, callbacks of sends already started) stays bounded. A chunk
+        # starts only while none of the campaign's pages waits to be stored (PullFirst);
+        # else the upload stops for this pass, and the pass waits for the page at its end.
+        def go_on() -> bool:
+            return not ctx.pull_first.busy(send.campaign_pk)
+
+        did |= bool(await upload_recipients(ctx, send, in_flight=1, go_on=go_on))
     return did
 
 
@@ -131,7 +134,7 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
 
 async def upload_recipients(ctx: TenantContext, send: SendRecord,
                             in_flight: int = UPLOADS_IN_FLIGHT,
-                            pace: Callable[[], Awaitable[None]] | None = None) -> int:
+                            go_on: Callable[[], bool] | None = None) -> int:
     """Upload recipients after the recorded point; refused ones become Dropped; returns
     how many were uploaded.
 
@@ -139,7 +142,8 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     platform imports this one, so the upload runs at the slower side's pace instead of at
     the sum of both. The upload point is recorded in order and only for chunks the platform
     confirmed; a chunk sent again after a crash only updates its contacts (seed 003).
-    ``pace``: awaited before each further chunk (beside a pull: ``PullFirst.wait``).
+    ``go_on``: asked before each chunk is sent; False stops the upload there (what is
+    in flight is still recorded), to be taken up again from the point.
     """
     assert send.list_id is not None
     list_id, channel_type = send.list_id, send.channel_type
@@ -163,8 +167,8 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     following = read_after(send.uploaded_through)
     try:
         while rows := await following:
-            if pace is not None:
-                await pace()
+            if go_on is not None and not go_on():
+                break
             following = read_after(rows[-1].id)
             contacts = [to_contact(channel_type, r.address or "", r.fields) for r in rows]
             uploads.append((rows, asyncio.create_task(
@@ -260,4 +264,16 @@ async def execute_pending_sends(ctx: TenantContext) -> int:
     for send in pulling:
         if isolation.due(send.id):
             advanced += await run_send(isolation, send, upload_while_pulling(ctx, send)) or 0
-    return advanced + swept
+    return advanced + swept + await _after_the_page(ctx, pulling)
+
+
+async def _after_the_page(ctx: TenantContext, pulling: list[SendRecord]) -> int:
+    """1 (come back at once) after waiting, at most an idle period, for a page that held
+    up uploads beside its pull; 0 if none did. Waiting here, at the pass's end, rather
+    than in the upload keeps the rest of the pass (due sends, triggered sends) moving."""
+    held = next((s.campaign_pk for s in pulling if ctx.pull_first.busy(s.campaign_pk)), None)
+    if held is None:
+        return 0
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.pull_first.wait(held), ctx.timing.idle)
+    return 1

@@ -1,13 +1,14 @@
 """While a campaign is pulled, the uploads of its sends take only the time the pull leaves.
 
-The pull runs against Optimove's clock: a page not stored when its call slot comes is a
-slot lost for good. Uploads run against nobody's clock but ours. So in this one event
-loop a page that has come back goes first: a send of the campaign being pulled starts an
-upload chunk only while none of that campaign's pages waits to be stored, i.e. while the
-pull waits for Optimove (its rate limit, the network, the decoding process). A pull that
-leaves no such time has its sends uploaded after its last page, as execution always could.
-Another campaign's pull does not hold them up: once their own pull is done, their
-uploads are what stands between them and READY.
+The pull of GetCustomerSendDetailsByChannel pages runs against Optimove's clock: a page
+not stored when its call slot comes is a slot lost for good. Uploads run against nobody's
+clock but ours. So in this one event loop a page that has come back goes first: a send of
+the campaign being pulled sends an upload chunk only while none of that campaign's pages
+waits to be stored, i.e. while the pull waits for Optimove (its rate limit, the network,
+the decoding process). A pull that leaves no such time has its sends uploaded after its
+last page, as execution always could. Another campaign's pull does not hold them up: once
+their own pull is done, their uploads are what stands between them and READY. (Event-14
+file audiences are not on Optimove's clock and are not held to this.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class PullFirst:
         self._stored: dict[int, asyncio.Event] = {}  # set when the last one is stored
 
     def busy(self, campaign_pk: int) -> bool:
+        """A page of this campaign has come back and is not stored yet."""
         return self._storing[campaign_pk] > 0
 
     @contextlib.contextmanager

@@ -108,12 +108,14 @@ class StoreBase:
         statement = self.insert_ignoring_duplicates(table)
         if plain:
             sql, order = self._plain_insert(statement, list(rows[0]), connection.dialect)
+            assert order is not None  # SQLite's placeholders are positional
+            values_of = _values_of(order)
         for part in chunks(rows, 5_000):
             if not plain:
                 inserted += rowcount(await connection.execute(statement, list(part)))
             else:  # positional placeholders (SQLite's "?")
                 inserted += rowcount(await connection.exec_driver_sql(
-                    sql, list(map(_values_of(order or []), part))))
+                    sql, list(map(values_of, part))))
         return inserted
 
     def _unnest_insert(self, table: Table, keys: list[str]) -> str:
