@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from optibridge.config import TimingConfig
 from optibridge.domain import AudienceEntry, SendRecord, SendState
 from optibridge.pipeline import execution
 from optibridge.pipeline.context import TenantContext
@@ -201,37 +202,42 @@ async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
     await store.db.dispose()
 
 
+def _spied_wait(ctx: TenantContext, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once something waits for a campaign's page to be stored."""
+    waiting = asyncio.Event()
+    wait = ctx.pull_first.wait
+
+    async def spied(campaign_pk: int) -> None:
+        waiting.set()
+        await wait(campaign_pk)
+
+    monkeypatch.setattr(ctx.pull_first, "wait", spied)
+    return waiting
+
+
 async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pull has Optimove's clock against it, the uploads only ours: no chunk of its
-    campaign's sends goes up while a page that came back waits to be stored; the pass
-    waits for the page at its end, and the next pass uploads. Another campaign's page
-    does not hold them up."""
+    campaign's sends goes up while a page that came back waits to be stored; they go on
+    when it is. Another campaign's page does not hold them up."""
     monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
     store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
     platform = ImportingPlatform(refuse=set())
     ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
                         optimove=None, platform=platform,  # type: ignore[arg-type]
-                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"))
-    waiting = asyncio.Event()
-    wait = ctx.pull_first.wait
-
-    async def spied_wait(campaign_pk: int) -> None:
-        waiting.set()
-        await wait(campaign_pk)
-
-    monkeypatch.setattr(ctx.pull_first, "wait", spied_wait)
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"),
+                        timing=TimingConfig(idle=30.0))
+    waiting = _spied_wait(ctx, monkeypatch)
     campaign, _ = await store.open_campaign("t", 1, 504)
     entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
                for i in range(6)]
     await store.store_audience_page(campaign.id, "email", 0, entries, False)
     with ctx.pull_first.storing(campaign.id):  # its next page came back and is being stored
         passing = asyncio.create_task(execution.execute_pending_sends(ctx))
-        await asyncio.wait_for(waiting.wait(), 10)  # the pass is done but for the page
+        await asyncio.wait_for(waiting.wait(), 10)  # the upload waits for the page
         assert platform.chunks == []
         assert not passing.done()
-    assert await passing == 2  # the list made, and "come back at once"
-    assert await execution.execute_pending_sends(ctx) == 1
+    assert await asyncio.wait_for(passing, 10) == 1
     assert [a for chunk in platform.chunks for a in chunk] == [
         f"c{i}@example.com" for i in range(6)]
     more = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
@@ -240,6 +246,31 @@ async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
     with ctx.pull_first.storing(campaign.id + 1):  # another campaign's page
         assert await asyncio.wait_for(execution.execute_pending_sends(ctx), 10) == 1
     assert len([a for chunk in platform.chunks for a in chunk]) == 10
+    await store.db.dispose()
+
+
+async def test_a_pull_that_leaves_no_time_holds_the_execute_pass_at_most_an_idle_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages stored back to back: the upload beside the pull gives up after an idle
+    period of waiting, so the pass (due and triggered sends) goes on; the upload point
+    stays where it was, for the next pass."""
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse=set())
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"),
+                        timing=TimingConfig(idle=0.2))
+    waiting = _spied_wait(ctx, monkeypatch)
+    campaign, _ = await store.open_campaign("t", 1, 504)
+    entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+               for i in range(6)]
+    await store.store_audience_page(campaign.id, "email", 0, entries, False)
+    with ctx.pull_first.storing(campaign.id):
+        assert await asyncio.wait_for(execution.execute_pending_sends(ctx), 10) == 1
+        assert waiting.is_set() and platform.chunks == []
+    (send,) = await store.sends_being_pulled("t", list(SendState))
+    assert send.state == SendState.LISTED and send.uploaded_through == 0
     await store.db.dispose()
 
 

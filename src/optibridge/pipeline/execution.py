@@ -106,14 +106,34 @@ async def upload_while_pulling(ctx: TenantContext, send: SendRecord) -> int:
         send, did = await _make_list(ctx, send), 1
     if send.state == SendState.LISTED:
         # One chunk at a time: the pull goes on beside it, and what the service holds at
-        # once (pages, chunks, callbacks of sends already started) stays bounded. A chunk
-        # starts only while none of the campaign's pages waits to be stored (PullFirst);
-        # else the upload stops for this pass, and the pass waits for the page at its end.
-        def go_on() -> bool:
-            return not ctx.pull_first.busy(send.campaign_pk)
-
-        did |= bool(await upload_recipients(ctx, send, in_flight=1, go_on=go_on))
+        # once (pages, chunks, callbacks of sends already started) stays bounded.
+        did |= bool(await upload_recipients(ctx, send, in_flight=1,
+                                            go_on=_after_the_pages(ctx, send)))
     return did
+
+
+def _after_the_pages(ctx: TenantContext, send: SendRecord) -> Callable[[], Awaitable[bool]]:
+    """Before each chunk beside a pull: wait while one of the campaign's pages is being
+    stored (``PullFirst``), but no more than an idle period in all, so that the rest of
+    the execute pass (due and triggered sends) is held up no longer than a pause; then
+    stop, and the next pass goes on from the recorded point."""
+    loop = asyncio.get_running_loop()
+    left = ctx.timing.idle
+
+    async def go_on() -> bool:
+        nonlocal left
+        if not ctx.pull_first.busy(send.campaign_pk):
+            return True
+        started = loop.time()
+        try:
+            await asyncio.wait_for(ctx.pull_first.wait(send.campaign_pk), left)
+        except TimeoutError:
+            return False
+        finally:
+            left -= loop.time() - started
+        return True
+
+    return go_on
 
 
 async def _forget(deletion: Awaitable[None]) -> None:
@@ -134,7 +154,7 @@ async def _reload(ctx: TenantContext, send: SendRecord) -> SendRecord:
 
 async def upload_recipients(ctx: TenantContext, send: SendRecord,
                             in_flight: int = UPLOADS_IN_FLIGHT,
-                            go_on: Callable[[], bool] | None = None) -> int:
+                            go_on: Callable[[], Awaitable[bool]] | None = None) -> int:
     """Upload recipients after the recorded point; refused ones become Dropped; returns
     how many were uploaded.
 
@@ -142,7 +162,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     platform imports this one, so the upload runs at the slower side's pace instead of at
     the sum of both. The upload point is recorded in order and only for chunks the platform
     confirmed; a chunk sent again after a crash only updates its contacts (seed 003).
-    ``go_on``: asked before each chunk is sent; False stops the upload there (what is
+    ``go_on``: awaited before each chunk is sent; False stops the upload there (what is
     in flight is still recorded), to be taken up again from the point.
     """
     assert send.list_id is not None
@@ -167,7 +187,7 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     following = read_after(send.uploaded_through)
     try:
         while rows := await following:
-            if go_on is not None and not go_on():
+            if go_on is not None and not await go_on():
                 break
             following = read_after(rows[-1].id)
             contacts = [to_contact(channel_type, r.address or "", r.fields) for r in rows]
@@ -264,16 +284,4 @@ async def execute_pending_sends(ctx: TenantContext) -> int:
     for send in pulling:
         if isolation.due(send.id):
             advanced += await run_send(isolation, send, upload_while_pulling(ctx, send)) or 0
-    return advanced + swept + await _after_the_page(ctx, pulling)
-
-
-async def _after_the_page(ctx: TenantContext, pulling: list[SendRecord]) -> int:
-    """1 (come back at once) after waiting, at most an idle period, for a page that held
-    up uploads beside its pull; 0 if none did. Waiting here, at the pass's end, rather
-    than in the upload keeps the rest of the pass (due sends, triggered sends) moving."""
-    held = next((s.campaign_pk for s in pulling if ctx.pull_first.busy(s.campaign_pk)), None)
-    if held is None:
-        return 0
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(ctx.pull_first.wait(held), ctx.timing.idle)
-    return 1
+    return advanced + swept
