@@ -202,8 +202,23 @@ async def test_a_send_uploads_while_its_campaign_is_pulled_and_starts_after(
     await store.db.dispose()
 
 
-def _spied_wait(ctx: TenantContext, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """Set once something waits for a campaign's page to be stored."""
+def _page(numbers: range) -> list[AudienceEntry]:
+    return [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
+            for i in numbers]
+
+
+async def _pull_under_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: float
+                          ) -> tuple[TenantContext, ImportingPlatform, int, asyncio.Event]:
+    """A campaign with a first page of six stored and its pull still going (chunks of 2):
+    the context, the platform, the campaign's store key, and an event set once an upload
+    waits for one of its pages to be stored."""
+    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    platform = ImportingPlatform(refuse=set())
+    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
+                        optimove=None, platform=platform,  # type: ignore[arg-type]
+                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"),
+                        timing=TimingConfig(idle=idle))
     waiting = asyncio.Event()
     wait = ctx.pull_first.wait
 
@@ -212,7 +227,9 @@ def _spied_wait(ctx: TenantContext, monkeypatch: pytest.MonkeyPatch) -> asyncio.
         await wait(campaign_pk)
 
     monkeypatch.setattr(ctx.pull_first, "wait", spied)
-    return waiting
+    campaign, _ = await store.open_campaign("t", 1, 504)
+    await store.store_audience_page(campaign.id, "email", 0, _page(range(6)), False)
+    return ctx, platform, campaign.id, waiting
 
 
 async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
@@ -220,19 +237,8 @@ async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
     """The pull has Optimove's clock against it, the uploads only ours: no chunk of its
     campaign's sends goes up while a page that came back waits to be stored; they go on
     when it is. Another campaign's page does not hold them up."""
-    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
-    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
-    platform = ImportingPlatform(refuse=set())
-    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
-                        optimove=None, platform=platform,  # type: ignore[arg-type]
-                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"),
-                        timing=TimingConfig(idle=30.0))
-    waiting = _spied_wait(ctx, monkeypatch)
-    campaign, _ = await store.open_campaign("t", 1, 504)
-    entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
-               for i in range(6)]
-    await store.store_audience_page(campaign.id, "email", 0, entries, False)
-    with ctx.pull_first.storing(campaign.id):  # its next page came back and is being stored
+    ctx, platform, campaign_pk, waiting = await _pull_under_way(tmp_path, monkeypatch, 30.0)
+    with ctx.pull_first.storing(campaign_pk):  # its next page came back and is being stored
         passing = asyncio.create_task(execution.execute_pending_sends(ctx))
         await asyncio.wait_for(waiting.wait(), 10)  # the upload waits for the page
         assert platform.chunks == []
@@ -240,13 +246,11 @@ async def test_uploads_beside_a_pull_wait_while_a_pulled_page_is_stored(
     assert await asyncio.wait_for(passing, 10) == 1
     assert [a for chunk in platform.chunks for a in chunk] == [
         f"c{i}@example.com" for i in range(6)]
-    more = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
-            for i in range(6, 10)]
-    await store.store_audience_page(campaign.id, "email", 6, more, False)
-    with ctx.pull_first.storing(campaign.id + 1):  # another campaign's page
+    await ctx.store.store_audience_page(campaign_pk, "email", 6, _page(range(6, 10)), False)
+    with ctx.pull_first.storing(campaign_pk + 1):  # another campaign's page
         assert await asyncio.wait_for(execution.execute_pending_sends(ctx), 10) == 1
     assert len([a for chunk in platform.chunks for a in chunk]) == 10
-    await store.db.dispose()
+    await ctx.store.db.dispose()
 
 
 async def test_a_pull_that_leaves_no_time_holds_the_execute_pass_at_most_an_idle_period(
@@ -254,24 +258,13 @@ async def test_a_pull_that_leaves_no_time_holds_the_execute_pass_at_most_an_idle
     """Pages stored back to back: the upload beside the pull gives up after an idle
     period of waiting, so the pass (due and triggered sends) goes on; the upload point
     stays where it was, for the next pass."""
-    monkeypatch.setattr(execution, "UPLOAD_CHUNK", 2)
-    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
-    platform = ImportingPlatform(refuse=set())
-    ctx = TenantContext(name="t", tenant=None, config=None, store=store,  # type: ignore[arg-type]
-                        optimove=None, platform=platform,  # type: ignore[arg-type]
-                        signer=UrlSigner(b"s" * 16, "http://127.0.0.1:9"),
-                        timing=TimingConfig(idle=0.2))
-    waiting = _spied_wait(ctx, monkeypatch)
-    campaign, _ = await store.open_campaign("t", 1, 504)
-    entries = [AudienceEntry(f"C{i}", 7, dt.datetime(2030, 1, 1), f"c{i}@example.com")
-               for i in range(6)]
-    await store.store_audience_page(campaign.id, "email", 0, entries, False)
-    with ctx.pull_first.storing(campaign.id):
+    ctx, platform, campaign_pk, waiting = await _pull_under_way(tmp_path, monkeypatch, 0.2)
+    with ctx.pull_first.storing(campaign_pk):
         assert await asyncio.wait_for(execution.execute_pending_sends(ctx), 10) == 1
         assert waiting.is_set() and platform.chunks == []
-    (send,) = await store.sends_being_pulled("t", list(SendState))
+    (send,) = await ctx.store.sends_being_pulled("t", list(SendState))
     assert send.state == SendState.LISTED and send.uploaded_through == 0
-    await store.db.dispose()
+    await ctx.store.db.dispose()
 
 
 async def test_pull_first_waits_out_a_page_that_follows_at_once() -> None:
