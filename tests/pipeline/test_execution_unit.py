@@ -278,3 +278,11 @@ async def test_pull_first_waits_out_a_page_that_follows_at_once() -> None:
         assert not waiting.done()
     await asyncio.wait_for(waiting, 1.0)
     assert not pull_first.busy(1)
+
+
+async def test_pull_first_holds_nothing_back_where_writes_go_side_by_side() -> None:
+    """PostgreSQL: a page's store is the server's time; the uploads go on beside it."""
+    pull_first = PullFirst(hold=False)
+    with pull_first.storing(1):
+        assert not pull_first.busy(1)
+        await asyncio.wait_for(pull_first.wait(1), 1.0)

@@ -45,6 +45,12 @@ async def test_migrations_reach_head(database_url: str) -> None:
     assert is_current(database_url)
 
 
+async def test_writes_take_turns_on_sqlite_alone(database_url: str) -> None:
+    store = await open_store(database_url)
+    assert store.writes_take_turns == database_url.startswith("sqlite")
+    await store.db.dispose()
+
+
 async def test_open_campaign_is_idempotent(database_url: str) -> None:
     store = await open_store(database_url)
     first, created = await store.open_campaign("t", 1, 504)

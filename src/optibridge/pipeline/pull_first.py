@@ -20,15 +20,25 @@ from collections.abc import Iterator
 
 
 class PullFirst:
-    """Which campaigns (by store key) have a pulled page not yet stored."""
+    """Which campaigns (by store key) have a pulled page not yet stored.
 
-    def __init__(self) -> None:
+    ``hold``: whether uploads are held back at all. Yes where the store's writes take
+    turns on one connection (SQLite): there a page's store is the loop's and the writer's
+    work, which the uploads beside it share. Not where writes go side by side
+    (PostgreSQL): a page's store is then mostly the server's time, the loop is free for
+    the uploads, and holding them back only moved them after the pull (BENCHMARKS.md,
+    2026-12-06: the pull at the limit, but the last READY 6 s later).
+    """
+
+    def __init__(self, hold: bool = True) -> None:
+        self.hold = hold
         self._storing: Counter[int] = Counter()
         self._stored: dict[int, asyncio.Event] = {}  # set when the last one is stored
 
     def busy(self, campaign_pk: int) -> bool:
-        """A page of this campaign has come back and is not stored yet."""
-        return self._storing[campaign_pk] > 0
+        """A page of this campaign has come back and is not stored yet (and uploads are
+        held back for it)."""
+        return self.hold and self._storing[campaign_pk] > 0
 
     @contextlib.contextmanager
     def storing(self, campaign_pk: int) -> Iterator[None]:

@@ -63,6 +63,12 @@ class StoreBase:
         self.clock = clock
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[str] | None]] = {}
 
+    @property
+    def writes_take_turns(self) -> bool:
+        """Writes go one at a time through one connection (SQLite), so what a caller
+        writes waits for every other writer; else they go side by side (PostgreSQL)."""
+        return self.db.sqlite
+
     def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""
         table = model if isinstance(model, Table) else cast(Table, model.__table__)
