@@ -160,16 +160,21 @@ class CampaignStore(StoreBase):
                 current.state = CampaignStage.PULLED
                 current.pulled_at = self.clock()
                 await self._count_recipients(session, campaign_pk)
-        if last_page and not self.db.sqlite:
+        if (skip == 0 or last_page) and not self.db.sqlite:
             await self._analyze_recipients()
         return True
 
     async def _analyze_recipients(self) -> None:
         """PostgreSQL: fresh statistics for the recipients a pull added (a sample of
-        30,000 rows, about 0.2 s at 1,000,000), so that what reads them next (uploads,
-        callback mapping, Dropped) is planned for the send's real size; autovacuum would
-        come to it only a minute or more later. After the page's commit, so the page's
-        write transaction is not held for it."""
+        30,000 rows, about 0.2 s at 1,000,000), after its first page and after its last.
+
+        After the first: statistics taken before a campaign's sends had rows say they have
+        none, and the next page's address check (``_addresses_taken``) was then planned as
+        a scan of the send's rows once for every address of the page: a second campaign's
+        pull stood still at its 13th page, the check running for minutes. After the last:
+        what reads the sends next (uploads, callback mapping, Dropped) is planned for
+        their real size; autovacuum would come to it only a minute or more later. After
+        the page's commit, so the page's write transaction is not held for it."""
         async with self.db.write() as session:
             await session.execute(text("ANALYZE recipient"))
 
@@ -199,10 +204,14 @@ class CampaignStore(StoreBase):
         wanted = sorted({e.address for e in entries if e.address})
         if not wanted:
             return set()
-        found = await session.execute(
-            select(Recipient.send_id, Recipient.address).where(
-                Recipient.send_id.in_(send_ids), self.one_of(Recipient.address, wanted)))
+        found = await session.execute(self.addresses_held(send_ids, wanted))
         return {(send_id, address) for send_id, address in found if address}
+
+    def addresses_held(self, send_ids: set[int], addresses: Sequence[str]
+                       ) -> Select[int, str | None]:
+        """Which of ``addresses`` the sends' recipients hold, as (send, address)."""
+        return select(Recipient.send_id, Recipient.address).where(
+            Recipient.send_id.in_(send_ids), self.one_of(Recipient.address, addresses))
 
     async def _dropped_of_stored(self, session: AsyncSession, rows: RecipientRows,
                                  now: float) -> list[dict[str, Any]]:
