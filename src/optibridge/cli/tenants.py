@@ -72,7 +72,6 @@ async def shared_optimove(config: Config, name: str) -> AsyncIterator[OptimoveCl
 async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantContext]:
     """A context like the service's, for one command; closed afterwards."""
     from optibridge.pipeline.context import TenantContext
-    from optibridge.pipeline.pull_first import PullFirst
     from optibridge.platform.client import PlatformClient
     from optibridge.signing import UrlSigner
     from optibridge.store import open_store
@@ -84,8 +83,7 @@ async def tenant_context(config: Config, name: str) -> AsyncIterator[TenantConte
     try:
         yield TenantContext(name=name, tenant=tenant, config=config, store=store,
                             optimove=optimove, platform=platform,
-                            signer=UrlSigner(config.server.secret(), config.server.public_url),
-                            pull_first=PullFirst(hold=store.writes_take_turns))
+                            signer=UrlSigner(config.server.secret(), config.server.public_url))
     finally:
         await optimove.aclose()
         await platform.aclose()

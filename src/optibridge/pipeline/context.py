@@ -45,8 +45,12 @@ class TenantContext:
     held_batches: set[tuple[int, float]] = field(default_factory=set)
     waiting_for_token: bool = False  # saveEvent batches wait for a token: problem recorded
     offload: Offload = INLINE  # where audience pages are decoded (the service's processes)
-    # A pulled page is stored before an upload beside the pull takes the loop.
-    pull_first: PullFirst = field(default_factory=PullFirst)
+    # A pulled page is stored before an upload beside the pull takes the loop; only where
+    # the store's writes take turns (see PullFirst), so it follows from the store.
+    pull_first: PullFirst = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pull_first = PullFirst(hold=self.store.writes_take_turns)
 
     @property
     def work_retry(self) -> WorkRetry:

@@ -17,7 +17,6 @@ from optibridge.pipeline.lease import (
     LeasedLimiter,
     LeasedWindow,
 )
-from optibridge.pipeline.pull_first import PullFirst
 from optibridge.pipeline.worker import Worker, new_holder
 from optibridge.platform.api import Platform
 from optibridge.platform.client import PlatformClient
@@ -92,7 +91,6 @@ async def build_service(config: Config, *,
             name=name, tenant=tenant, config=config, store=store, optimove=optimove,
             platform=platform_factory(tenant), signer=signer,
             timing=config.timing, lease=window, offload=offload,
-            pull_first=PullFirst(hold=store.writes_take_turns),
             events=_events_client(store, tenant, limiter))
     return Service(config, store, signer, contexts, limiters, InboxWriter(store), holder,
                    offload)
