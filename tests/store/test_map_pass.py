@@ -3,9 +3,15 @@ it stopped short, so the mapper knows more waits; the rest is mapped by the next
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from sqlalchemy import update
+
 from optibridge.domain import Event, InboxItem
 from optibridge.store import open_store
 from optibridge.store.callbacks import MAPPING_BUDGET, POSTGRES_MAPPING_BUDGET
+from optibridge.store.schema import CallbackInbox
 
 WHEN = 1_790_000_000
 
@@ -27,5 +33,23 @@ async def test_a_pass_says_when_more_waits(database_url: str) -> None:
         assert await store.map_pass(limit=2) == (2, True)  # at its limit
         assert await store.map_pass(limit=2) == (1, False)
         assert await store.inbox_backlog() == 0
+    finally:
+        await store.db.dispose()
+
+
+async def test_a_mapper_passes_over_callbacks_another_is_mapping(database_url: str) -> None:
+    """PostgreSQL: a mapper (a send's follow step) whose callbacks another mapper's open
+    transaction holds goes on at once, mapping none of them, instead of waiting for the
+    other to commit. (SQLite has one writer at a time: nothing to pass over.)"""
+    store = await open_store(database_url)
+    if store.db.sqlite:
+        await store.db.dispose()
+        pytest.skip("SQLite's writers take turns")
+    try:
+        await store.record_callbacks([InboxItem(7, Event.OPENED, WHEN, ("a@x",))])
+        async with store.db.write() as other:  # another mapper, its transaction open
+            await other.execute(update(CallbackInbox).values(processed_at=1.0))
+            assert await asyncio.wait_for(store.map_pass(), timeout=2) == (0, False)
+        assert await store.inbox_backlog() == 0  # the other committed: mapped, once
     finally:
         await store.db.dispose()

@@ -8,7 +8,19 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Date, Float, exists, func, literal, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Date,
+    Float,
+    Select,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +36,7 @@ from optibridge.store.schema import (
     Interaction,
     Recipient,
     Send,
+    is_dropped,
 )
 
 # Events that prove a message was sent. One that arrives for a customer already reported
@@ -276,9 +289,8 @@ class CallbackStore(ProblemStore):
         async with self.db.write() as session:
             now = self.clock()
             if items:
-                marked = await session.execute(
-                    update(CallbackInbox).where(CallbackInbox.id.in_([i.id for i in items]),
-                                                CallbackInbox.processed_at.is_(None))
+                marked = await session.execute(update(CallbackInbox).where(
+                    CallbackInbox.id.in_(self._unclaimed([i.id for i in items])))
                     .values(processed_at=now))
                 if rowcount(marked) != len(items):
                     raise _Overtaken
@@ -288,6 +300,15 @@ class CallbackStore(ProblemStore):
                 times=i.size) for i in items if i.send_id not in known])
             for (send_id, event, day), arrays in heard.items():
                 await self._map(session, send_id, event, day, _joined(arrays), now)
+
+    def _unclaimed(self, ids: list[int]) -> Select[int]:
+        """Which of these callbacks no other mapper has mapped or is mapping. PostgreSQL
+        skips the rows another mapper's transaction holds: waiting for it to commit (a
+        send's follow step beside the mapping step) only to find them mapped held the
+        waiting one's whole pass."""
+        unclaimed = select(CallbackInbox.id).where(CallbackInbox.id.in_(ids),
+                                                   CallbackInbox.processed_at.is_(None))
+        return unclaimed if self.db.sqlite else unclaimed.with_for_update(skip_locked=True)
 
     async def _map(self, session: AsyncSession, send_id: int, event: Event, day: dt.date,
                    addresses: str, now: float) -> None:
@@ -311,9 +332,11 @@ class CallbackStore(ProblemStore):
             Recipient.send_id == send_id,
             Recipient.address.in_(select(listed.c.value)))
         if event in SENT_PROOF:
+            # ``is_dropped``: from the send's Dropped alone (ix_interaction_dropped), not
+            # from each customer's interactions of every send, read row by row.
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,
-                                     Interaction.event == Event.DROPPED)
+                                     is_dropped)
             late = (await session.scalars(customers.where(dropped).order_by(
                 Recipient.customer_id).limit(UNKNOWN_LISTED + 1))).all()
             problems += [CallbackProblemRow(
