@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 
+from optibridge.config import parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem
+from optibridge.pipeline.progress import progress
 from optibridge.store import Store, open_store
+from optibridge.store.reports import REPORTED_EVENTS
 
 WHEN = dt.datetime(2030, 5, 1, 12, 0)
 
 
 def entry(i: int, template: int, address: str | None) -> AudienceEntry:
     return AudienceEntry(f"C{i}", template, WHEN, address)
+
+
+async def assert_progress_agrees(store: Store) -> None:
+    """The progress the demo and the benchmarks poll (from the kept totals and the
+    unreported index) says what counting every interaction says."""
+    tenant = parse_config({
+        "server": {"public_url": "http://127.0.0.1:9", "signing_secret": "s" * 16},
+        "tenants": {"acme": {
+            "optimove_url": "http://127.0.0.1:9", "api_key": "k",
+            "channels": {"504": {"type": "email", "address_attribute": "Email"}},
+            "platform": {"base_url": "http://127.0.0.1:9", "api_key": "p",
+                         "bounce_domain": 1}}}}).tenant("acme")
+    now = await progress(store, "acme", tenant)
+    counted = await store.event_counts("acme")
+    assert (now.unreported, now.oldest_unreported) == await store.unreported_backlog("acme")
+    assert now.reported == sum(counted.get(e, (0, 0))[1] for e in REPORTED_EVENTS)
 
 
 async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
@@ -38,6 +57,7 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
             backlog = await store.report_backlog("acme")
             assert (backlog.count, backlog.oldest) == await store.unreported_backlog("acme")
             assert backlog.count == 4 and backlog.age(backlog.oldest or 0) == 0
+            await assert_progress_agrees(store)
             await store.form_report_batches("acme", ready_before=float("inf"))
         batches = await store.batches("acme", [BatchState.PENDING])
         assert len(batches) == 3  # dropped on each of the two sends, opened on one
@@ -49,6 +69,7 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         left = await store.report_backlog("acme")
         assert (left.count, left.oldest) == await store.unreported_backlog("acme")
         assert left.count == 4 - batches[0].size
+        await assert_progress_agrees(store)
         assert await store.batch_state_counts() == {
             ("acme", "sent"): 1, ("acme", "dead_letter"): 1, ("acme", "pending"): 1}
         # An expired batch (too old for saveEvent) is never sent: no backlog either.
@@ -56,6 +77,7 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         gone = await store.report_backlog("acme")
         assert (gone.count, gone.oldest) == await store.unreported_backlog("acme")
         assert gone.count == 4 - batches[0].size - batches[2].size
+        await assert_progress_agrees(store)
 
         await store.record_problem("acme", "pull", "OptimoveUnavailable: no connection")
         await store.record_callback_problem("malformed", first.id, "bad JSON")
