@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Executable, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Backend, BatchEventRow, BatchState, Event, Expired, ReportBatchRecord
@@ -38,15 +38,15 @@ class EventReportStore(StoreBase):
         wanted = {str(e) for e in events}
         found: list[tuple[ReportGroup, float]] = []
         async with self.db.read() as session:
-            queries = [unreported_groups(tenant)]
+            queries: list[Executable] = [unreported_groups(tenant, sqlite=self.db.sqlite)]
             metric_only = sorted(wanted & set(METRIC_ONLY))
             sends = await self._sends_with_unbatched(session, tenant, metric_only, sends_since)
             if sends:
                 queries.append(select(*GROUP_COLUMNS).where(
                     Interaction.send_id.in_(sends), Interaction.batch_id.is_(None),
-                    Interaction.event.in_(metric_only)))
+                    Interaction.event.in_(metric_only)).group_by(*GROUP_KEY))
             for query in queries:
-                rows = await session.execute(query.group_by(*GROUP_KEY))
+                rows = await session.execute(query)
                 found += [(ReportGroup(send_id, Event(event), day, count), oldest)
                           for send_id, event, day, count, oldest in rows
                           if event in wanted and (count >= max_size or oldest <= ready_before)]

@@ -8,7 +8,20 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, any_, case, exists, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    TextualSelect,
+    and_,
+    any_,
+    case,
+    column,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -92,12 +105,27 @@ GROUP_KEY = (Interaction.send_id, Interaction.event, Interaction.day)
 GROUP_COLUMNS = (*GROUP_KEY, func.count(), func.min(Interaction.created_at))
 
 
-def unreported_groups(tenant: str) -> Select[int, str, dt.date, int, float]:
-    """The tenant's groups of unreported interactions (add ``.group_by(*GROUP_KEY)``)."""
-    return (select(*GROUP_COLUMNS).join(Send, Send.id == Interaction.send_id)
-            .join(Campaign, Campaign.id == Send.campaign_pk)
-            # The partial index's own predicate, literally, so the planners use it.
-            .where(Campaign.tenant == tenant, text(UNREPORTED)))
+def unreported_from(sqlite: bool) -> str:
+    """``interaction`` in a FROM clause, read by its unreported index. On SQLite the index
+    is named: without statistics its planner took the batch_id index, whose NULLs are every
+    submitted and delivered row (grouping the unreported of 10,800,000 interactions: 2.3 s
+    instead of 0.4 s, once a reporting pass)."""
+    return "interaction INDEXED BY ix_interaction_unreported" if sqlite else "interaction"
+
+
+def unreported_groups(tenant: str, *, sqlite: bool) -> TextualSelect:
+    """The tenant's groups of unreported interactions: (send, event, day, count, oldest)."""
+    # Constants only (the tenant is a bound parameter); UNREPORTED is the partial index's
+    # own predicate, literally, so the planners use it.
+    return text(
+        "SELECT interaction.send_id, interaction.event, interaction.day, count(*), "  # noqa: S608
+        f"min(interaction.created_at) FROM {unreported_from(sqlite)} "
+        "JOIN send ON send.id = interaction.send_id "
+        "JOIN campaign ON campaign.id = send.campaign_pk "
+        f"WHERE campaign.tenant = :tenant AND {UNREPORTED} "
+        "GROUP BY interaction.send_id, interaction.event, interaction.day",
+    ).bindparams(tenant=tenant).columns(*GROUP_KEY, column("count", BigInteger),
+                                         column("oldest", Float))
 
 
 def in_group(group: ReportGroup) -> tuple[ColumnElement[bool], ...]:
@@ -170,7 +198,7 @@ class ReportStore(CountStore):
         before ``ready_before`` (so small groups wait for the next flush instead of
         trickling out one customer a call)."""
         async with self.db.read() as session:
-            groups = await session.execute(unreported_groups(tenant).group_by(*GROUP_KEY))
+            groups = await session.execute(unreported_groups(tenant, sqlite=self.db.sqlite))
             return [ReportGroup(send_id, Event(event), day, count)
                     for send_id, event, day, count, oldest in groups
                     if count >= max_size or oldest <= ready_before]

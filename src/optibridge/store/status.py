@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 
 from optibridge.domain import BatchState
 from optibridge.store.counts import CountStore
+from optibridge.store.reports import unreported_from
 from optibridge.store.schema import (
     UNREPORTED,
     CallbackProblem,
@@ -128,12 +129,11 @@ class StatusStore(CountStore):
         """Like ``unreported_backlog``, but by the indexes: interactions in no batch, plus
         those in a batch that is not sent (nor expired: those are never sent)."""
         # The partial index's own predicate, word for word (bound IN values do not imply
-        # it), and on SQLite the index named: without statistics its planner takes the
-        # batch_id index, whose NULLs are every submitted and delivered row.
-        hint = "INDEXED BY ix_interaction_unreported" if self.db.sqlite else ""
+        # it), and on SQLite the index named (``unreported_from``).
         # Constants only (the tenant is a bound parameter):
         unreported = text(
-            f"SELECT count(*), min(interaction.created_at) FROM interaction {hint} "  # noqa: S608
+            "SELECT count(*), min(interaction.created_at) "  # noqa: S608
+            f"FROM {unreported_from(self.db.sqlite)} "
             "JOIN send ON send.id = interaction.send_id "
             "JOIN campaign ON campaign.id = send.campaign_pk "
             f"WHERE campaign.tenant = :tenant AND {UNREPORTED}")
