@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select
 
 from optibridge.domain import Event, InboxItem
-from optibridge.store import open_store
+from optibridge.store import Store, open_store
 from optibridge.store.callbacks import MAPPING_BUDGET, POSTGRES_MAPPING_BUDGET
 from optibridge.store.schema import CallbackInbox
 
@@ -37,19 +37,31 @@ async def test_a_pass_says_when_more_waits(database_url: str) -> None:
         await store.db.dispose()
 
 
-async def test_a_mapper_passes_over_callbacks_another_is_mapping(database_url: str) -> None:
-    """PostgreSQL: a mapper (a send's follow step) whose callbacks another mapper's open
-    transaction holds goes on at once, mapping none of them, instead of waiting for the
-    other to commit. (SQLite has one writer at a time: nothing to pass over.)"""
+async def unmapped(store: Store) -> list[int]:
+    async with store.db.read() as session:
+        return list(await session.scalars(select(CallbackInbox.id).where(
+            CallbackInbox.processed_at.is_(None)).order_by(CallbackInbox.id)))
+
+
+async def test_a_mapper_maps_what_another_is_not_mapping(database_url: str) -> None:
+    """PostgreSQL: a mapper (a send's follow step, say) maps the callbacks no other
+    mapper's open transaction holds, at once, and leaves the held ones to their holder,
+    instead of waiting for it to commit (or giving all of its own up). (SQLite has one
+    writer at a time: nothing to pass over.)"""
     store = await open_store(database_url)
     if store.db.sqlite:
         await store.db.dispose()
         pytest.skip("SQLite's writers take turns")
     try:
-        await store.record_callbacks([InboxItem(7, Event.OPENED, WHEN, ("a@x",))])
-        async with store.db.write() as other:  # another mapper, its transaction open
-            await other.execute(update(CallbackInbox).values(processed_at=1.0))
-            assert await asyncio.wait_for(store.map_pass(), timeout=2) == (0, False)
-        assert await store.inbox_backlog() == 0  # the other committed: mapped, once
+        await store.record_callbacks([InboxItem(7, Event.OPENED, WHEN, (f"{n}@x",))
+                                      for n in range(2)])
+        first = min(await unmapped(store))
+        async with store.db.write() as other:  # another mapper holds the first
+            await other.execute(select(CallbackInbox.id).where(CallbackInbox.id == first)
+                                .with_for_update())
+            assert await asyncio.wait_for(store.map_pass(), timeout=2) == (1, False)
+        assert await unmapped(store) == [first]  # its holder let it go
+        assert await store.map_pass() == (1, False)
+        assert await store.inbox_backlog() == 0
     finally:
         await store.db.dispose()

@@ -25,7 +25,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem, SendRecord
-from optibridge.store.base import rowcount
 from optibridge.store.campaigns import drop_unsent_in
 from optibridge.store.db import Turn
 from optibridge.store.problems import CallbackProblemRow, ProblemStore
@@ -127,8 +126,17 @@ def _day(item: _Pending) -> tuple[Event, dt.date]:
     return Event(item.event), dt.datetime.fromtimestamp(item.event_time, dt.UTC).date()
 
 
-class _Overtaken(Exception):
-    """Callbacks being mapped were mapped by someone else first."""
+def _heard(items: list[_Pending], known: set[int]
+           ) -> dict[tuple[int, Event, dt.date], list[str]]:
+    """Per (send, event, day), the callbacks' JSON arrays of addresses as stored: the
+    database reads them (and dedupes), so a callback of 200,000 addresses never becomes
+    200,000 Python strings here."""
+    heard: dict[tuple[int, Event, dt.date], list[str]] = defaultdict(list)
+    for item in items:
+        if item.send_id in known and item.size:
+            event, day = _day(item)
+            heard[(item.send_id, event, day)].append(_json_array(item.addresses))
+    return heard
 
 
 def _within_budget(sizes: Sequence[int], budget: int) -> int:
@@ -223,9 +231,9 @@ class CallbackStore(ProblemStore):
             except (ValueError, OverflowError, OSError) as error:  # the row itself is bad
                 unusable.append((item, f"{type(error).__name__}: {error}"))
         try:
-            await self._map_all(usable, known, unusable)
-        except _Overtaken:
-            return 0, False  # another mapper took some of them meanwhile; read again later
+            # What another mapper took meanwhile is left to it: a pass that claimed
+            # nothing says 0, so that a caller mapping until none is left stops.
+            return await self._map_all(usable, known, unusable), full
         except Exception as error:
             if _transient(error):
                 raise
@@ -233,14 +241,12 @@ class CallbackStore(ProblemStore):
             # only the row at fault waits.
             for item in usable:
                 await self._map_alone(item, known)
-            await self._set_aside(unusable, now)
+            await self._map_all([], known, unusable)
         return len(items), full
 
     async def _map_alone(self, item: _Pending, known: set[int]) -> None:
         try:
             await self._map_all([item], known, [])
-        except _Overtaken:
-            pass
         except Exception as error:
             if _transient(error):
                 raise
@@ -259,11 +265,6 @@ class CallbackStore(ProblemStore):
                                   .values(attempts=attempts, last_error=reason[:2000],
                                           retry_at=now + RETRY_PAUSE * 2 ** attempts))
 
-    async def _set_aside(self, items: list[tuple[_Pending, str]], now: float) -> None:
-        if items:
-            async with self.db.write() as session:
-                await self._set_aside_in(session, items, now)
-
     async def _set_aside_in(self, session: AsyncSession, items: list[tuple[_Pending, str]],
                             now: float) -> None:
         """Rows that will never map: done with, each kept as an ``unmappable`` problem."""
@@ -276,36 +277,31 @@ class CallbackStore(ProblemStore):
             key=f"inbox {item.id}") for item, reason in items])
 
     async def _map_all(self, items: list[_Pending], known: set[int],
-                       unusable: list[tuple[_Pending, str]]) -> None:
-        """One write transaction: the callbacks marked mapped, their interactions stored."""
-        # Per (send, event, day), the JSON arrays of addresses as stored: the database
-        # reads them (and dedupes), so a callback of 200,000 addresses never becomes
-        # 200,000 Python strings here.
-        heard: dict[tuple[int, Event, dt.date], list[str]] = defaultdict(list)
-        for item in items:
-            if item.send_id in known and item.size:
-                event, day = _day(item)
-                heard[(item.send_id, event, day)].append(_json_array(item.addresses))
+                       unusable: list[tuple[_Pending, str]]) -> int:
+        """One write transaction: the callbacks this mapper claims marked mapped, their
+        interactions stored (the unusable set aside); how many it claimed."""
         async with self.db.write() as session:
             now = self.clock()
-            if items:
-                marked = await session.execute(update(CallbackInbox).where(
-                    CallbackInbox.id.in_(self._unclaimed([i.id for i in items])))
-                    .values(processed_at=now))
-                if rowcount(marked) != len(items):
-                    raise _Overtaken
+            ids = [i.id for i in items] + [i.id for i, _ in unusable]
+            claimed = set(await session.scalars(
+                update(CallbackInbox).where(CallbackInbox.id.in_(self._unclaimed(ids)))
+                .values(processed_at=now).returning(CallbackInbox.id)
+                .execution_options(synchronize_session=False))) if ids else set()
+            items = [i for i in items if i.id in claimed]
+            unusable = [(i, reason) for i, reason in unusable if i.id in claimed]
             await self._set_aside_in(session, unusable, now)
             await self.add_callback_problems(session, [CallbackProblemRow(
                 "unknown_send", i.send_id, f"{i.event} x{i.size}", key=f"{i.event}",
                 times=i.size) for i in items if i.send_id not in known])
-            for (send_id, event, day), arrays in heard.items():
+            for (send_id, event, day), arrays in _heard(items, known).items():
                 await self._map(session, send_id, event, day, _joined(arrays), now)
+            return len(claimed)
 
     def _unclaimed(self, ids: list[int]) -> Select[int]:
         """Which of these callbacks no other mapper has mapped or is mapping. PostgreSQL
         skips the rows another mapper's transaction holds: waiting for it to commit (a
         send's follow step beside the mapping step) only to find them mapped held the
-        waiting one's whole pass."""
+        waiting one's whole pass. Each maps what it claimed."""
         unclaimed = select(CallbackInbox.id).where(CallbackInbox.id.in_(ids),
                                                    CallbackInbox.processed_at.is_(None))
         return unclaimed if self.db.sqlite else unclaimed.with_for_update(skip_locked=True)
