@@ -6,9 +6,8 @@ import datetime as dt
 
 from optibridge.config import parse_config
 from optibridge.domain import AudienceEntry, BatchState, Event, InboxItem
-from optibridge.pipeline.progress import progress
 from optibridge.store import Store, open_store
-from optibridge.store.reports import REPORTED_EVENTS
+from tests import progress_check
 
 WHEN = dt.datetime(2030, 5, 1, 12, 0)
 
@@ -18,8 +17,6 @@ def entry(i: int, template: int, address: str | None) -> AudienceEntry:
 
 
 async def assert_progress_agrees(store: Store) -> None:
-    """The progress the demo and the benchmarks poll (from the kept totals and the
-    unreported index) says what counting every interaction says."""
     tenant = parse_config({
         "server": {"public_url": "http://127.0.0.1:9", "signing_secret": "s" * 16},
         "tenants": {"acme": {
@@ -27,10 +24,7 @@ async def assert_progress_agrees(store: Store) -> None:
             "channels": {"504": {"type": "email", "address_attribute": "Email"}},
             "platform": {"base_url": "http://127.0.0.1:9", "api_key": "p",
                          "bounce_domain": 1}}}}).tenant("acme")
-    now = await progress(store, "acme", tenant)
-    counted = await store.event_counts("acme")
-    assert (now.unreported, now.oldest_unreported) == await store.unreported_backlog("acme")
-    assert now.reported == sum(counted.get(e, (0, 0))[1] for e in REPORTED_EVENTS)
+    await progress_check.assert_progress_agrees(store, "acme", tenant)
 
 
 async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
@@ -88,5 +82,21 @@ async def test_funnel_backlog_batches_and_errors(database_url: str) -> None:
         assert await store.notification_counts() == {}
         assert await store.recipients_pulled() == {"acme": 10}
         assert await store.callbacks_received() == (1, 2)
+    finally:
+        await store.db.dispose()
+
+
+async def test_progress_counts_a_campaign_still_being_pulled(database_url: str) -> None:
+    """Its Dropped (customers without an address) are stored, batched and may be sent
+    while later pages are still to come."""
+    store: Store = await open_store(database_url)
+    try:
+        campaign, _ = await store.open_campaign("acme", 7, 504)
+        entries = [entry(i, 1, None if i < 3 else f"c{i}@x.test") for i in range(10)]
+        assert await store.store_audience_page(campaign.id, "email", 0, entries, False)
+        await store.form_report_batches("acme", ready_before=float("inf"))
+        [batch] = await store.batches("acme", [BatchState.PENDING])
+        await store.mark_batch(batch.id, BatchState.SENT)
+        await assert_progress_agrees(store)
     finally:
         await store.db.dispose()

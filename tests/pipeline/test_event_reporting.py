@@ -37,7 +37,15 @@ from optibridge.sandbox.optimove import FaultPlan, MetricTenant, OptimoveSandbox
 from optibridge.serving import serving
 from optibridge.signing import UrlSigner
 from optibridge.store import open_store
-from tests.pipeline.in_doubt_world import CAMPAIGN, EMAIL, FAST, campaign, report_until_settled
+from tests.pipeline.in_doubt_world import (
+    CAMPAIGN,
+    EMAIL,
+    FAST,
+    SENT_AT,
+    campaign,
+    report_until_settled,
+)
+from tests.progress_check import assert_progress_agrees
 
 TOKEN = "metric-token-t"
 TENANT_ID = 77
@@ -200,12 +208,19 @@ async def test_held_batches_are_one_problem_each_and_wait_for_an_operator(
         database_url: str) -> None:
     async with pipeline(database_url) as (ctx, sandbox, _):
         await campaign(ctx, sandbox, later_days=False, customers=4, templates=(7,))
+        [send] = await ctx.store.sends("t", list(SendState))
+        await ctx.store.record_callbacks([InboxItem(  # saveEvent takes delivered too
+            send.id, Event.DELIVERED, int(SENT_AT.replace(tzinfo=dt.UTC).timestamp()),
+            ("c7-0@x.com", "c7-1@x.com"))])
+        assert await ctx.store.process_inbox()
         sandbox.set_faults(FaultPlan(lost_response_rate=1.0,
                                      functions=frozenset({"saveEvent"})))
         for _ in range(3):
             await report_until_settled(ctx, 0.3)
         held = await ctx.store.batches("t", [BatchState.IN_DOUBT])
         assert held and len(sandbox.received_events("t")) == sum(b.size for b in held)
+        # Delivered and sent held too: counted once in the demo's backlog, not twice.
+        await assert_progress_agrees(ctx.store, "t", ctx.tenant)
         problems = [p for p in await ctx.store.recent_problems(100) if "held in doubt" in p.message]
         assert len(problems) == len(held) and all(p.count == 1 for p in problems)
         assert "optibridge batches resolve" in problems[0].message

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Subquery, func, select, text, union_all
 
 from optibridge.store.base import StoreBase
-from optibridge.store.schema import InteractionCount, InteractionCountDelta
+from optibridge.store.schema import Campaign, InteractionCount, InteractionCountDelta, Send
 
 # PostgreSQL: fold the deltas statement triggers appended into the totals, oldest first;
 # SKIP LOCKED lets two folders (a replica and a CLI command) share the work, never count
@@ -51,6 +51,18 @@ class CountStore(StoreBase):
             for send_id, event, n in found:
                 counts.setdefault(int(send_id), {})[event] = int(n)
             return counts
+
+    async def interaction_totals(self, tenant: str) -> dict[str, int]:
+        """Interactions stored per event, over every campaign of the tenant (those still
+        being pulled too: their Dropped are stored, and may be reported, meanwhile)."""
+        rows = counted()
+        async with self.db.read() as session:
+            found = await session.execute(
+                select(rows.c.event, func.sum(rows.c.count))
+                .join(Send, Send.id == rows.c.send_id)
+                .join(Campaign, Campaign.id == Send.campaign_pk)
+                .where(Campaign.tenant == tenant).group_by(rows.c.event))
+            return {str(event): int(n) for event, n in found}
 
     async def fold_interaction_counts(self, limit: int = 50_000) -> None:
         """PostgreSQL: fold up to ``limit`` deltas into the totals (SQLite has none)."""

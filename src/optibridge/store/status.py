@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from optibridge.domain import BatchState
 from optibridge.store.counts import CountStore
-from optibridge.store.reports import unreported_from
+from optibridge.store.reports import REPORTED_EVENTS, unreported_from
 from optibridge.store.schema import (
     UNREPORTED,
     CallbackProblem,
@@ -142,7 +142,7 @@ class StatusStore(CountStore):
             held = (await session.execute(
                 select(func.count(), func.min(Interaction.created_at))
                 .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
-                .where(ReportBatch.tenant == tenant,
+                .where(ReportBatch.tenant == tenant, Interaction.event.in_(REPORTED_EVENTS),
                        ReportBatch.state.not_in([BatchState.SENT, BatchState.EXPIRED])))).one()
         oldest = [t for t in (loose[1], held[1]) if t is not None]
         return Backlog(int(loose[0]) + int(held[0]), min(oldest) if oldest else None)
