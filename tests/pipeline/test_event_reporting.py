@@ -227,10 +227,19 @@ async def test_held_batches_are_one_problem_each_and_wait_for_an_operator(
         # Resolved "not landed" by an operator, sent again, in doubt again: told again.
         again = held[0]
         assert await ctx.store.settle_in_doubt([again.id], False, kind="resolve", actor="op")
+        # Passes until the new doubt is told (a loaded machine may need more than one
+        # 0.3 s round), then more: it is told once.
+        told = []
+        for _ in range(10):
+            await report_until_settled(ctx, 0.3)
+            told = [p.count for p in await ctx.store.recent_problems(100)
+                    if f"report batch {again.id} " in p.message]
+            if told != [1]:
+                break
         await report_until_settled(ctx, 0.3)
         problems = [p for p in await ctx.store.recent_problems(100)
                     if f"report batch {again.id} " in p.message]
-        assert [p.count for p in problems] == [2]
+        assert told == [p.count for p in problems] == [2]
 
 
 async def test_events_older_than_7_days_are_set_aside_with_a_count(database_url: str) -> None:
