@@ -11,9 +11,8 @@ from sqlalchemy import func, select, text
 
 from optibridge.domain import BatchState
 from optibridge.store.counts import CountStore
-from optibridge.store.reports import REPORTED_EVENTS, unreported_from
+from optibridge.store.reports import REPORTED_EVENTS, tenant_unreported
 from optibridge.store.schema import (
-    UNREPORTED,
     CallbackProblem,
     CallbackTotal,
     Campaign,
@@ -128,15 +127,8 @@ class StatusStore(CountStore):
     async def report_backlog(self, tenant: str) -> Backlog:
         """Like ``unreported_backlog``, but by the indexes: interactions in no batch, plus
         those in a batch that is not sent (nor expired: those are never sent)."""
-        # The partial index's own predicate, word for word (bound IN values do not imply
-        # it), and on SQLite the index named (``unreported_from``).
-        # Constants only (the tenant is a bound parameter):
-        unreported = text(
-            "SELECT count(*), min(interaction.created_at) "  # noqa: S608
-            f"FROM {unreported_from(self.db.sqlite)} "
-            "JOIN send ON send.id = interaction.send_id "
-            "JOIN campaign ON campaign.id = send.campaign_pk "
-            f"WHERE campaign.tenant = :tenant AND {UNREPORTED}")
+        unreported = text(  # constants only: the tenant is a bound parameter
+            f"SELECT count(*), min(interaction.created_at) {tenant_unreported(self.db.sqlite)}")
         async with self.db.read() as session:
             loose = (await session.execute(unreported, {"tenant": tenant})).one()
             held = (await session.execute(
