@@ -13,11 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from optibridge.domain import ChannelType, Event
+from optibridge.domain import ChannelType, Event, SendState
 from optibridge.optimove.inbound import parse_trigger
 from optibridge.optimove.models import REPORTED_AS, InteractionEvent, Metric
+from optibridge.pipeline.context import TenantContext
+from optibridge.pipeline.nudges import Loop
 from optibridge.pipeline.progress import progress
 from optibridge.pipeline.triggered import TriggerIntake, gather_step, to_new_trigger
+from optibridge.pipeline.worker import STEPS, Step, run_loop
 from optibridge.refusals import Refused
 from optibridge.sandbox.platform import EventRates
 from optibridge.service.app import create_app
@@ -281,3 +284,45 @@ def test_parser_reads_both_shapes_and_keeps_the_raw_payload(world: World) -> Non
             chosen.action_id, chosen.address) == ("U9", 8, TRIGGERED, 4, 3, None)
     with pytest.raises(Refused, match="not a scalar"):
         parse_trigger(b'{"CustomerID":"a","CampaignID":1,"Personalization":{"x":[1]}}')
+
+
+async def test_a_trigger_wakes_the_gathering_and_then_the_execution_loop_and_no_other(
+        world: World) -> None:
+    # Each trigger used to wake every idle loop of the tenant: at 50 triggers a second,
+    # follow's, report's and the other loops each ran 50 passes a second that found nothing.
+    template = world.platform.add_template("Cart", ChannelType.EMAIL, "<p>Hi</p>")
+    passes: Counter[Loop] = Counter()
+
+    def counted(loop: Loop, step: Step) -> Step:
+        async def one_pass(ctx: TenantContext) -> int:
+            passes[loop] += 1
+            return await step(ctx)
+        return one_pass
+
+    async def nothing(ctx: TenantContext) -> int:
+        return 0
+
+    async with world.context() as ctx:
+        ctx.timing = ctx.timing.model_copy(update={"idle": 60.0})  # no pause ends by itself
+        intake = TriggerIntake.for_contexts(ctx.store, {TENANT: ctx})
+        steps = {Loop.TRIGGERED: STEPS[Loop.TRIGGERED], Loop.EXECUTE: STEPS[Loop.EXECUTE],
+                 Loop.FOLLOW: nothing, Loop.REPORT: nothing, Loop.PULL: nothing}
+        loops = [asyncio.create_task(run_loop(ctx, loop, counted(loop, step)))
+                 for loop, step in steps.items()]
+        try:
+            await asyncio.sleep(0.3)  # every loop has made its first pass and is paused
+            for i in range(10):
+                body = trigger(f"W{i}", template, f"w{i}@example.com")
+                await intake.accept(ctx, json.dumps(body).encode())
+                await asyncio.sleep(0.02)
+            for _ in range(100):
+                if await ctx.store.sends(TENANT, [SendState.READY]):
+                    break
+                await asyncio.sleep(0.05)
+            ready = await ctx.store.sends(TENANT, [SendState.READY])
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+    assert [send.recipients for send in ready] == [10]  # gathered, then executed, at once
+    assert passes[Loop.FOLLOW] == passes[Loop.REPORT] == passes[Loop.PULL] == 1

@@ -13,6 +13,7 @@ from optibridge.offload import INLINE, Offload
 from optibridge.optimove.client import OptimoveClient
 from optibridge.optimove.events import EngagementEventsClient
 from optibridge.pipeline.lease import LeasedWindow
+from optibridge.pipeline.nudges import Nudges
 from optibridge.pipeline.pause import Pause
 from optibridge.pipeline.pull_first import PullFirst
 from optibridge.platform.api import Platform
@@ -32,7 +33,7 @@ class TenantContext:
     timing: TimingConfig = field(default_factory=TimingConfig)
     # Send state changes that must not interleave (execution's READY step vs cancellation).
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    nudges: Nudges = field(default_factory=Nudges)
     # When this process started the tenant's work: callbacks the platform could not deliver
     # while no process was listening arrive only after, by the platform's retries.
     started_at: float = 0.0

@@ -26,6 +26,7 @@ from optibridge.optimove.inbound import ParsedTrigger, Scalar, normalized, parse
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.entries import usable_address
 from optibridge.pipeline.group_commit import GroupCommit
+from optibridge.pipeline.nudges import Loop
 from optibridge.platform.api import Platform
 from optibridge.refusals import Refusal, Refused
 from optibridge.store import Store
@@ -166,7 +167,7 @@ class TriggerIntake:
             raise Refused(f"unknown template: {trigger.template_id} is not a "
                           f"{channel_type} template on the platform", Refusal.UNPROCESSABLE)
         trigger_id = await self.writer.write(trigger)
-        ctx.wake.set()
+        ctx.nudges.nudge(Loop.TRIGGERED)
         return trigger_id
 
 
@@ -207,7 +208,7 @@ async def gather_triggers(ctx: TenantContext) -> int:
         if _due(group, now, ctx.tenant.trigger_window_seconds):
             gathered += await gather_group(ctx, group)
     if gathered:
-        ctx.wake.set()  # the execution loop has new sends
+        ctx.nudges.nudge(Loop.EXECUTE)  # it has new sends
     return gathered
 
 

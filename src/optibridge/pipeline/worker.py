@@ -22,6 +22,7 @@ from optibridge.pipeline.execution import execute_pending_sends
 from optibridge.pipeline.follow import follow_sends
 from optibridge.pipeline.lease import LeasedLimiter, LeaseLost
 from optibridge.pipeline.listener import handle_pending_notifications
+from optibridge.pipeline.nudges import Loop
 from optibridge.pipeline.pruning import prune_step
 from optibridge.pipeline.reporting import report_interactions, report_metrics
 from optibridge.pipeline.templates import template_sync_step
@@ -67,21 +68,22 @@ async def report_step(ctx: TenantContext) -> int:
     return sent
 
 
-STEPS: dict[str, Step] = {
-    "pull": pull_step,
-    "execute": execute_pending_sends,
-    "map": map_step,
-    "report": report_step,
-    "follow": follow_sends,
-    "triggered": gather_step,
-    "templates": template_sync_step,
-    "prune": prune_step,
+STEPS: dict[Loop, Step] = {
+    Loop.PULL: pull_step,
+    Loop.EXECUTE: execute_pending_sends,
+    Loop.MAP: map_step,
+    Loop.REPORT: report_step,
+    Loop.FOLLOW: follow_sends,
+    Loop.TRIGGERED: gather_step,
+    Loop.TEMPLATES: template_sync_step,
+    Loop.PRUNE: prune_step,
 }
 
 
-async def run_loop(ctx: TenantContext, name: str, step: Step) -> None:
-    """Run ``step`` until cancelled: at once again while it finds work, else after a pause;
-    a failure is logged, kept as a problem, and retried with a growing pause."""
+async def run_loop(ctx: TenantContext, name: Loop, step: Step) -> None:
+    """Run ``step`` until cancelled: at once again while it finds work, else after a pause
+    (cut short when the loop is nudged); a failure is logged, kept as a problem, and
+    retried with a growing pause."""
     failures = 0
     while True:
         try:
@@ -89,7 +91,8 @@ async def run_loop(ctx: TenantContext, name: str, step: Step) -> None:
             failures = 0
         except LeaseLost as lost:
             log.warning("worker.lease_lost", tenant=ctx.name, step=name, reason=str(lost))
-            await _pause(ctx, ctx.timing.idle)  # the worker stops us if it is really gone
+            # the worker stops us if it is really gone
+            await ctx.nudges.pause(name, ctx.timing.idle)
             continue
         except asyncio.CancelledError:
             raise
@@ -101,15 +104,7 @@ async def run_loop(ctx: TenantContext, name: str, step: Step) -> None:
             await asyncio.sleep(min(60.0, ctx.timing.idle * 2 ** min(failures, 6)))
             continue
         if not did:
-            await _pause(ctx, ctx.timing.idle)
-
-
-async def _pause(ctx: TenantContext, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(ctx.wake.wait(), timeout=seconds)
-    except TimeoutError:
-        return
-    ctx.wake.clear()
+            await ctx.nudges.pause(name, ctx.timing.idle)
 
 
 def new_holder() -> str:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from optibridge.optimove.inbound import MAX_NOTIFICATION_BYTES, parse_notification
 from optibridge.pipeline.callbacks import accept_callback, verified_send
 from optibridge.pipeline.listener import record_notification
+from optibridge.pipeline.nudges import Loop
 from optibridge.platform.callbacks import MAX_CALLBACK_BYTES
 from optibridge.refusals import Refusal, Refused
 from optibridge.service.assembly import Service
@@ -71,7 +72,7 @@ async def listener(request: Request) -> Response:
     except Refused as refusal:
         return refused(refusal)
     notification_id = await record_notification(service.store, tenant, notification)
-    service.contexts[tenant].wake.set()
+    service.contexts[tenant].nudges.nudge(Loop.PULL)
     return JSONResponse({"recorded": notification_id})
 
 
