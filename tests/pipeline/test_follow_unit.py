@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from optibridge.domain import SendRecord, SendState
+from optibridge.domain import Event, InboxItem, SendRecord, SendState
 from optibridge.pipeline.follow import follow_send
 from optibridge.platform.api import CampaignState, PlatformCampaign
 from optibridge.store import Store, open_store
@@ -34,6 +35,7 @@ class Ctx:
         self.tenant = type("T", (), {"callback_window_seconds": 10.0})()
         self.started_at = 0.0
         self.flagged_sends: set[int] = set()
+        self.quiet_until: dict[int, float] = {}
         self.log = _Log()
 
 
@@ -89,6 +91,41 @@ async def test_done_waits_for_quiet_callbacks_then_drops_the_unsent(tmp_path: An
     final = await store.get_send(send.id)
     assert final is not None and final.state == SendState.DONE
     assert (await store.event_counts("t"))["dropped"] == (3, 0)  # no submitted event came
+    await store.db.dispose()
+
+
+async def test_a_finished_send_is_read_again_only_when_its_quiet_period_can_be_over(
+        tmp_path: Any) -> None:
+    # Every pass (each second) read each finished send's last callback and the tenant's lag
+    # over the last hour of callbacks, though the quiet period found could not be over.
+    store = await open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    now = [1_800_000_000.0]
+    store.clock = lambda: now[0]
+    ctx: Any = Ctx(store, ScriptedPlatform(CampaignState.DONE))
+    send = await ready_send(store)
+    await store.record_callbacks([InboxItem(send.id, Event.SUBMITTED, int(now[0]),
+                                            ("c1@example.com",))])  # no lag
+    reads = Counter[str]()
+
+    def counted(name: str) -> Any:
+        read = getattr(store, name)
+
+        def counted_read(*args: Any) -> Any:
+            reads[name] += 1
+            return read(*args)
+        return counted_read
+
+    for name in ("last_callback_at", "callback_lag"):
+        setattr(store, name, counted(name))
+    assert not await follow_send(ctx, send)  # DONE seen: the quiet period starts
+    send = await current(store, send.id)
+    for _ in range(14):  # window 10 + margin 5 from the last callback: not over
+        assert not await follow_send(ctx, send)
+        now[0] += 1
+    assert reads == {"last_callback_at": 1, "callback_lag": 1}
+    now[0] += 1
+    assert await follow_send(ctx, send)
+    assert reads == {"last_callback_at": 2, "callback_lag": 2}
     await store.db.dispose()
 
 

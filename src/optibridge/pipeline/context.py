@@ -38,6 +38,8 @@ class TenantContext:
     # while no process was listening arrive only after, by the platform's retries.
     started_at: float = 0.0
     flagged_sends: set[int] = field(default_factory=set)  # stuck SENDING, already reported
+    # Finished sends waiting for their callbacks' quiet period: send -> not over before.
+    quiet_until: dict[int, float] = field(default_factory=dict)
     metrics_reported_at: float = 0.0
     lease: LeasedWindow | None = None  # None outside ``serve`` (CLI commands)
     report_pause: Pause = field(default_factory=Pause)

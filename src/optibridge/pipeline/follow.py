@@ -78,11 +78,10 @@ NO_CALLBACK_FACTOR = 4.0
 NO_CALLBACK_MIN = 60.0
 
 
-async def quiet_needed(ctx: TenantContext, send: SendRecord, heard: bool) -> float:
+def quiet_needed(ctx: TenantContext, send: SendRecord, heard: bool, lag: float) -> float:
     """How long a finished send's callbacks must be quiet before its unsent recipients are
-    dropped: the callback window, the margin, and twice the longest lag observed lately;
-    longer while the send has had no callback at all (``heard``)."""
-    lag = await ctx.store.callback_lag(ctx.name, send.id)
+    dropped: the callback window, the margin, and twice the longest lag observed lately
+    (``lag``); longer while the send has had no callback at all (``heard``)."""
     quiet = ctx.tenant.callback_window_seconds + ctx.timing.callback_margin + LAG_FACTOR * lag
     if heard or not send.recipients:
         return quiet
@@ -96,9 +95,19 @@ async def _finish(ctx: TenantContext, send: SendRecord, now: float) -> bool:
     come back later, by the platform's retries). The drop happens only in a transaction
     that sees none of the send's callbacks waiting to be mapped."""
     assert send.finished_at is not None
+    if now < ctx.quiet_until.get(send.id, 0.0):
+        return False  # the quiet period found last time is not over: nothing to read yet
     last_callback = await ctx.store.last_callback_at(send.id)
     quiet_since = max(send.finished_at, last_callback or 0.0, ctx.started_at)
-    if now - quiet_since < await quiet_needed(ctx, send, last_callback is not None):
+    lag = await ctx.store.callback_lag(ctx.name, send.id)
+    heard = last_callback is not None
+    quiet_until = quiet_since + quiet_needed(ctx, send, heard, lag)
+    if now < quiet_until:
+        # Read again when it can be over: a later callback or a longer lag only moves it
+        # later; a first callback shortens it, but not to before a heard send's quiet
+        # period from now.
+        ctx.quiet_until[send.id] = (quiet_until if heard else
+                                    min(quiet_until, now + quiet_needed(ctx, send, True, lag)))
         return False
     while await ctx.store.process_inbox(send_ids=[send.id]):
         pass  # map every callback of this send that has arrived
@@ -120,7 +129,11 @@ async def follow_sends(ctx: TenantContext) -> int:
     the others go on."""
     isolation = await Isolation.load(ctx, WorkKind.FOLLOW)
     finished = 0
-    for send in await ctx.store.sends(ctx.name, [SendState.READY]):
+    ready = await ctx.store.sends(ctx.name, [SendState.READY])
+    for send in ready:
         if isolation.due(send.id) and await run_send(isolation, send, follow_send(ctx, send)):
             finished += 1
+    following = {send.id for send in ready}
+    for gone in [s for s in ctx.quiet_until if s not in following]:
+        del ctx.quiet_until[gone]  # finished, or cancelled: READY no more
     return finished
