@@ -22,12 +22,13 @@ def test_readyz_is_503_while_the_disk_is_full(tmp_path: Path) -> None:
     with serving(app) as running:
         assert httpx.get(f"{running.url}/readyz").status_code == 200
         send_id = asyncio.run(_a_send(config.server.database_url))
-        engine = app.state.service.store.db.write_engine.sync_engine
+        engines = app.state.service.store.db.write_engines
 
         def full(connection: Any) -> None:  # the file may not grow by one page
             connection.exec_driver_sql("PRAGMA max_page_count = 1")
 
-        event.listen(engine, "begin", full)
+        for engine in engines:
+            event.listen(engine, "begin", full)
         many = "&".join(f"email[{i}]=c{i}@example.com" for i in range(20_000))
         body = f"event=opened&when={int(DUE.timestamp())}&{many}".encode()
         answer = httpx.post(callback_url(config, running, send_id), content=body)
@@ -36,12 +37,14 @@ def test_readyz_is_503_while_the_disk_is_full(tmp_path: Path) -> None:
         ready = httpx.get(f"{running.url}/readyz")
         assert ready.status_code == 503, ready.text
         assert "writes fail" in ready.json()["database"]
-        event.remove(engine, "begin", full)
+        for engine in engines:
+            event.remove(engine, "begin", full)
 
         def room(connection: Any) -> None:  # space again
             connection.exec_driver_sql("PRAGMA max_page_count = 1073741823")
 
-        event.listen(engine, "begin", room)
+        for engine in engines:
+            event.listen(engine, "begin", room)
         assert httpx.get(f"{running.url}/readyz").status_code == 200
         assert httpx.post(callback_url(config, running, send_id),
                           content=body).status_code == 200

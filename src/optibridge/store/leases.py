@@ -6,7 +6,7 @@ whose clock drifts) learns how long its lease has left from the database itself.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, cast, func, literal_column, select, update
+from sqlalchemy import Float, Select, cast, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -20,6 +20,19 @@ def database_now(sqlite: bool) -> ColumnElement[float]:
     if sqlite:
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
     return cast(func.extract("epoch", func.clock_timestamp()), Float)
+
+
+def lease_left_query(sqlite: bool, tenant: str, holder: str, epoch: int
+                     ) -> Select[float]:
+    """The seconds the lease (holder, epoch) has left by the database's clock; no row if
+    it moved (``seconds_left`` reads it)."""
+    return (select(TenantLease.expires_at - database_now(sqlite))
+            .where(TenantLease.tenant == tenant, TenantLease.holder == holder,
+                   TenantLease.epoch == epoch))
+
+
+def seconds_left(found: float | None) -> float:
+    return max(float(found), 0.0) if found is not None else 0.0
 
 
 class LeaseLost(Exception):
@@ -75,8 +88,5 @@ class LeaseStore(StoreBase):
                          ) -> float:
         """Seconds the lease (holder, epoch) has left by the database's clock; 0 if it
         lapsed or moved."""
-        row = (await session.execute(
-            select(TenantLease.expires_at - database_now(self.db.sqlite))
-            .where(TenantLease.tenant == tenant, TenantLease.holder == holder,
-                   TenantLease.epoch == epoch))).scalar()
-        return max(float(row), 0.0) if row is not None else 0.0
+        return seconds_left(await session.scalar(
+            lease_left_query(self.db.sqlite, tenant, holder, epoch)))

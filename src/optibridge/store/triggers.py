@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import NewTrigger, SendState, TriggerGroup
@@ -50,21 +50,27 @@ def _by_first(repeats: Mapping[int, int]) -> dict[int, list[int]]:
     return found
 
 
+# The IDs come back in the rows' order (each answer gets its own trigger's).
+TRIGGER_INSERT = insert(Trigger).returning(Trigger.id, sort_by_parameter_order=True)
+
+
 class TriggerStore(StoreBase):
     async def record_triggers(self, items: Sequence[NewTrigger]) -> list[int]:
-        """Store triggers in one transaction (each HTTP answer waits for it); their IDs."""
+        """Store triggers in one transaction (each HTTP answer waits for it); their IDs.
+        One Core statement on the driver's thread: the ORM's unit of work cost more than
+        the insert, on the write connection every other writer waits for."""
         now = self.clock()
-        async with self.db.write(turn=Turn.URGENT) as session:
-            rows = [Trigger(tenant=t.tenant, campaign_id=t.campaign_id,
-                            channel_id=t.channel_id, template_id=t.template_id,
-                            customer_id=t.customer_id, action_id=t.action_id,
-                            trigger_name=t.trigger_name, address=t.address,
-                            fields=json.dumps(dict(t.fields)) if t.fields else None,
-                            payload=t.payload, fingerprint=t.fingerprint,
-                            received_at=now) for t in items]
-            session.add_all(rows)
-            await session.flush()
-            return [row.id for row in rows]
+        rows = [{"tenant": t.tenant, "campaign_id": t.campaign_id,
+                 "channel_id": t.channel_id, "template_id": t.template_id,
+                 "customer_id": t.customer_id, "action_id": t.action_id,
+                 "trigger_name": t.trigger_name, "address": t.address,
+                 "fields": json.dumps(dict(t.fields)) if t.fields else None,
+                 "payload": t.payload, "fingerprint": t.fingerprint, "received_at": now}
+                for t in items]
+
+        def insert_rows(connection: Connection) -> list[int]:
+            return list(connection.execute(TRIGGER_INSERT, rows).scalars())
+        return await self.db.write_driver(insert_rows, turn=Turn.URGENT)
 
     async def pending_trigger_groups(self, tenant: str) -> list[TriggerGroup]:
         async with self.db.read() as session:
