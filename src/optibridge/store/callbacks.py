@@ -22,7 +22,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import Event, InboxItem, SendRecord
 from optibridge.store.campaigns import drop_unsent_in
@@ -255,23 +254,25 @@ class CallbackStore(ProblemStore):
     async def _retry_later(self, item: _Pending, reason: str) -> None:
         """Record a failed mapping on its row; the last allowed try sets it aside."""
         now = self.clock()
-        async with self.db.write() as session:
-            attempts = int(await session.scalar(
+
+        def record(connection: Connection) -> None:
+            attempts = int(connection.scalar(
                 select(CallbackInbox.attempts).where(CallbackInbox.id == item.id)) or 0) + 1
             if attempts >= MAX_MAPPING_ATTEMPTS:
-                await self._set_aside_in(session, [(item, reason)], now)
+                self._set_aside(connection, [(item, reason)], now)
                 return
-            await session.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
-                                  .values(attempts=attempts, last_error=reason[:2000],
-                                          retry_at=now + RETRY_PAUSE * 2 ** attempts))
+            connection.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
+                               .values(attempts=attempts, last_error=reason[:2000],
+                                       retry_at=now + RETRY_PAUSE * 2 ** attempts))
+        await self.db.write_driver(record)
 
-    async def _set_aside_in(self, session: AsyncSession, items: list[tuple[_Pending, str]],
-                            now: float) -> None:
+    def _set_aside(self, connection: Connection, items: list[tuple[_Pending, str]],
+                   now: float) -> None:
         """Rows that will never map: done with, each kept as an ``unmappable`` problem."""
         for item, reason in items:
-            await session.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
-                                  .values(processed_at=now, last_error=reason[:2000]))
-        await self.add_callback_problems(session, [CallbackProblemRow(
+            connection.execute(update(CallbackInbox).where(CallbackInbox.id == item.id)
+                               .values(processed_at=now, last_error=reason[:2000]))
+        self.add_callback_problems(connection, [CallbackProblemRow(
             "unmappable", item.send_id,
             f"callback {item.id} ({item.event} x{item.size}, when={item.event_time}): {reason}",
             key=f"inbox {item.id}") for item, reason in items])
@@ -279,23 +280,25 @@ class CallbackStore(ProblemStore):
     async def _map_all(self, items: list[_Pending], known: set[int],
                        unusable: list[tuple[_Pending, str]]) -> int:
         """One write transaction: the callbacks this mapper claims marked mapped, their
-        interactions stored (the unusable set aside); how many it claimed."""
-        async with self.db.write() as session:
+        interactions stored (the unusable set aside); how many it claimed. On the driver
+        (``write_driver``): through a session each of its statements was a round trip
+        through the event loop, the write connection held meanwhile."""
+        def map_claimed(connection: Connection) -> int:
             now = self.clock()
             ids = [i.id for i in items] + [i.id for i, _ in unusable]
-            claimed = set(await session.scalars(
+            claimed = set(connection.scalars(
                 update(CallbackInbox).where(CallbackInbox.id.in_(self._unclaimed(ids)))
-                .values(processed_at=now).returning(CallbackInbox.id)
-                .execution_options(synchronize_session=False))) if ids else set()
-            items = [i for i in items if i.id in claimed]
-            unusable = [(i, reason) for i, reason in unusable if i.id in claimed]
-            await self._set_aside_in(session, unusable, now)
-            await self.add_callback_problems(session, [CallbackProblemRow(
+                .values(processed_at=now).returning(CallbackInbox.id))) if ids else set()
+            self._set_aside(connection, [(i, why) for i, why in unusable if i.id in claimed],
+                            now)
+            mapped = [i for i in items if i.id in claimed]
+            self.add_callback_problems(connection, [CallbackProblemRow(
                 "unknown_send", i.send_id, f"{i.event} x{i.size}", key=f"{i.event}",
-                times=i.size) for i in items if i.send_id not in known])
-            for (send_id, event, day), arrays in _heard(items, known).items():
-                await self._map(session, send_id, event, day, _joined(arrays), now)
+                times=i.size) for i in mapped if i.send_id not in known])
+            for (send_id, event, day), arrays in _heard(mapped, known).items():
+                self._map(connection, send_id, event, day, _joined(arrays), now)
             return len(claimed)
+        return await self.db.write_driver(map_claimed)
 
     def _unclaimed(self, ids: list[int]) -> Select[int]:
         """Which of these callbacks no other mapper has mapped or is mapping. PostgreSQL
@@ -306,12 +309,12 @@ class CallbackStore(ProblemStore):
                                                    CallbackInbox.processed_at.is_(None))
         return unclaimed if self.db.sqlite else unclaimed.with_for_update(skip_locked=True)
 
-    async def _map(self, session: AsyncSession, send_id: int, event: Event, day: dt.date,
-                   addresses: str, now: float) -> None:
+    def _map(self, connection: Connection, send_id: int, event: Event, day: dt.date,
+             addresses: str, now: float) -> None:
         """Store what one send's addresses (a JSON array) heard on one day, as set-based
         SQL: addresses are joined to customers in the database, not one by one in Python."""
         listed = self.json_values_table(addresses)
-        unknown = (await session.execute(
+        unknown = (connection.execute(
             select(listed.c.value, func.count()).where(~exists().where(
                 Recipient.send_id == send_id, Recipient.address == listed.c.value))
             .group_by(listed.c.value).order_by(listed.c.value)
@@ -333,8 +336,8 @@ class CallbackStore(ProblemStore):
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,
                                      is_dropped)
-            late = (await session.scalars(customers.where(dropped).order_by(
-                Recipient.customer_id).limit(UNKNOWN_LISTED + 1))).all()
+            late = connection.scalars(customers.where(dropped).order_by(
+                Recipient.customer_id).limit(UNKNOWN_LISTED + 1)).all()
             problems += [CallbackProblemRow(
                 "late", send_id, f"{event} for customer {customer_id}, already reported "
                 "Dropped") for customer_id in late[:UNKNOWN_LISTED]]
@@ -343,11 +346,11 @@ class CallbackStore(ProblemStore):
                     "late", send_id, f"{event}: more than {UNKNOWN_LISTED} customers already "
                     "reported Dropped in one callback", key=f"{event}: more"))
             customers = customers.where(~dropped)
-        await self.add_callback_problems(session, problems)
+        self.add_callback_problems(connection, problems)
         rows = customers.add_columns(
             literal(send_id).label("send_id"), literal(str(event)).label("event"),
             literal(day, Date).label("day"), literal(now, Float).label("created_at"))
-        await session.execute(self.insert_ignoring_duplicates(Interaction).from_select(
+        connection.execute(self.insert_ignoring_duplicates(Interaction).from_select(
             ["customer_id", "send_id", "event", "day", "created_at"], rows))
 
     async def fold_callback_total(self, limit: int = 50_000) -> None:

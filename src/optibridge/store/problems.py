@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.store.base import StoreBase
 from optibridge.store.db import Turn
@@ -55,7 +54,7 @@ class CallbackProblemRow:
     times: int = 1
 
 
-async def upsert_problems(session: AsyncSession, sqlite_dialect: bool,
+def upsert_problems(connection: Connection, sqlite_dialect: bool,
                           model: type[Problem] | type[CallbackProblem],
                           rows: Sequence[dict[str, Any]]) -> None:
     """Insert problem rows; a row whose key exists adds its count to that row and becomes
@@ -80,7 +79,7 @@ async def upsert_problems(session: AsyncSession, sqlite_dialect: bool,
             found["count"] += row["count"]
             found[text_column] = row[text_column]
     for row in merged.values():
-        await session.execute(statement, row)
+        connection.execute(statement, row)
 
 
 class ProblemStore(StoreBase):
@@ -93,26 +92,30 @@ class ProblemStore(StoreBase):
         row = {"tenant": tenant, "where": where[:64], "message": message, "at": now,
                "last_at": now, "count": 1,
                "key": problem_key("problem", tenant, where, key if key else message)}
-        async with self.db.write() as session:
-            await upsert_problems(session, self.db.sqlite, Problem, [row])
+        sqlite_dialect = self.db.sqlite
+
+        def upsert(connection: Connection) -> None:
+            upsert_problems(connection, sqlite_dialect, Problem, [row])
+        await self.db.write_driver(upsert)
 
     async def record_callback_problem(self, kind: str, send_id: int | None, detail: str, *,
                                       key: str | None = None, turn: Turn = Turn.URGENT) -> None:
         """Keep a callback that could not be used (malformed, refused, unmappable)."""
-        async with self.db.write(turn=turn) as session:
-            await self.add_callback_problems(
-                session, [CallbackProblemRow(kind, send_id, detail, key)])
+        def add(connection: Connection) -> None:
+            self.add_callback_problems(connection, [CallbackProblemRow(kind, send_id, detail,
+                                                                       key)])
+        await self.db.write_driver(add, turn=turn)
 
-    async def add_callback_problems(self, session: AsyncSession,
-                                    problems: Sequence[CallbackProblemRow]) -> None:
-        """Record callback problems inside the caller's transaction."""
+    def add_callback_problems(self, connection: Connection,
+                              problems: Sequence[CallbackProblemRow]) -> None:
+        """Record callback problems inside the caller's transaction (``write_driver``)."""
         now = self.clock()
         rows = [{"kind": p.kind, "send_id": p.send_id, "detail": clean_text(p.detail),
                  "received_at": now, "last_at": now, "count": p.times,
                  "key": problem_key("callback", p.kind, p.send_id,
                                     p.key if p.key else clean_text(p.detail))}
                 for p in problems]
-        await upsert_problems(session, self.db.sqlite, CallbackProblem, rows)
+        upsert_problems(connection, self.db.sqlite, CallbackProblem, rows)
 
     async def recent_problems(self, limit: int = 20) -> list[ProblemRecord]:
         """The problems heard most recently, newest first."""
