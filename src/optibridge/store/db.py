@@ -133,7 +133,11 @@ class _ThreadWrites:
         self.engine = create_engine(url, echo=echo, pool_size=1, max_overflow=0,
                                     connect_args={"check_same_thread": False})
         _sqlite_pragmas(self.engine, immediate=True)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-write")
+        self._thread = self._new_thread()
+
+    @staticmethod
+    def _new_thread() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-write")
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         def transaction() -> T:
@@ -150,8 +154,11 @@ class _ThreadWrites:
             raise
 
     async def dispose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
-        self._thread.shutdown(wait=True)
+        """Close the connection and end the thread; like an engine's ``dispose``, writes
+        may follow (a new connection, a new thread, on demand)."""
+        thread, self._thread = self._thread, self._new_thread()
+        await asyncio.get_running_loop().run_in_executor(thread, self.engine.dispose)
+        thread.shutdown(wait=True)
 
 
 class Database:
