@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Connection, select
 
 from optibridge.domain import Event, InboxItem, SendState
 from optibridge.store import Store, open_store
+from optibridge.store.callbacks import CallbackStore
 from optibridge.store.schema import CallbackInbox, CallbackProblem, Problem
 from tests.store.test_store import entry, pulled_campaign
 
@@ -54,6 +56,46 @@ async def test_poisoned_rows_are_set_aside_and_the_healthy_ones_mapped(database_
     # only that row is set aside.
     assert (any("clicked" in d for d in unmappable)
             or any("bad" in d for kind, d in problems if kind == "unknown_address")), problems
+    await store.db.dispose()
+
+
+async def test_a_row_the_sql_fails_on_is_retried_then_set_aside_alone(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever breaks the mapping's SQL for one row (PostgreSQL's NUL above; here any
+    # error): the pass maps the others one by one, the bad row waits and is retried, and
+    # after MAX_MAPPING_ATTEMPTS it is set aside as one problem.
+    store = await open_store(database_url)
+    now = [float(NOON + 60)]
+    store.clock = lambda: now[0]
+    await pulled_campaign(store, [entry(i) for i in range(3)])
+    send = (await store.sends("t", list(SendState)))[0]
+    original = CallbackStore._map
+
+    def failing(self: CallbackStore, connection: Connection, send_id: int, event: Event,
+                day: dt.date, addresses: str, at: float) -> None:
+        if event == Event.CLICKED:
+            raise ValueError("the SQL failed on this row")
+        original(self, connection, send_id, event, day, addresses, at)
+
+    monkeypatch.setattr(CallbackStore, "_map", failing)
+    await store.record_callbacks([
+        InboxItem(send.id, Event.OPENED, NOON, ("c0@example.com",)),
+        InboxItem(send.id, Event.CLICKED, NOON, ("c1@example.com",)),
+        InboxItem(send.id, Event.OPENED, NOON, ("c2@example.com",))])
+    await store.process_inbox()
+    assert (await store.event_counts("t"))["opened"] == (2, 0)
+    async with store.db.read() as session:
+        waiting = (await session.execute(select(CallbackInbox.attempts, CallbackInbox.retry_at)
+                                         .where(CallbackInbox.processed_at.is_(None)))).all()
+    assert [attempts for attempts, _ in waiting] == [1]
+    assert (waiting[0][1] or 0.0) > now[0]  # waits its pause
+    await _map_until_done(store, now)
+    async with store.db.read() as session:
+        problems = (await session.execute(select(CallbackProblem.kind, CallbackProblem.detail)
+                                          )).all()
+    assert [kind for kind, _ in problems] == ["unmappable"]
+    assert "clicked" in problems[0][1] and "the SQL failed" in problems[0][1]
+    assert "clicked" not in await store.event_counts("t")
     await store.db.dispose()
 
 

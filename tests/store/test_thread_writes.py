@@ -36,6 +36,8 @@ async def test_a_cancelled_driver_write_keeps_the_turn_until_it_is_over(tmp_path
     writing = asyncio.create_task(store.db.write_driver(slow))
     await asyncio.to_thread(started.wait, 5)
     writing.cancel()
+    await asyncio.sleep(0.05)
+    writing.cancel()  # again, while it waits for the thread
     async with store.db.write():
         entered = time.monotonic()  # the next writer's turn
     assert writing.cancelled() and entered >= ended[0] > 0

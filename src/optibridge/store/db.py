@@ -148,9 +148,12 @@ class _ThreadWrites:
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
-            # Keep the turn until the thread's transaction is over: the next writer would
-            # otherwise wait on SQLite's lock instead of in line.
-            await asyncio.wait([done])
+            # Keep the turn until the thread's transaction is over (however often we are
+            # cancelled meanwhile): the next writer would otherwise wait on SQLite's lock
+            # instead of in line.
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
             raise
 
     async def dispose(self) -> None:
@@ -162,8 +165,9 @@ class _ThreadWrites:
 
 
 class Database:
-    """Holds the engines. On SQLite, writes go through one connection, so writers queue
-    in the pool instead of racing for the file lock; reads use their own connections."""
+    """Holds the engines. On SQLite, writes take turns (``_WriteTurns``) on two
+    connections, the ORM's and ``write_driver``'s, so writers queue in line instead of
+    racing for the file lock; reads use their own connections."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.async_url, self.sync_url = normalize_url(url)
@@ -197,10 +201,13 @@ class Database:
 
     async def write_driver(self, work: Callable[[Connection], T], *,
                            turn: Turn = Turn.BACKGROUND) -> T:
-        """``work`` on the write connection in one transaction, as one call (no Session,
-        one hand-over to the driver's thread): for the hot path's few plain statements
-        (``exec_driver_sql``), where the ORM's per-statement work costs more than the SQL.
-        Commits on success, rolls back on any error, like ``write``."""
+        """``work`` in one write transaction, as one call (no Session, one hand-over to
+        the driver's thread): for the hot path's Core statements, where the ORM's
+        per-statement work and round trips cost more than the SQL. Commits on success,
+        rolls back on any error, like ``write``. On SQLite it runs on a connection and
+        thread of its own (``_ThreadWrites``), in the same turns as ``write``; there a
+        caller cancelled meanwhile does not undo it (the transaction commits all the
+        same), so ``work`` must be right to keep whether or not its caller sees the end."""
         if self._driver is not None and self._turns is not None:
             async with self._turns.turn(turn):
                 return await self._driver.run(work)

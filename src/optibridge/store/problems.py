@@ -55,8 +55,8 @@ class CallbackProblemRow:
 
 
 def upsert_problems(connection: Connection, sqlite_dialect: bool,
-                          model: type[Problem] | type[CallbackProblem],
-                          rows: Sequence[dict[str, Any]]) -> None:
+                    model: type[Problem] | type[CallbackProblem],
+                    rows: Sequence[dict[str, Any]]) -> None:
     """Insert problem rows; a row whose key exists adds its count to that row and becomes
     its last time and text."""
     if not rows:

@@ -59,6 +59,8 @@ class TriggerStore(StoreBase):
         """Store triggers in one transaction (each HTTP answer waits for it); their IDs.
         One Core statement on the driver's thread: the ORM's unit of work cost more than
         the insert, on the write connection every other writer waits for."""
+        if not items:
+            return []
         now = self.clock()
         rows = [{"tenant": t.tenant, "campaign_id": t.campaign_id,
                  "channel_id": t.channel_id, "template_id": t.template_id,
