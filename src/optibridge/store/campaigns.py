@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select, text, update
+from sqlalchemy import Connection, Select, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import (
@@ -22,7 +22,7 @@ from optibridge.domain import (
     SendRecord,
     SendState,
 )
-from optibridge.store.base import StoreBase
+from optibridge.store.base import StoreBase, chunks, rowcount
 from optibridge.store.db import Turn
 from optibridge.store.recipients import RecipientRows, recipient_rows
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
@@ -292,16 +292,21 @@ class CampaignStore(StoreBase):
 
     async def update_send(self, send_id: int, **values: Any) -> None:
         """Record facts about a send that do not move its state (times, platform state)."""
-        async with self.db.write() as session:
-            await session.execute(update(Send).where(Send.id == send_id).values(**values))
+        statement = update(Send).where(Send.id == send_id).values(**values)
+
+        def record(connection: Connection) -> None:
+            connection.execute(statement)
+        await self.db.write_driver(record)
 
     async def advance_send(self, send_id: int, expect: SendState, **values: Any) -> bool:
         """Record one step of a send's execution, only if it is still in ``expect`` (a
         cancellation may have moved it meanwhile); False if it was not."""
-        async with self.db.write(turn=Turn.CAMPAIGN) as session:
-            result = await session.execute(update(Send).where(
-                Send.id == send_id, Send.state == expect).values(**values))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        statement = update(Send).where(Send.id == send_id, Send.state == expect
+                                       ).values(**values)
+
+        def advance(connection: Connection) -> bool:
+            return bool(rowcount(connection.execute(statement)))
+        return await self.db.write_driver(advance, turn=Turn.CAMPAIGN)
 
     async def recipients_to_upload(self, send_id: int, after_id: int, limit: int
                                    ) -> list[RecipientRow]:
@@ -319,14 +324,18 @@ class CampaignStore(StoreBase):
     async def mark_uploaded(self, send: SendRecord, through_id: int,
                             rejected: Sequence[tuple[str, str]]) -> None:
         """Advance the upload point; customers the platform refused become Dropped."""
-        async with self.db.write(turn=Turn.CAMPAIGN) as session:
-            now = self.clock()
-            rows = [{"send_id": send.id, "customer_id": customer_id, "event": Event.DROPPED,
-                     "day": send.scheduled_time.date(), "created_at": now}
-                    for customer_id, _ in rejected]
-            await self.insert_many_ignoring(session, Interaction, rows)
-            await session.execute(update(Send).where(Send.id == send.id)
-                                  .values(uploaded_through=through_id))
+        now = self.clock()
+        dropped = [{"send_id": send.id, "customer_id": customer_id,
+                    "event": str(Event.DROPPED), "day": send.scheduled_time.date(),
+                    "created_at": now} for customer_id, _ in rejected]
+        insert = self.insert_ignoring_duplicates(Interaction)
+
+        def mark(connection: Connection) -> None:
+            for part in chunks(dropped, 5_000):
+                connection.execute(insert, part)
+            connection.execute(update(Send).where(Send.id == send.id)
+                               .values(uploaded_through=through_id))
+        await self.db.write_driver(mark, turn=Turn.CAMPAIGN)
 
     async def drop_unsent(self, send: SendRecord, sent_events: Sequence[Event]) -> int:
         """Report as Dropped every recipient with an address and none of ``sent_events``

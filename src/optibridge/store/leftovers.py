@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from optibridge.domain import CreateRecord, CreateState, Made, SendState
 from optibridge.store.base import StoreBase, rowcount
@@ -32,27 +32,35 @@ class LeftoverStore(StoreBase):
                            ) -> CreateRecord:
         """Record a create about to be made; its name is ``name`` and the row's ID, so that
         no two creates share one."""
-        async with self.db.write(turn=Turn.CAMPAIGN) as session:
-            row = PlatformCreate(tenant=tenant, send_id=send_id, made=made, name=name,
-                                 state=CreateState.ASKING, asked_at=self.clock())
-            session.add(row)
-            await session.flush()
-            row.name = f"{name} #{row.id}"[:255]
-            await session.flush()
-            return _record(row)
+        asked_at = self.clock()
+
+        def record(connection: Connection) -> CreateRecord:
+            create_id = connection.scalar(insert(PlatformCreate).values(
+                tenant=tenant, send_id=send_id, made=made, name=name,
+                state=CreateState.ASKING, asked_at=asked_at).returning(PlatformCreate.id))
+            assert create_id is not None
+            named = f"{name} #{create_id}"[:255]
+            connection.execute(update(PlatformCreate).where(PlatformCreate.id == create_id)
+                               .values(name=named))
+            return CreateRecord(create_id, tenant, send_id, made, named, CreateState.ASKING,
+                                None, asked_at, None, None)
+        return await self.db.write_driver(record, turn=Turn.CAMPAIGN)
 
     async def create_answered(self, create_id: int, platform_id: int, send_id: int,
                               expect: SendState, **send_values: Any) -> bool:
         """The create's answer came: record the send's step and the create in one
         transaction. False if the send moved meanwhile: what was made is then an orphan."""
-        async with self.db.write(turn=Turn.CAMPAIGN) as session:
-            advanced = rowcount(await session.execute(update(Send).where(
+        answered_at = self.clock()
+
+        def record(connection: Connection) -> bool:
+            advanced = rowcount(connection.execute(update(Send).where(
                 Send.id == send_id, Send.state == expect).values(**send_values)))
-            await session.execute(update(PlatformCreate).where(
+            connection.execute(update(PlatformCreate).where(
                 PlatformCreate.id == create_id).values(
                 state=CreateState.MADE if advanced else CreateState.ORPHAN,
-                platform_id=platform_id, answered_at=self.clock()))
+                platform_id=platform_id, answered_at=answered_at))
             return bool(advanced)
+        return await self.db.write_driver(record, turn=Turn.CAMPAIGN)
 
     async def create_lost(self, create_id: int, note: str) -> None:
         async with self.db.write() as session:
