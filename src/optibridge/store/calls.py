@@ -44,8 +44,8 @@ class CallStore(LeaseStore, StoreBase):
         recorded (its process died or froze) counts as if it ended ``unended_for`` (its
         timeout) after it started.
 
-        Urgent on SQLite's one write connection: a call waits for this tiny write, and
-        must not queue behind report batch forming (10,000-row updates). Core statements
+        Urgent among SQLite's writers: a call waits for this tiny write, and must not
+        queue behind report batch forming (10,000-row updates). Core statements
         in one hand-over to the driver (``write_driver``): through the ORM each of the
         five statements was a round trip through a busy event loop, the write connection
         held 8 ms."""

@@ -32,6 +32,7 @@ def lease_left_query(sqlite: bool, tenant: str, holder: str, epoch: int
 
 
 def seconds_left(found: float | None) -> float:
+    """``lease_left_query``'s answer: 0 if the lease lapsed or moved."""
     return max(float(found), 0.0) if found is not None else 0.0
 
 
@@ -84,9 +85,3 @@ class LeaseStore(StoreBase):
             lease = await session.get(TenantLease, tenant)
             return None if lease is None else (lease.holder, lease.expires_at)
 
-    async def lease_left(self, session: AsyncSession, tenant: str, holder: str, epoch: int
-                         ) -> float:
-        """Seconds the lease (holder, epoch) has left by the database's clock; 0 if it
-        lapsed or moved."""
-        return seconds_left(await session.scalar(
-            lease_left_query(self.db.sqlite, tenant, holder, epoch)))
