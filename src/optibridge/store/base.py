@@ -12,7 +12,9 @@ import orjson
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Connection,
     CursorResult,
+    Executable,
     Result,
     SQLColumnExpression,
     String,
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from optibridge.store.db import Database
+from optibridge.store.db import Database, Turn
 from optibridge.store.schema import Base
 
 T = TypeVar("T")
@@ -68,6 +70,14 @@ class StoreBase:
         """Writes go one at a time through one connection (SQLite), so what a caller
         writes waits for every other writer; else they go side by side (PostgreSQL)."""
         return self.db.sqlite
+
+    async def write_statement(self, statement: Executable, *,
+                              turn: Turn = Turn.BACKGROUND) -> int:
+        """One statement in a write transaction of its own (``Database.write_driver``);
+        the rows it touched."""
+        def execute(connection: Connection) -> int:
+            return rowcount(connection.execute(statement))
+        return await self.db.write_driver(execute, turn=turn)
 
     def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""

@@ -79,12 +79,8 @@ class CallStore(LeaseStore, StoreBase):
     async def end_call(self, call_id: int) -> None:
         """The call's answer came back (or it was never sent): it leaves the window
         ``span`` seconds from now."""
-        ended = (update(ApiCall).where(ApiCall.id == call_id)
-                 .values(ended_at=database_now(self.db.sqlite)))
-
-        def end(connection: Connection) -> None:
-            connection.execute(ended)
-        await self.db.write_driver(end, turn=Turn.URGENT)
+        await self.write_statement(update(ApiCall).where(ApiCall.id == call_id).values(
+            ended_at=database_now(self.db.sqlite)), turn=Turn.URGENT)
 
     async def window_clears_in(self, key: str, span: float, unended_for: float = 30.0
                                ) -> float:

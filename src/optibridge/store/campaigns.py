@@ -22,7 +22,7 @@ from optibridge.domain import (
     SendRecord,
     SendState,
 )
-from optibridge.store.base import StoreBase, chunks, rowcount
+from optibridge.store.base import StoreBase
 from optibridge.store.db import Turn
 from optibridge.store.recipients import RecipientRows, recipient_rows
 from optibridge.store.schema import Campaign, Interaction, Notification, Recipient, Send
@@ -292,21 +292,13 @@ class CampaignStore(StoreBase):
 
     async def update_send(self, send_id: int, **values: Any) -> None:
         """Record facts about a send that do not move its state (times, platform state)."""
-        statement = update(Send).where(Send.id == send_id).values(**values)
-
-        def record(connection: Connection) -> None:
-            connection.execute(statement)
-        await self.db.write_driver(record)
+        await self.write_statement(update(Send).where(Send.id == send_id).values(**values))
 
     async def advance_send(self, send_id: int, expect: SendState, **values: Any) -> bool:
         """Record one step of a send's execution, only if it is still in ``expect`` (a
         cancellation may have moved it meanwhile); False if it was not."""
-        statement = update(Send).where(Send.id == send_id, Send.state == expect
-                                       ).values(**values)
-
-        def advance(connection: Connection) -> bool:
-            return bool(rowcount(connection.execute(statement)))
-        return await self.db.write_driver(advance, turn=Turn.CAMPAIGN)
+        return bool(await self.write_statement(update(Send).where(
+            Send.id == send_id, Send.state == expect).values(**values), turn=Turn.CAMPAIGN))
 
     async def recipients_to_upload(self, send_id: int, after_id: int, limit: int
                                    ) -> list[RecipientRow]:
@@ -331,8 +323,8 @@ class CampaignStore(StoreBase):
         insert = self.insert_ignoring_duplicates(Interaction)
 
         def mark(connection: Connection) -> None:
-            for part in chunks(dropped, 5_000):
-                connection.execute(insert, part)
+            if dropped:  # rarely any: the platform refused these contacts
+                connection.execute(insert, dropped)
             connection.execute(update(Send).where(Send.id == send.id)
                                .values(uploaded_through=through_id))
         await self.db.write_driver(mark, turn=Turn.CAMPAIGN)
