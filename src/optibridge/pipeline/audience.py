@@ -30,20 +30,22 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     pages = ctx.optimove.iter_send_details_pages(
         campaign.campaign_id, campaign.channel_id, decode, attributes=names,
         delimiter=delimiter, page_size=page_size, start_skip=campaign.next_skip)
-    async for page_skip, entries in pages:
-        last = len(entries) < page_size
-        with ctx.pull_first.storing(campaign.id):
-            kept = await ctx.store.store_audience_page(campaign.id, channel.type, page_skip,
-                                                       entries, last)
-        if not kept:
-            ctx.log.info("audience.stopped", campaign=campaign.campaign_id, skip=page_skip)
-            return stored
-        stored, skip = stored + len(entries), page_skip + len(entries)
-        if last:
-            break
-    else:
-        # The audience ended on a full page: the empty page after it closes the pull.
-        await ctx.store.store_audience_page(campaign.id, channel.type, skip, [], True)
+    with ctx.pull_first.pulling():  # mapping yields to it meanwhile
+        async for page_skip, entries in pages:
+            last = len(entries) < page_size
+            with ctx.pull_first.storing(campaign.id):
+                kept = await ctx.store.store_audience_page(
+                    campaign.id, channel.type, page_skip, entries, last)
+            if not kept:
+                ctx.log.info("audience.stopped", campaign=campaign.campaign_id,
+                             skip=page_skip)
+                return stored
+            stored, skip = stored + len(entries), page_skip + len(entries)
+            if last:
+                break
+        else:
+            # The audience ended on a full page: the empty page after it closes the pull.
+            await ctx.store.store_audience_page(campaign.id, channel.type, skip, [], True)
     ctx.log.info("audience.pulled", campaign=campaign.campaign_id,
                  channel=campaign.channel_id, customers=stored)
     return stored
