@@ -187,7 +187,7 @@ class CampaignStore(StoreBase):
         customers read back, so that one stored with an address gets no Dropped."""
         now = self.clock()
         days = {when: when.date() for _, when in send_ids}
-        taken = await self._addresses_taken(session, set(send_ids.values()), entries)
+        taken = await self._addresses_taken(session, send_ids, entries)
         rows = recipient_rows(((send_ids[(e.template_id, e.scheduled_time)], e.customer_id,
                                 e.address, e.fields, days[e.scheduled_time]) for e in entries),
                               now, taken)
@@ -198,14 +198,24 @@ class CampaignStore(StoreBase):
             dropped = await self._dropped_of_stored(session, rows, now)
         await self.insert_many_ignoring(session, Interaction, dropped)
 
-    async def _addresses_taken(self, session: AsyncSession, send_ids: set[int],
+    async def _addresses_taken(self, session: AsyncSession,
+                               send_ids: dict[tuple[int, dt.datetime], int],
                                entries: Sequence[AudienceEntry]) -> set[tuple[int, str]]:
-        """The (send, address) pairs of this page that earlier pages' customers hold."""
-        wanted = sorted({e.address for e in entries if e.address})
-        if not wanted:
-            return set()
-        found = await session.execute(self.addresses_held(send_ids, wanted))
-        return {(send_id, address) for send_id, address in found if address}
+        """The (send, address) pairs of this page that earlier pages' customers hold.
+
+        Each send is asked for its own customers' addresses only: asked for every address
+        of the page, a page of four sends looked each address up four times (on
+        PostgreSQL a fifth of a pull's time, in the 1,000,000-customer campaign)."""
+        wanted: dict[int, set[str]] = {}
+        for entry in entries:
+            if entry.address:
+                send_id = send_ids[(entry.template_id, entry.scheduled_time)]
+                wanted.setdefault(send_id, set()).add(entry.address)
+        taken: set[tuple[int, str]] = set()
+        for send_id, addresses in wanted.items():
+            found = await session.execute(self.addresses_held({send_id}, sorted(addresses)))
+            taken.update((send, address) for send, address in found if address)
+        return taken
 
     def addresses_held(self, send_ids: set[int], addresses: Sequence[str]
                        ) -> Select[int, str | None]:
