@@ -303,9 +303,10 @@ class TimingConfig(_Strict):
     follow_min: float = Field(2.0, gt=0)
     follow_max: float = Field(60.0, gt=0)
     callback_margin: float = Field(60.0, ge=0)
-    # While one of a tenant's audience pulls is under way, its callbacks are mapped in a
-    # pass this often at most: the pull is on Optimove's clock, mapping on nobody's.
-    map_during_pull: float = Field(10.0, ge=0)
+    # While one of a tenant's audience pulls or uploads is under way, its callbacks are
+    # mapped in a pass this often at most: those are a campaign's steps to READY (the pull
+    # on Optimove's clock), mapping can wait.
+    map_during_campaigns: float = Field(10.0, ge=0)
     metrics_refresh: float = Field(4 * 3600.0, gt=0)
     lease_ttl: float = Field(30.0, ge=3)
     # After an error a later call can get past (a revoked key, a proxy, 429, 5xx), reporting

@@ -30,7 +30,7 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     pages = ctx.optimove.iter_send_details_pages(
         campaign.campaign_id, campaign.channel_id, decode, attributes=names,
         delimiter=delimiter, page_size=page_size, start_skip=campaign.next_skip)
-    with ctx.pull_first.pulling():  # mapping yields to it meanwhile
+    with ctx.pull_first.under_way():  # mapping yields to it meanwhile
         async for page_skip, entries in pages:
             last = len(entries) < page_size
             with ctx.pull_first.storing(campaign.id):

@@ -165,6 +165,12 @@ async def upload_recipients(ctx: TenantContext, send: SendRecord,
     ``go_on``: awaited before each chunk is sent; False stops the upload there (what is
     in flight is still recorded), to be taken up again from the point.
     """
+    with ctx.pull_first.under_way():  # mapping yields to it meanwhile
+        return await _upload(ctx, send, in_flight, go_on)
+
+
+async def _upload(ctx: TenantContext, send: SendRecord, in_flight: int,
+                  go_on: Callable[[], Awaitable[bool]] | None) -> int:
     assert send.list_id is not None
     list_id, channel_type = send.list_id, send.channel_type
     uploads: deque[tuple[list[RecipientRow], asyncio.Task[ImportResult]]] = deque()

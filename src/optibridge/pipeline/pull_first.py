@@ -10,10 +10,12 @@ last page, as execution always could. Another campaign's pull does not hold them
 their own pull is done, their uploads are what stands between them and READY. (Event-14
 file audiences are not on Optimove's clock and are not held to this.)
 
-Mapping callbacks yields to a pull on either database: while one of the tenant's pulls is
-under way, a mapping pass goes only every so often (``TimingConfig.map_during_pull``).
-Mapping is work the pull's pages need the cores for (on PostgreSQL the server's inserts,
-on SQLite the write connection too), and a callback mapped later loses nothing.
+Mapping callbacks yields to a campaign's steps to READY on either database: while one of
+the tenant's pulls or uploads is under way, a mapping pass goes only every so often
+(``TimingConfig.map_during_campaigns``). Mapping is work the pages and chunks need the
+cores for (on PostgreSQL the server's inserts; on SQLite the write connection too, where a
+pass over large callbacks held an upload point's write for seconds), and a callback mapped
+later loses nothing.
 """
 
 from __future__ import annotations
@@ -39,31 +41,31 @@ class PullFirst:
         self.hold = hold
         self._storing: Counter[int] = Counter()
         self._stored: dict[int, asyncio.Event] = {}  # set when the last one is stored
-        self._pulls = 0
-        self._no_pull = asyncio.Event()
-        self._no_pull.set()
+        self._under_way = 0
+        self._none_under_way = asyncio.Event()
+        self._none_under_way.set()
 
     @contextlib.contextmanager
-    def pulling(self) -> Iterator[None]:
-        """One of the tenant's pulls is under way, from its first page to its last."""
-        self._pulls += 1
-        self._no_pull.clear()
+    def under_way(self) -> Iterator[None]:
+        """One of the tenant's pulls (first page to last) or a send's upload is under way."""
+        self._under_way += 1
+        self._none_under_way.clear()
         try:
             yield
         finally:
-            self._pulls -= 1
-            if not self._pulls:
-                self._no_pull.set()
+            self._under_way -= 1
+            if not self._under_way:
+                self._none_under_way.set()
 
     @property
-    def pull_under_way(self) -> bool:
-        return self._pulls > 0
+    def any_under_way(self) -> bool:
+        return self._under_way > 0
 
-    async def until_no_pull(self, longest: float) -> None:
-        """Until none of the tenant's pulls is under way, or ``longest`` seconds."""
-        if self._pulls:
+    async def until_none_under_way(self, longest: float) -> None:
+        """Until no pull or upload of the tenant is under way, or ``longest`` seconds."""
+        if self._under_way:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._no_pull.wait(), longest)
+                await asyncio.wait_for(self._none_under_way.wait(), longest)
 
     def busy(self, campaign_pk: int) -> bool:
         """A page of this campaign has come back and is not stored yet (and uploads are

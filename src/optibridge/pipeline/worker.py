@@ -48,9 +48,9 @@ async def pull_step(ctx: TenantContext) -> int:
 
 
 async def map_step(ctx: TenantContext) -> int:
-    """Map stored callbacks; while a pull is under way, a pass every ``map_during_pull``
-    seconds at most (``PullFirst``)."""
-    await ctx.pull_first.until_no_pull(ctx.timing.map_during_pull)
+    """Map stored callbacks; while a pull or an upload is under way, a pass every
+    ``map_during_campaigns`` seconds at most (``PullFirst``)."""
+    await ctx.pull_first.until_none_under_way(ctx.timing.map_during_campaigns)
     return await map_callbacks(ctx.store, ctx.name)
 
 
