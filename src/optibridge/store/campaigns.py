@@ -187,10 +187,11 @@ class CampaignStore(StoreBase):
         customers read back, so that one stored with an address gets no Dropped."""
         now = self.clock()
         days = {when: when.date() for _, when in send_ids}
-        taken = await self._addresses_taken(session, send_ids, entries)
-        rows = recipient_rows(((send_ids[(e.template_id, e.scheduled_time)], e.customer_id,
-                                e.address, e.fields, days[e.scheduled_time]) for e in entries),
-                              now, taken)
+        sends = [send_ids[(e.template_id, e.scheduled_time)] for e in entries]
+        taken = await self._addresses_taken(session, sends, entries)
+        rows = recipient_rows(((send_id, e.customer_id, e.address, e.fields,
+                                days[e.scheduled_time])
+                               for send_id, e in zip(sends, entries, strict=True)), now, taken)
         inserted = await self.insert_many_ignoring(session, Recipient, rows.recipients,
                                                    plain=True)
         dropped = rows.dropped
@@ -198,18 +199,17 @@ class CampaignStore(StoreBase):
             dropped = await self._dropped_of_stored(session, rows, now)
         await self.insert_many_ignoring(session, Interaction, dropped)
 
-    async def _addresses_taken(self, session: AsyncSession,
-                               send_ids: dict[tuple[int, dt.datetime], int],
+    async def _addresses_taken(self, session: AsyncSession, sends: Sequence[int],
                                entries: Sequence[AudienceEntry]) -> set[tuple[int, str]]:
-        """The (send, address) pairs of this page that earlier pages' customers hold.
+        """The (send, address) pairs of this page that earlier pages' customers hold
+        (``sends``: each entry's send, in the entries' order).
 
         Each send is asked for its own customers' addresses only: asked for every address
         of the page, a page of four sends looked each address up four times (on
         PostgreSQL a fifth of a pull's time, in the 1,000,000-customer campaign)."""
         wanted: dict[int, set[str]] = {}
-        for entry in entries:
+        for send_id, entry in zip(sends, entries, strict=True):
             if entry.address:
-                send_id = send_ids[(entry.template_id, entry.scheduled_time)]
                 wanted.setdefault(send_id, set()).add(entry.address)
         taken: set[tuple[int, str]] = set()
         for send_id, addresses in wanted.items():
