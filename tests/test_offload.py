@@ -35,7 +35,7 @@ async def test_a_page_decoded_in_a_process_is_the_page_decoded_on_the_loop() -> 
     finally:
         offload.close()
     assert decoded == decode_entries(PAGE, 2, ";", MAKER)
-    assert decoded == [
+    assert list(decoded) == [
         AudienceEntry("C1", 7, dt.datetime(2026, 12, 4, 9), "a@example.com",
                       FieldsJson('{"FirstName":"Ann"}')),
         AudienceEntry("2", 7, dt.datetime(2026, 12, 4, 9), None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, NewType
@@ -155,6 +155,44 @@ class AudienceEntry(NamedTuple):
     scheduled_time: dt.datetime  # naive UTC
     address: str | None
     fields: FieldsJson | None = None  # encoded where the entry is made (``fields_json``)
+
+
+@dataclass(slots=True)
+class AudiencePage:
+    """A page of audience entries as columns, one list per field of ``AudienceEntry``.
+
+    How a decoding process sends a page back: lists of strings pickle in C both ways,
+    where 10,000 named tuples cost a Python call each way (a quarter of the decoding
+    process's time, and a sixth of the loop's, in the 1,000,000-customer pull)."""
+
+    customer_ids: list[str] = field(default_factory=list)
+    template_ids: list[int] = field(default_factory=list)
+    scheduled_times: list[dt.datetime] = field(default_factory=list)
+    addresses: list[str | None] = field(default_factory=list)
+    fields: list[FieldsJson | None] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, entries: Iterable[AudienceEntry]) -> AudiencePage:
+        page = cls()
+        for entry in entries:
+            page.customer_ids.append(entry.customer_id)
+            page.template_ids.append(entry.template_id)
+            page.scheduled_times.append(entry.scheduled_time)
+            page.addresses.append(entry.address)
+            page.fields.append(entry.fields)
+        return page
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def __iter__(self) -> Iterator[AudienceEntry]:
+        return map(AudienceEntry._make, zip(
+            self.customer_ids, self.template_ids, self.scheduled_times, self.addresses,
+            self.fields, strict=True))
+
+    def send_keys(self) -> Iterator[tuple[int, dt.datetime]]:
+        """Each entry's send as (template, scheduled time)."""
+        return zip(self.template_ids, self.scheduled_times, strict=True)
 
 
 @dataclass(frozen=True)

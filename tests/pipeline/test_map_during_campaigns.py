@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from optibridge.config import TimingConfig
-from optibridge.domain import AudienceEntry, Event, InboxItem, SendState
+from optibridge.domain import AudienceEntry, AudiencePage, Event, InboxItem, SendState
 from optibridge.pipeline import execution
 from optibridge.pipeline.audience import pull_audience
 from optibridge.pipeline.context import TenantContext
@@ -82,7 +82,8 @@ async def test_a_pull_is_under_way_from_its_first_page_to_its_last(tmp_path: Pat
         store_page = ctx.store.store_audience_page
 
         async def spied(campaign_pk: int, channel_type: str, skip: int,
-                        entries: Sequence[AudienceEntry], last_page: bool) -> bool:
+                        entries: AudiencePage | Sequence[AudienceEntry],
+                        last_page: bool) -> bool:
             under_way.append(ctx.pull_first.any_under_way)
             return await store_page(campaign_pk, channel_type, skip, entries, last_page)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
@@ -66,9 +66,9 @@ from optibridge.retry import (
 )
 
 _M = TypeVar("_M", bound=BaseModel)
-_R = TypeVar("_R")
+_R = TypeVar("_R", bound=Sized)  # a decoded page: its length is its row count
 # What turns an audience page's body into rows: (body, attributes asked for, delimiter).
-PageDecoder = Callable[[bytes, int, str], Awaitable[Sequence[_R]]]
+PageDecoder = Callable[[bytes, int, str], Awaitable[_R]]
 
 DEFAULT_RETRY = RetryPolicy()  # frozen, so one shared default is safe
 # Audience pages on their way while one is stored: one page's round trip (about 0.25 s for
@@ -109,9 +109,9 @@ _CHANNELS = _Call("GetExecutionChannels", "actions")
 
 
 
-def _inline(decode: Callable[[bytes, int, str], Sequence[_R]]) -> PageDecoder[_R]:
+def _inline(decode: Callable[[bytes, int, str], _R]) -> PageDecoder[_R]:
     """A decoder run on the event loop, for callers that decode nothing heavy."""
-    async def decoded(body: bytes, count: int, delimiter: str) -> Sequence[_R]:
+    async def decoded(body: bytes, count: int, delimiter: str) -> _R:
         return decode(body, count, delimiter)
     return decoded
 
@@ -215,7 +215,7 @@ class OptimoveClient:
             self, campaign_id: int, channel_id: int, decode: PageDecoder[_R], *,
             attributes: Sequence[str] = (), delimiter: str = ";", page_size: int = 10_000,
             start_skip: int = 0, ahead: int = PAGES_AHEAD,
-    ) -> AsyncIterator[tuple[int, Sequence[_R]]]:
+    ) -> AsyncIterator[tuple[int, _R]]:
         """Every non-empty page from ``start_skip`` on as (skip, what ``decode`` made of
         its body, ``decode(body, len(attributes), delimiter)``), stopping after a short page.
 
@@ -225,12 +225,12 @@ class OptimoveClient:
         call; a longer one at most ``ahead - 1`` calls more than pages one at a time would
         (pages past the end, asked for before the short page showed where the end is).
         """
-        async def page(skip: int) -> Sequence[_R]:
+        async def page(skip: int) -> _R:
             body = await self._send_details_body(campaign_id, channel_id, attributes,
                                                  delimiter, page_size, skip)
             return await self._decoded(decode, body, len(attributes), delimiter)
 
-        def fetch(skip: int) -> asyncio.Task[Sequence[_R]]:
+        def fetch(skip: int) -> asyncio.Task[_R]:
             return asyncio.create_task(page(skip))
 
         skip, pending = start_skip, deque([fetch(start_skip)])
@@ -267,7 +267,7 @@ class OptimoveClient:
         return response.content
 
     async def _decoded(self, decode: PageDecoder[_R], body: bytes, count: int,
-                       delimiter: str) -> Sequence[_R]:
+                       delimiter: str) -> _R:
         try:
             return await decode(body, count, delimiter)
         except UnreadablePage as problem:

@@ -6,8 +6,9 @@ Pure functions of a page's bytes, so that a page can be decoded in another proce
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Required
+from typing import Any, NamedTuple, Required
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
@@ -40,16 +41,33 @@ class UnreadablePage(ValueError):
     turns it into ``OptimoveUnexpectedResponse``)."""
 
 
-def decode_send_details(body: bytes, count: int, delimiter: str) -> list[CustomerSendDetail]:
-    """A page's rows, each with ``count`` attribute values in the order asked for."""
+class SendDetailColumns(NamedTuple):
+    """A page's rows as columns (how a decoding process hands a page on)."""
+
+    customer_ids: list[str]
+    template_ids: list[int]
+    scheduled_times: list[datetime]  # naive UTC; one object per distinct time
+    attributes: list[tuple[str | None, ...]]
+
+
+def send_detail_columns(body: bytes, count: int, delimiter: str) -> SendDetailColumns:
+    """A page's rows as columns, each row with ``count`` attribute values in the order
+    asked for."""
     try:
         rows = _SEND_DETAIL_PAGE.validate_json(body)
     except ValidationError as error:
         raise UnreadablePage(_page_problem(error, body)) from None
-    return [CustomerSendDetail(
-        row["CustomerID"], row["TemplateID"], _naive_utc(row["ScheduledTime"]),
-        _page_attributes(row.get("CustomerAttributes", row.get("CustomerAttribute")),
-                         count, delimiter)) for row in rows]
+    return SendDetailColumns(
+        [row["CustomerID"] for row in rows], [row["TemplateID"] for row in rows],
+        _naive_times(row["ScheduledTime"] for row in rows),
+        [_page_attributes(row.get("CustomerAttributes", row.get("CustomerAttribute")),
+                          count, delimiter) for row in rows])
+
+
+def decode_send_details(body: bytes, count: int, delimiter: str) -> list[CustomerSendDetail]:
+    """A page's rows, each with ``count`` attribute values in the order asked for."""
+    return list(map(CustomerSendDetail._make,
+                    zip(*send_detail_columns(body, count, delimiter), strict=True)))
 
 
 def _page_problem(error: ValidationError, body: bytes) -> str:
@@ -62,6 +80,19 @@ def _page_problem(error: ValidationError, body: bytes) -> str:
         return f"expected a JSON array, got {start!r}"
     where = ".".join(str(part) for part in first["loc"])
     return f"a row does not fit: {where}: {first['msg']}"
+
+
+def _naive_times(values: Iterable[datetime]) -> list[datetime]:
+    """Each time as naive UTC, converted once per distinct time: a page's rows share a
+    few, and one object each pickles as one (the pickle's memo refers back to it)."""
+    naive: dict[datetime, datetime] = {}
+    times = []
+    for value in values:
+        found = naive.get(value)
+        if found is None:
+            found = naive[value] = _naive_utc(value)
+        times.append(found)
+    return times
 
 
 def _naive_utc(value: datetime) -> datetime:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from optibridge.domain import AudienceEntry, CampaignRecord
+from optibridge.domain import AudiencePage, CampaignRecord
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.entries import EntryMaker, decode_entries, requested_attributes
 
@@ -23,7 +21,7 @@ async def pull_audience(ctx: TenantContext, campaign: CampaignRecord) -> int:
     stored, skip = 0, campaign.next_skip
     delimiter = ctx.tenant.attribute_delimiter
 
-    async def decode(body: bytes, count: int, delimiter: str) -> Sequence[AudienceEntry]:
+    async def decode(body: bytes, count: int, delimiter: str) -> AudiencePage:
         # In a decoding process when the service has one: the loop stores meanwhile.
         return await ctx.offload.run(decode_entries, body, count, delimiter, to_entry)
 

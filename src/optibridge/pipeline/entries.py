@@ -10,9 +10,8 @@ import re
 from collections.abc import Sequence
 
 from optibridge.config import ChannelConfig
-from optibridge.domain import AudienceEntry, ChannelType, FieldsJson, fields_json
-from optibridge.optimove.models import CustomerSendDetail
-from optibridge.optimove.pages import decode_send_details
+from optibridge.domain import AudiencePage, ChannelType, FieldsJson, fields_json
+from optibridge.optimove.pages import SendDetailColumns, send_detail_columns
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -47,17 +46,18 @@ class EntryMaker:
         self.fields = [(name, names.index(name), defaults.get(name, ""))
                        for name in channel.personalization]
 
-    def __call__(self, row: CustomerSendDetail) -> AudienceEntry:
-        values = row.attributes
-        return AudienceEntry(row.customer_id, row.template_id, row.scheduled_time,
-                             usable_address(values[self.address_at], self.channel_type),
-                             self._fields(values))
+    def page(self, rows: SendDetailColumns) -> AudiencePage:
+        at, channel_type = self.address_at, self.channel_type
+        return AudiencePage(
+            rows.customer_ids, rows.template_ids, rows.scheduled_times,
+            [usable_address(values[at], channel_type) for values in rows.attributes],
+            [self._fields(values) for values in rows.attributes])
 
     def _fields(self, values: tuple[str | None, ...]) -> FieldsJson | None:
         return fields_json({name: values[at] or default for name, at, default in self.fields})
 
 
 def decode_entries(body: bytes, count: int, delimiter: str, to_entry: EntryMaker
-                   ) -> list[AudienceEntry]:
+                   ) -> AudiencePage:
     """An audience page's entries from its body (``count`` attributes asked for)."""
-    return [to_entry(row) for row in decode_send_details(body, count, delimiter)]
+    return to_entry.page(send_detail_columns(body, count, delimiter))

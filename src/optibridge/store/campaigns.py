@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from optibridge.domain import (
     FINAL_SEND_STATES,
     AudienceEntry,
+    AudiencePage,
     CampaignRecord,
     CampaignStage,
     ChannelType,
@@ -143,19 +144,21 @@ class CampaignStore(StoreBase):
                                   .values(state=status))
 
     async def store_audience_page(self, campaign_pk: int, channel_type: str, skip: int,
-                                  entries: Sequence[AudienceEntry], last_page: bool) -> bool:
+                                  entries: AudiencePage | Sequence[AudienceEntry],
+                                  last_page: bool) -> bool:
         """Store one page and the resume point in one transaction: a crash repeats the
         page at most, and the unique keys make the repeat a no-op."""
+        page = entries if isinstance(entries, AudiencePage) else AudiencePage.of(entries)
         async with self.db.write(turn=Turn.CAMPAIGN) as session:
             current = await session.get(Campaign, campaign_pk)
             if current is None or current.state != CampaignStage.PULLING:
                 return False  # cancelled meanwhile
             if current.next_skip != skip:
                 return False  # stored already (a repeat after a crash or a takeover)
-            send_ids = await self._sends_for(session, campaign_pk, channel_type, entries)
-            await self._add_page_recipients(session, send_ids, entries)
-            current.next_skip = skip + len(entries)
-            current.pulled = current.pulled + len(entries)
+            send_ids = await self._sends_for(session, campaign_pk, channel_type, page)
+            await self._add_page_recipients(session, send_ids, page)
+            current.next_skip = skip + len(page)
+            current.pulled = current.pulled + len(page)
             if last_page:
                 current.state = CampaignStage.PULLED
                 current.pulled_at = self.clock()
@@ -180,18 +183,18 @@ class CampaignStore(StoreBase):
 
     async def _add_page_recipients(self, session: AsyncSession,
                                    send_ids: dict[tuple[int, dt.datetime], int],
-                                   entries: Sequence[AudienceEntry]) -> None:
+                                   page: AudiencePage) -> None:
         """The page's recipients and Dropped. An address an earlier page's customer holds
         is read first (one set-based read); a customer an earlier page stored is found by
         the insert (the send's unique customer key), and only then are the page's
         customers read back, so that one stored with an address gets no Dropped."""
         now = self.clock()
         days = {when: when.date() for _, when in send_ids}
-        sends = [send_ids[(e.template_id, e.scheduled_time)] for e in entries]
-        taken = await self._addresses_taken(session, sends, entries)
-        rows = recipient_rows(((send_id, e.customer_id, e.address, e.fields,
-                                days[e.scheduled_time])
-                               for send_id, e in zip(sends, entries, strict=True)), now, taken)
+        sends = list(map(send_ids.__getitem__, page.send_keys()))
+        taken = await self._addresses_taken(session, sends, page.addresses)
+        rows = recipient_rows(zip(sends, page.customer_ids, page.addresses, page.fields,
+                                  map(days.__getitem__, page.scheduled_times), strict=True),
+                              now, taken)
         inserted = await self.insert_many_ignoring(session, Recipient, rows.recipients,
                                                    plain=True)
         dropped = rows.dropped
@@ -200,20 +203,20 @@ class CampaignStore(StoreBase):
         await self.insert_many_ignoring(session, Interaction, dropped)
 
     async def _addresses_taken(self, session: AsyncSession, sends: Sequence[int],
-                               entries: Sequence[AudienceEntry]) -> set[tuple[int, str]]:
+                               addresses: Sequence[str | None]) -> set[tuple[int, str]]:
         """The (send, address) pairs of this page that earlier pages' customers hold
-        (``sends``: each entry's send, in the entries' order).
+        (``sends`` and ``addresses``: each entry's, in the page's order).
 
         Each send is asked for its own customers' addresses only: asked for every address
         of the page, a page of four sends looked each address up four times (on
         PostgreSQL a fifth of a pull's time, in the 1,000,000-customer campaign)."""
         wanted: dict[int, set[str]] = {}
-        for send_id, entry in zip(sends, entries, strict=True):
-            if entry.address:
-                wanted.setdefault(send_id, set()).add(entry.address)
+        for send_id, address in zip(sends, addresses, strict=True):
+            if address:
+                wanted.setdefault(send_id, set()).add(address)
         taken: set[tuple[int, str]] = set()
-        for send_id, addresses in wanted.items():
-            found = await session.execute(self.addresses_held({send_id}, sorted(addresses)))
+        for send_id, held in wanted.items():
+            found = await session.execute(self.addresses_held({send_id}, sorted(held)))
             taken.update((send, address) for send, address in found if address)
         return taken
 
@@ -237,8 +240,8 @@ class CampaignStore(StoreBase):
         return rows.dropped_of(without, now)
 
     async def _sends_for(self, session: Any, campaign_pk: int, channel_type: str,
-                         entries: Sequence[AudienceEntry]) -> dict[tuple[int, dt.datetime], int]:
-        keys = {(e.template_id, e.scheduled_time) for e in entries}
+                         page: AudiencePage) -> dict[tuple[int, dt.datetime], int]:
+        keys = set(page.send_keys())
         rows = await session.execute(select(Send.id, Send.template_id, Send.scheduled_time)
                                      .where(Send.campaign_pk == campaign_pk))
         known = {(t, s): i for i, t, s in rows}
