@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from optibridge.config import ChannelConfig
-from optibridge.domain import AudienceEntry, FieldsJson
+from optibridge.domain import AudienceEntry, AudiencePage, FieldsJson
 from optibridge.offload import Offload
 from optibridge.optimove.pages import UnreadablePage
 from optibridge.pipeline.entries import EntryMaker, decode_entries
@@ -40,6 +40,14 @@ async def test_a_page_decoded_in_a_process_is_the_page_decoded_on_the_loop() -> 
                       FieldsJson('{"FirstName":"Ann"}')),
         AudienceEntry("2", 7, dt.datetime(2026, 12, 4, 9), None,
                       FieldsJson('{"FirstName":"friend"}'))]
+
+
+def test_a_pages_rows_due_at_one_time_share_one_time() -> None:
+    """Both rows are due at 09:00 UTC, written in two zones: one object, which the page's
+    pickle then carries once."""
+    page = decode_entries(PAGE, 2, ";", MAKER)
+    assert page.scheduled_times[0] is page.scheduled_times[1]
+    assert AudiencePage.of(page) == page
 
 
 async def test_an_unreadable_page_says_what_is_wrong_from_the_process() -> None:

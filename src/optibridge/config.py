@@ -189,6 +189,9 @@ class TenantConfig(_WithApiKey):
     path_prefix: str = "/current"
     rate_limit: RateLimit = RateLimit()
     page_size: int = Field(10_000, ge=1, le=1_000_000)
+    pulls_at_once: int = Field(2, ge=1, le=16, description=(
+        "campaigns of this tenant whose audiences are pulled at the same time, sharing "
+        "its rate limit"))
     attribute_delimiter: str = Field(";", pattern=r"^[;,]$")
     attributes_batch_size: int = Field(1_000, ge=1, le=10_000)
     report_days: int = Field(7, ge=1, le=60, description="days to keep reporting after a send")
