@@ -15,6 +15,7 @@ from optibridge.domain import AudienceEntry, AudiencePage, CampaignRecord, Campa
 from optibridge.pipeline import worker
 from optibridge.pipeline.context import TenantContext
 from optibridge.pipeline.lease import LeaseLost
+from optibridge.pipeline.nudges import Loop
 from optibridge.pipeline.worker import pull_step
 from optibridge.sandbox.optimove import AudienceRow, OptimoveSandbox
 from tests.pipeline.in_doubt_world import EMAIL, pipeline
@@ -67,6 +68,38 @@ async def test_two_campaigns_are_pulled_side_by_side(tmp_path: Path) -> None:
         order = await _pages_in_order(ctx, sandbox, pulls_at_once=2)
     assert sorted(order) == [1, 1, 1, 2, 2, 2]
     assert order.index(2) < len(order) - 1 - order[::-1].index(1)  # interleaved
+
+
+async def test_a_campaign_notified_during_a_pull_starts_before_that_pull_ends(
+        tmp_path: Path) -> None:
+    """The second campaign appears only once the first's first page is stored; the first's
+    next page waits (5 s at most) for the second's first page."""
+    async with pipeline(f"sqlite:///{tmp_path / 'p.db'}") as (ctx, sandbox):
+        ctx.tenant = ctx.tenant.model_copy(update={"page_size": 2})
+        _load(sandbox, FIRST, "a")
+        _load(sandbox, SECOND, "b")
+        first, _ = await ctx.store.open_campaign("t", FIRST, EMAIL)
+        second_started = asyncio.Event()
+        store_page = ctx.store.store_audience_page
+
+        async def spied(campaign_pk: int, channel_type: str, skip: int,
+                        entries: AudiencePage | Sequence[AudienceEntry],
+                        last_page: bool) -> bool:
+            if campaign_pk != first.id:
+                second_started.set()
+            elif skip == 0:
+                await ctx.store.open_campaign("t", SECOND, EMAIL)
+                ctx.nudges.nudge(Loop.PULL)  # as the listener does
+            else:
+                await asyncio.wait_for(second_started.wait(), 5)
+            return await store_page(campaign_pk, channel_type, skip, entries, last_page)
+
+        ctx.store.store_audience_page = spied  # type: ignore[method-assign]
+        await pull_step(ctx)
+        for campaign_id in (FIRST, SECOND):
+            found = await ctx.store.get_campaign("t", campaign_id, EMAIL)
+            assert found is not None and found.stage == CampaignStage.PULLED
+        assert await ctx.store.work_failures("t") == []
 
 
 async def test_one_at_a_time_when_the_tenant_says_so(tmp_path: Path) -> None:
