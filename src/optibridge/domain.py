@@ -163,7 +163,8 @@ class AudiencePage:
 
     How a decoding process sends a page back: lists of strings pickle in C both ways,
     where 10,000 named tuples cost a Python call each way (a quarter of the decoding
-    process's time, and a sixth of the loop's, in the 1,000,000-customer pull)."""
+    process's time, and a tenth of the service's main thread, in the 1,000,000-customer
+    pull)."""
 
     customer_ids: list[str] = field(default_factory=list)
     template_ids: list[int] = field(default_factory=list)

@@ -30,6 +30,16 @@ def _load(sandbox: OptimoveSandbox, campaign_id: int, prefix: str) -> None:
         for i in range(5)])  # three pages of two
 
 
+async def _pull_both(ctx: TenantContext) -> None:
+    """One pull step; both campaigns end PULLED, all five customers each, no failure."""
+    await pull_step(ctx)
+    for campaign_id in (FIRST, SECOND):
+        found = await ctx.store.get_campaign("t", campaign_id, EMAIL)
+        assert found is not None and found.stage == CampaignStage.PULLED
+        assert found.pulled == 5
+    assert await ctx.store.work_failures("t") == []
+
+
 async def _pages_in_order(ctx: TenantContext, sandbox: OptimoveSandbox, *,
                           pulls_at_once: int) -> list[int]:
     """Pull both campaigns in one pass; the campaign of each page stored, in order. The
@@ -54,12 +64,7 @@ async def _pages_in_order(ctx: TenantContext, sandbox: OptimoveSandbox, *,
         return await store_page(campaign_pk, channel_type, skip, entries, last_page)
 
     ctx.store.store_audience_page = spied  # type: ignore[method-assign]
-    await pull_step(ctx)
-    for campaign_id in (FIRST, SECOND):
-        found = await ctx.store.get_campaign("t", campaign_id, EMAIL)
-        assert found is not None and found.stage == CampaignStage.PULLED
-        assert found.pulled == 5
-    assert await ctx.store.work_failures("t") == []
+    await _pull_both(ctx)
     return [1 if pk == first.id else 2 for pk in stored]
 
 
@@ -95,11 +100,7 @@ async def test_a_campaign_notified_during_a_pull_starts_before_that_pull_ends(
             return await store_page(campaign_pk, channel_type, skip, entries, last_page)
 
         ctx.store.store_audience_page = spied  # type: ignore[method-assign]
-        await pull_step(ctx)
-        for campaign_id in (FIRST, SECOND):
-            found = await ctx.store.get_campaign("t", campaign_id, EMAIL)
-            assert found is not None and found.stage == CampaignStage.PULLED
-        assert await ctx.store.work_failures("t") == []
+        await _pull_both(ctx)
 
 
 async def test_one_at_a_time_when_the_tenant_says_so(tmp_path: Path) -> None:
