@@ -336,8 +336,11 @@ class CallbackStore(ProblemStore):
             dropped = exists().where(Interaction.send_id == send_id,
                                      Interaction.customer_id == Recipient.customer_id,
                                      is_dropped)
-            late = connection.scalars(customers.where(dropped).order_by(
-                Recipient.customer_id).limit(UNKNOWN_LISTED + 1)).all()
+            # No ORDER BY: to give rows in customer order, SQLite walked the send's every
+            # recipient in uq_recipient_identity (65 ms for a send of 200,000) instead of
+            # looking the heard addresses up; the few found are sorted here.
+            late = sorted(connection.scalars(customers.where(dropped)
+                                             .limit(UNKNOWN_LISTED + 1)))
             problems += [CallbackProblemRow(
                 "late", send_id, f"{event} for customer {customer_id}, already reported "
                 "Dropped") for customer_id in late[:UNKNOWN_LISTED]]
