@@ -203,6 +203,9 @@ class Metrics:
             "optibridge_callback_duration_seconds", "Time to verify and store a callback",
             ["tenant"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        # Each (tenant, status)'s two series, looked up once, not by ``labels`` (a lock
+        # and a tuple of strings) on every callback.
+        self._callback_series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def observe_call(self, api: str, call: str, status: str, retried: bool) -> None:
         """The ``optibridge.observe`` hook: one HTTP attempt of a client."""
@@ -214,8 +217,12 @@ class Metrics:
 
     def observe_callback(self, tenant: str, status: int, seconds: float) -> None:
         label = tenant if tenant in self.tenants else "unknown"
-        self.callbacks.labels(label, str(status)).inc()
-        self.callback_seconds.labels(label).observe(seconds)
+        series = self._callback_series.get((label, status))
+        if series is None:
+            series = self._callback_series[(label, status)] = (
+                self.callbacks.labels(label, str(status)), self.callback_seconds.labels(label))
+        series[0].inc()
+        series[1].observe(seconds)
 
     async def render(self, service: Service) -> bytes:
         self.store.snapshot = await take_snapshot(service)
