@@ -6,17 +6,24 @@ identity and its signature travel there; a forged or altered one fails verificat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from urllib.parse import urlencode
+
+# Sends whose signatures are kept computed: every callback of a send checks the same one,
+# and its HMAC held the service's event loop in about 5 % of the samples under a
+# stream of one-address callbacks.
+SIGNATURES_KEPT = 10_000
 
 
 class UrlSigner:
     def __init__(self, secret: bytes, public_url: str) -> None:
         self._secret = secret
         self.public_url = public_url.rstrip("/")
+        self.signature = functools.lru_cache(maxsize=SIGNATURES_KEPT)(self._signature)
 
-    def signature(self, tenant: str, send_id: int) -> str:
+    def _signature(self, tenant: str, send_id: int) -> str:
         message = f"callback:{tenant}:{send_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:40]
 
