@@ -7,9 +7,11 @@ import datetime as dt
 import math
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -348,12 +350,21 @@ class World(Rehearsal):
                            rows)
 
     def close(self) -> None:
+        """Stop everything; the working folder (SQLite database, config, service logs) is
+        removed, unless the run is failing: called from a ``finally`` while an exception
+        propagates, it is kept and named."""
+        failing = sys.exc_info()[0] is not None
         try:
             super().close()
         finally:
             if self.postgres is not None:
                 self.postgres.drop()
                 self.postgres = None
+            if failing:
+                console.print(f"kept the run's working folder {self.workdir}",
+                              highlight=False)
+            else:  # a 10,000,000-customer run leaves gigabytes
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, poll: float = 0.05,
