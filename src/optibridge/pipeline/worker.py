@@ -66,6 +66,8 @@ async def pull_step(ctx: TenantContext) -> int:
 
 async def _start_due_pulls(ctx: TenantContext, group: asyncio.TaskGroup,
                            running: dict[str, asyncio.Task[int | None]]) -> None:
+    if len(running) >= ctx.tenant.pulls_at_once:
+        return  # every place taken: nothing to read for
     pulls = await Isolation.load(ctx, WorkKind.PULL)
     for campaign in await ctx.store.campaigns_in(ctx.name, CampaignStage.PULLING):
         item = pull_item(campaign)  # REST pages or event-14 files
