@@ -93,10 +93,10 @@ async def listener(request: Request) -> Response:
 class CallbackEndpoint:
     """Flow 6 inbound: a platform event callback for one send.
 
-        A plain ASGI app, not a Starlette request handler: the platform calls it thousands
-        of times a second, and a request and a response object, with the wrappers around
-        ``send`` and around the handler, are paid on every call. Its errors still reach the
-        app's exception handlers (a database away answers 503)."""
+    A plain ASGI app, not a Starlette request handler: the platform calls it thousands of
+    times a second, and a request and a response object, with the wrappers around ``send``
+    and around the handler, are paid on every call. Its errors still reach the app's
+    exception handlers (a database away answers 503)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service: Service = scope["app"].state.service

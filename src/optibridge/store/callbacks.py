@@ -338,7 +338,8 @@ class CallbackStore(ProblemStore):
                                      is_dropped)
             # No ORDER BY: to give rows in customer order, SQLite walked the send's every
             # recipient in uq_recipient_identity (65 ms for a send of 200,000) instead of
-            # looking the heard addresses up; the few found are sorted here.
+            # looking the heard addresses up. The few found are sorted here; when there
+            # are more than are listed, which ones are listed is the database's choice.
             late = sorted(connection.scalars(customers.where(dropped)
                                              .limit(UNKNOWN_LISTED + 1)))
             problems += [CallbackProblemRow(
