@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -25,13 +26,14 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def test_sandbox_command_serves_both_emulators_and_their_admin_api() -> None:
+def test_sandbox_command_serves_both_emulators_and_their_admin_api(tmp_path: Path) -> None:
     optimove_port, platform_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "optibridge", "sandbox", "--optimove-port", str(optimove_port),
          "--platform-port", str(platform_port), "--gcs-port", str(free_port()),
          "--optimove-key", "k1",
-         "--platform-key", "k2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         "--platform-key", "k2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "TMPDIR": str(tmp_path)})
     optimove = f"http://127.0.0.1:{optimove_port}"
     platform = f"http://127.0.0.1:{platform_port}"
     try:
@@ -59,6 +61,9 @@ def test_sandbox_command_serves_both_emulators_and_their_admin_api() -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert "X-API-KEY: k1" in output and "Bearer k2" in output
+    # Stopped as a supervisor stops it (SIGTERM), it removes its GCS files' folder.
+    assert process.returncode == 0, output
+    assert not list(tmp_path.glob("optibridge-gcs-*"))
 
 
 def test_the_admin_urls_the_sandbox_prints_answer() -> None:

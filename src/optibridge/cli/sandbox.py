@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
+import signal
+import tempfile
+import threading
 from enum import StrEnum
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -62,6 +66,7 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
     from optibridge.serving import start_server
 
     running: list[RunningServer] = []
+    folders = contextlib.ExitStack()  # removed once the servers have stopped
     save_event = ""  # printed after the others (the first lines name the admin URLs)
     if which in (Which.BOTH, Which.OPTIMOVE):
         from optibridge.sandbox.optimove import FaultPlan, MetricTenant, OptimoveSandbox
@@ -95,30 +100,43 @@ def sandbox(which: Which = typer.Argument(Which.BOTH, metavar="WHICH",
         console.print(f"platform sandbox  {server.url}   Authorization: Bearer {platform_key}"
                       f"   admin: {server.url}/sandbox/", soft_wrap=True)
     if which in (Which.BOTH, Which.OPTIMOVE):
-        running.append(_files_server(host, gcs_port))
+        root = folders.enter_context(tempfile.TemporaryDirectory(prefix="optibridge-gcs-"))
+        running.append(_files_server(host, gcs_port, root))
         console.print(save_event, soft_wrap=True, highlight=False, markup=False)
     console.print("Ctrl-C stops them.")
+    stopped = _stop_on_terminate()
     try:
-        while all(s.thread.is_alive() for s in running):
-            time.sleep(0.5)
+        while all(s.thread.is_alive() for s in running) and not stopped.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         for server in running:
             server.stop()
+        folders.close()
 
 
-def _files_server(host: str, port: int) -> RunningServer:
-    """EventTypeID 14's side: a GCS emulator with files under a temporary folder."""
-    import tempfile
+def _stop_on_terminate() -> threading.Event:
+    """Set when the process is asked to stop (SIGTERM, as from a supervisor or ``kill``),
+    so that the servers stop and the files folder is removed as on Ctrl-C."""
+    stopped = threading.Event()
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    return stopped
+
+
+def _files_server(host: str, port: int, root: str) -> RunningServer:
+    """EventTypeID 14's side: a GCS emulator with files under ``root``."""
     from pathlib import Path
 
     from optibridge.sandbox.gcs import GcsEmulator
     from optibridge.sandbox.optimove.files import EngagementPublisher, create_engagement_app
     from optibridge.serving import start_server
 
-    root = Path(tempfile.mkdtemp(prefix="optibridge-gcs-"))
-    server = start_server(create_engagement_app(EngagementPublisher(GcsEmulator(root))),
+    server = start_server(create_engagement_app(EngagementPublisher(GcsEmulator(Path(root)))),
                           host=host, port=port)
     console.print(f"GCS emulator      {server.url}   files of EventTypeID 14 (set "
                   f"files.endpoint and files.anonymous = true)   admin: "
