@@ -102,24 +102,24 @@ class CallbackEndpoint:
         service: Service = scope["app"].state.service
         tenant = scope["path_params"]["tenant"]
         if tenant not in service.contexts:
-            await answer(send, 404, {"error": "not found"})
+            await error(404, "not found")(scope, receive, send)
             return
         query = scope["query_string"].decode("latin-1")
         try:
             send_id = verified_send(service.signer, tenant, query)
             body = await receive_body(scope, receive, MAX_CALLBACK_BYTES)
             accepted = await accept_callback(send_id, service.writer, service.store, body, query)
-        except Refused as refusal:
-            await answer(send, STATUS_OF[refusal.refusal], {"error": refusal.reason})
+        except Refused as refusal:  # rare: a Starlette response will do
+            await refused(refusal)(scope, receive, send)
             return
-        await answer(send, 200, {"send": accepted.send_id, "event": str(accepted.event),
-                                 "addresses": accepted.addresses})
+        await answer(send, {"send": accepted.send_id, "event": str(accepted.event),
+                            "addresses": accepted.addresses})
 
 
-async def answer(send: Send, status: int, content: dict[str, Any]) -> None:
-    """A JSON answer, as ``JSONResponse`` would send it."""
+async def answer(send: Send, content: dict[str, Any]) -> None:
+    """200 with a JSON body, as ``JSONResponse`` would send it."""
     body = orjson.dumps(content)
-    await send({"type": "http.response.start", "status": status,
+    await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
