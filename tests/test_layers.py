@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: tuple[tuple[str, frozenset[str], bool], ...] = (
     ("foundations", frozenset({"__init__", "config", "domain", "ratelimit", "retry", "logs",
                                "observe", "refusals", "safejson", "signing", "serving",
-                               "events_config", "failures", "offload"}), False),
+                               "events_config", "failures", "offload", "allocator"}), False),
     ("clients", frozenset({"optimove", "platform"}), True),
     ("store", frozenset({"store"}), False),
     ("pipeline", frozenset({"pipeline"}), False),

@@ -49,11 +49,13 @@ def serve(config: Path | None = ConfigOption) -> None:
     """Serve the listener, the callbacks, health and metrics, and run the pipeline."""
     import uvicorn
 
+    from optibridge.allocator import map_large_buffers
     from optibridge.logs import configure_logging
     from optibridge.service.app import create_app
 
     loaded = config_from(config)
     configure_logging(loaded.server.log_format)
+    map_large_buffers()  # before the pages, chunks and callbacks come
     console.print(f"[bold]optibridge serve[/]: migrating {_database(loaded.server.database_url)}"
                   f", then serving {len(loaded.tenants)} tenant"
                   f"{'' if len(loaded.tenants) == 1 else 's'}", highlight=False, soft_wrap=True)
