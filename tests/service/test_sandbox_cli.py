@@ -77,8 +77,14 @@ def test_the_admin_urls_the_sandbox_prints_answer() -> None:
         wait_until_up(f"http://127.0.0.1:{optimove_port}", process)
         wait_until_up(f"http://127.0.0.1:{platform_port}", process)
         assert process.stdout is not None
-        lines = [process.stdout.readline().decode() for _ in range(2)]  # printed when up
-        admin_urls = re.findall(r"admin: (\S+)", "".join(lines))
+        # Printed when up. A request line of uvicorn's may come between them: each server's
+        # start configures uvicorn's loggers anew, and for that moment a request to the
+        # one already up (wait_until_up's) is logged.
+        lines: list[str] = []
+        admin_urls: list[str] = []
+        while len(admin_urls) < 2 and len(lines) < 10:
+            lines.append(process.stdout.readline().decode())
+            admin_urls = re.findall(r"admin: (\S+)", "".join(lines))
         assert len(admin_urls) == 2, lines
         for url in admin_urls:
             answer = httpx.get(url)
