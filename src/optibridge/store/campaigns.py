@@ -195,8 +195,7 @@ class CampaignStore(StoreBase):
         rows = recipient_rows(zip(sends, page.customer_ids, page.addresses, page.fields,
                                   map(days.__getitem__, page.scheduled_times), strict=True),
                               now, taken)
-        inserted = await self.insert_many_ignoring(session, Recipient, rows.recipients,
-                                                   plain=True)
+        inserted = await self.insert_many_new(session, Recipient, rows.recipients)
         dropped = rows.dropped
         if inserted < len(rows.recipients):
             dropped = await self._dropped_of_stored(session, rows, now)
