@@ -131,10 +131,16 @@ class StatusStore(CountStore):
             f"SELECT count(*), min(interaction.created_at) {tenant_unreported(self.db.sqlite)}")
         async with self.db.read() as session:
             loose = (await session.execute(unreported, {"tenant": tenant})).one()
+            # The reported events as the aggregates' filter, not the query's: as a
+            # condition they prove ix_interaction_customer's predicate, and PostgreSQL,
+            # its statistics older than the table, read that whole index beside each
+            # batch's entries (1.4 s at 20,000,000 interactions with two batches sending).
+            reported = Interaction.event.in_(REPORTED_EVENTS)
             held = (await session.execute(
-                select(func.count(), func.min(Interaction.created_at))
+                select(func.count().filter(reported),
+                       func.min(Interaction.created_at).filter(reported))
                 .join(ReportBatch, ReportBatch.id == Interaction.batch_id)
-                .where(ReportBatch.tenant == tenant, Interaction.event.in_(REPORTED_EVENTS),
+                .where(ReportBatch.tenant == tenant,
                        ReportBatch.state.not_in([BatchState.SENT, BatchState.EXPIRED])))).one()
         oldest = [t for t in (loose[1], held[1]) if t is not None]
         return Backlog(int(loose[0]) + int(held[0]), min(oldest) if oldest else None)
