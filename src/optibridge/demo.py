@@ -103,9 +103,16 @@ def keep_out_of_collections() -> None:
     of a 10,000,000-customer campaign): pauses that Optimove and the platform do not have,
     and long enough for PostgreSQL to end this process's progress read as idle in its
     transaction. Audiences and contacts live as long as the rehearsal; the few cycles
-    frozen with them are kept until it ends.
+    frozen with them are kept until it closes (``hand_back_to_collections``).
     """
     gc.freeze()
+
+
+def hand_back_to_collections() -> None:
+    """Give what ``keep_out_of_collections`` froze back to the collector: frozen cycles
+    are never freed, and a closed rehearsal's sandboxes, reachable from such cycles,
+    stayed in the process with every customer and contact."""
+    gc.unfreeze()
 
 
 @dataclass
@@ -280,6 +287,7 @@ class Rehearsal:
             self.servers.pop().stop()
 
     def register_and_load(self) -> None:
+        gc.collect()  # an earlier rehearsal's cycles, before they could be frozen with ours
         self._load()
         keep_out_of_collections()
 
@@ -467,6 +475,7 @@ class Rehearsal:
         if self.gcs_server is not None:
             self.gcs_server.stop()
             self.gcs_server = None
+        hand_back_to_collections()
 
 
 def make_audience(count: int, email_templates: list[int], sms_template: int,
