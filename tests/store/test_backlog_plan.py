@@ -12,13 +12,12 @@ pages and the demo's progress call it every time.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from optibridge.domain import AudienceEntry, Event, InboxItem, SendState
 from optibridge.store import open_store
+from tests.store.plans import plan_of, statements_run
 
 T0 = dt.datetime(2026, 11, 20, 10, 0, 0)
 
@@ -38,27 +37,13 @@ async def test_the_backlog_in_flight_batches_is_read_by_the_batch_index(
                 e.address for e in entries if e.address))])
         await store.process_inbox()
         assert await store.form_report_batches("t", float("inf"), 2_000, limit=1) == 1
-        seen: list[tuple[str, Any]] = []
-
-        def keep(_conn: object, _cursor: object, statement: str, parameters: Any,
-                 _context: object, _many: bool) -> None:
-            if "JOIN report_batch" in statement:
-                seen.append((statement, parameters))
-
-        engine = store.db.read_engine.sync_engine
-        event.listen(engine, "before_cursor_execute", keep)
-        try:
+        with statements_run([store.db.read_engine.sync_engine],
+                            lambda statement: "JOIN report_batch" in statement) as seen:
             backlog = await store.report_backlog("t")
-        finally:
-            event.remove(engine, "before_cursor_execute", keep)
         assert backlog.count == 12_000  # 2,000 in the batch, 10,000 in none
         assert seen, "the backlog read no batch"
-        async with store.db.read() as session:
-            connection = await session.connection()
-            for statement, parameters in seen:
-                plan = " | ".join(str(row[0]).strip() for row in
-                                  await connection.exec_driver_sql(
-                                      "EXPLAIN " + statement, parameters))
-                assert "ix_interaction_customer" not in plan, plan
+        for statement in seen:
+            plan = " | ".join(await plan_of(store, statement))
+            assert "ix_interaction_customer" not in plan, plan
     finally:
         await store.db.dispose()

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from optibridge.domain import AudienceEntry, Event, InboxItem, SendState
 from optibridge.store import Store, open_store
+from tests.store.plans import plan_of, statements_run
 
 T0 = dt.datetime(2026, 11, 20, 10, 0, 0)
 
@@ -39,29 +39,9 @@ async def _mapping_statements(store: Store, customers: int, heard: Event,
     send = (await store.sends("t", list(SendState)))[0]
     await store.record_callbacks([InboxItem(send.id, heard, 1_790_000_000,
                                             ("c1@example.com", "c2@example.com"))])
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_conn: object, _cursor: object, statement: str, parameters: Any,
-             _context: object, _many: bool) -> None:
-        if wanted(statement):
-            seen.append((statement, parameters))
-
-    for engine in store.db.write_engines:
-        event.listen(engine, "before_cursor_execute", keep)
-    try:
+    with statements_run(store.db.write_engines, wanted) as seen:
         assert await store.process_inbox()
-    finally:
-        for engine in store.db.write_engines:
-            event.remove(engine, "before_cursor_execute", keep)
     return seen
-
-
-async def _plan(store: Store, statement: str, parameters: Any) -> list[str]:
-    explain = "EXPLAIN QUERY PLAN " if store.db.sqlite else "EXPLAIN "
-    async with store.db.read() as session:
-        connection = await session.connection()
-        return [str(row[-1]).strip() for row in
-                await connection.exec_driver_sql(explain + statement, parameters)]
 
 
 @pytest.mark.postgres
@@ -74,7 +54,7 @@ async def test_the_late_check_reads_the_sends_dropped_from_their_index(
             lambda statement: "EXISTS" in statement and "interaction.event" in statement)
         assert seen, "mapping a submitted event ran no late check"
         for statement, parameters in seen:
-            plan = " | ".join(await _plan(store, statement, parameters))
+            plan = " | ".join(await plan_of(store, (statement, parameters)))
             assert "ix_interaction_dropped" in plan, plan
     finally:
         await store.db.dispose()
@@ -98,7 +78,7 @@ async def test_the_late_check_looks_the_heard_addresses_up(database_url: str) ->
             lambda statement: statement.lstrip().startswith("SELECT recipient.customer_id"))
         assert seen, "mapping a delivered event ran no late check"
         for statement, parameters in seen:
-            reads = _recipient_reads(store.db.sqlite, await _plan(store, statement, parameters))
+            reads = _recipient_reads(store.db.sqlite, await plan_of(store, (statement, parameters)))
             assert reads, statement
             for read in reads:  # by send and address, or by send and customer
                 assert "send_id" in read and " AND " in read, read

@@ -1,6 +1,7 @@
-"""An audience page's recipients as stored: every character kept, and a page whose
-customer an earlier page stored adds only the new (PostgreSQL takes pages by COPY and
-falls back to INSERT ... ON CONFLICT when a key exists)."""
+"""An audience page's recipients are stored as they came, every character: PostgreSQL
+takes a page by COPY, whose text format escapes what is special to it. (A page repeating
+an earlier page's customer, where COPY fails on the unique key and the page goes through
+INSERT ... ON CONFLICT instead: tests/store/test_address_once.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from optibridge.domain import AudienceEntry, SendState, fields_json
+from optibridge.domain import AudienceEntry, fields_json
 from optibridge.store import open_store
 from optibridge.store.schema import Recipient
 
@@ -35,23 +36,3 @@ async def test_every_character_of_a_page_is_stored_as_it_came(database_url: str)
     finally:
         await store.db.dispose()
 
-
-async def test_a_page_repeating_an_earlier_customer_stores_the_rest(
-        database_url: str) -> None:
-    store = await open_store(database_url)
-    campaign, _ = await store.open_campaign("t", 8, 504)
-    first = [AudienceEntry(f"C{i}", 1, WHEN, f"c{i}@example.com") for i in range(3)]
-    # The last customer of the first page again, first in the second, with a new address.
-    second = [AudienceEntry("C2", 1, WHEN, "new@example.com"),
-              *(AudienceEntry(f"C{i}", 1, WHEN, f"c{i}@example.com") for i in range(3, 6))]
-    try:
-        assert await store.store_audience_page(campaign.id, "email", 0, first, False)
-        assert await store.store_audience_page(campaign.id, "email", 3, second, True)
-        [send] = await store.sends("t", list(SendState))
-        uploads = await store.recipients_to_upload(send.id, 0, 100)
-        assert [(r.customer_id, r.address) for r in uploads] == [
-            (f"C{i}", f"c{i}@example.com") for i in range(6)]  # C2 as first stored
-        assert send.recipients == 6
-        assert (await store.event_counts("t")).get("dropped") is None
-    finally:
-        await store.db.dispose()
