@@ -56,6 +56,11 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+def table_of(model: type[Base] | Table) -> Table:
+    """The table a model maps (or the table itself)."""
+    return model if isinstance(model, Table) else cast(Table, model.__table__)
+
+
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE touched."""
     return cast(CursorResult[Any], result).rowcount
@@ -83,7 +88,7 @@ class StoreBase:
 
     def insert_ignoring_duplicates(self, model: type[Base] | Table) -> Insert:
         """INSERT that skips rows whose unique key already exists (the exactly-once seam)."""
-        table = model if isinstance(model, Table) else cast(Table, model.__table__)
+        table = table_of(model)
         if self.db.sqlite:
             return sqlite.insert(table).on_conflict_do_nothing()
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -105,7 +110,7 @@ class StoreBase:
         if not rows:
             return 0
         connection = await session.connection()
-        table = model if isinstance(model, Table) else cast(Table, model.__table__)
+        table = table_of(model)
         inserted = 0
         if not self.db.sqlite:
             keys = list(rows[0])
@@ -148,7 +153,7 @@ class StoreBase:
         if self.db.sqlite or not rows:
             return await self.insert_many_ignoring(session, model, rows, plain=True)
         connection = await session.connection()
-        table = model if isinstance(model, Table) else cast(Table, model.__table__)
+        table = table_of(model)
         keys = list(rows[0])
         values_of = _values_of(keys)
         try:
