@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.table import Table
 
 from optibridge.demo import Rehearsal
-from optibridge.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -309,7 +308,7 @@ class World(Rehearsal):
         """The service and ``count - 1`` more replicas on the same database, each on a
         port of its own (``ports``)."""
         first = self.start_service_process()
-        return [first, *(self.start_process(free_port()) for _ in range(count - 1))]
+        return [first, *(self.start_process(self.new_port()) for _ in range(count - 1))]
 
     @property
     def ports(self) -> list[int]:

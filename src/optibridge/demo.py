@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import gc
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ from optibridge.sandbox.optimove import (
 from optibridge.sandbox.optimove import create_app as optimove_app
 from optibridge.sandbox.platform import EventRates, PlatformFaults, PlatformSandbox
 from optibridge.sandbox.platform import create_app as platform_app
-from optibridge.serving import RunningServer, free_port, start_server, wait_for_port
+from optibridge.serving import RunningServer, reserve_port, start_server, wait_for_port
 from optibridge.store import Database, Store
 
 TENANT = "demo"
@@ -142,12 +143,14 @@ class Rehearsal:
     platform: PlatformSandbox = field(init=False)
     servers: list[RunningServer] = field(default_factory=list)
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    reserved: dict[int, socket.socket] = field(default_factory=dict)  # ports not yet served
     audience: list[Customer] = field(default_factory=list)
     config: Config = field(init=False)
     service_port: int = 0
     gcs_server: RunningServer | None = field(init=False, default=None)
     reporting: str = "interactions"  # or "engagement_events": saveEvent
     engagement_events: dict[str, Any] = field(default_factory=dict)  # more of its settings
+    admin_token: str | None = None  # the service's; without one it answers loopback only
 
     # ---- set-up ------------------------------------------------------------------------
     def start_sandboxes(self) -> None:
@@ -165,8 +168,20 @@ class Rehearsal:
             self.gcs = GcsEmulator(self.workdir / "gcs")
             self.publisher = EngagementPublisher(self.gcs)
             self.gcs_server = start_server(gcs_app(self.gcs))
-        self.service_port = free_port()
+        self.service_port = self.new_port()
         self.config = self._config()
+
+    def new_port(self) -> int:
+        """A loopback port held for a service of this rehearsal until it listens there (a
+        port only chosen free could be taken by another process before it is served)."""
+        sock = reserve_port()
+        port: int = sock.getsockname()[1]
+        self.reserved[port] = sock
+        return port
+
+    def _port_socket(self, port: int) -> socket.socket:
+        """The held socket of ``port``; bound again if a killed service had it."""
+        return self.reserved.pop(port, None) or reserve_port(port=port)
 
     @property
     def optimove_url(self) -> str:
@@ -185,7 +200,9 @@ class Rehearsal:
         return {
             "server": {"listen": f"127.0.0.1:{self.service_port}",
                        "public_url": self.service_url, "database_url": database,
-                       "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json"},
+                       "signing_secret_env": "OPTIBRIDGE_DEMO_SECRET", "log_format": "json",
+                       **({} if self.admin_token is None
+                          else {"admin_token_env": "OPTIBRIDGE_DEMO_ADMIN_TOKEN"})},
             "timing": {"idle": 0.1, "in_doubt_wait": 0.5, "follow_min": 0.3, "follow_max": 2.0,
                        "callback_margin": self.callback_margin,
                        "lease_ttl": self.lease_ttl, **self.timing},
@@ -229,7 +246,9 @@ class Rehearsal:
         return {"OPTIBRIDGE_DEMO_SECRET": SIGNING_SECRET,
                 "OPTIBRIDGE_DEMO_OPTIMOVE_KEY": OPTIMOVE_KEY,
                 "OPTIBRIDGE_DEMO_PLATFORM_KEY": PLATFORM_KEY,
-                "OPTIBRIDGE_DEMO_METRIC_TOKEN": METRIC_TOKEN}
+                "OPTIBRIDGE_DEMO_METRIC_TOKEN": METRIC_TOKEN,
+                **({} if self.admin_token is None
+                   else {"OPTIBRIDGE_DEMO_ADMIN_TOKEN": self.admin_token})}
 
     def _config(self) -> Config:
         return parse_config(self.config_data(), "demo", environ=self.environment())
@@ -247,7 +266,7 @@ class Rehearsal:
         from optibridge.service.app import create_app
 
         app = create_app(self.config, takeover_wait=False)
-        self.servers.append(start_server(app, port=self.service_port))
+        self.servers.append(start_server(app, sock=self._port_socket(self.service_port)))
 
     def start_process(self, port: int) -> subprocess.Popen[bytes]:
         """``optibridge serve`` in its own process listening on ``port`` (so a test can
@@ -256,9 +275,13 @@ class Rehearsal:
         env = {**os.environ, **self.environment(),
                "OPTIBRIDGE__SERVER__LISTEN": f"127.0.0.1:{port}"}
         log = (self.workdir / f"service-{port}.log").open("ab")
-        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "optibridge", "serve", "-c", str(path)], env=env,
-            stdout=log, stderr=log)
+        # The process listens on the port's held socket; this process lets go of it, so
+        # that once the process is killed the port refuses connections, as a dead pod's.
+        with self._port_socket(port) as sock:
+            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "optibridge", "serve", "-c", str(path),
+                 "--fd", str(sock.fileno())], env=env, stdout=log, stderr=log,
+                pass_fds=(sock.fileno(),))
         log.close()
         self.processes[port] = process
         wait_for_port(port, process)
@@ -469,6 +492,9 @@ class Rehearsal:
 
     def close(self) -> None:
         self.stop_service()
+        for sock in self.reserved.values():
+            sock.close()
+        self.reserved.clear()
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()

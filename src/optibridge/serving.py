@@ -32,19 +32,41 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound to ``port`` (a free one for 0), not yet listening: give it to the
+    server that is to listen there.
+
+    A port chosen free and bound later can be taken in between by any other process
+    doing the same (a parallel test, a benchmark's replica), and then a client talks to a
+    stranger. Bound, the port is ours; not listening, a connection to it is refused until
+    our server listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as uvicorn
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning", **options: Any) -> RunningServer:
-    """Start ``app`` in a daemon thread and return once it accepts connections."""
-    port = port or free_port(host)
+                 log_level: str = "warning", sock: socket.socket | None = None,
+                 **options: Any) -> RunningServer:
+    """Start ``app`` in a daemon thread on ``sock`` (else on ``port``, any free one for
+    0) and return once it accepts connections."""
+    listening = sock or reserve_port(host, port)
+    host, port = listening.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             lifespan="on", access_log=False, **options)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True,
-                              name=f"uvicorn-{port}")
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listening])),
+                              daemon=True, name=f"uvicorn-{port}")
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            listening.close()
             raise RuntimeError(f"server on {host}:{port} did not start")
         time.sleep(0.01)
     return RunningServer(url=f"http://{host}:{port}", server=server, thread=thread)

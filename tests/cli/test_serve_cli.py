@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -54,11 +55,14 @@ def lines_until(process: subprocess.Popen[str], marker: str, within: float = 60)
 
 def test_serve_prints_where_it_listens_and_what_each_side_must_reach(
         rehearsal: Rehearsal) -> None:
+    """Here on the socket the rehearsal holds for it (``--fd``); the walkthrough's test
+    has it bind ``server.listen`` itself."""
     path = rehearsal.write_config()
     env = {**os.environ, **rehearsal.environment(), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    process = subprocess.Popen([sys.executable, "-m", "optibridge", "serve", "-c", str(path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env=env)
+    fd = rehearsal.reserved[rehearsal.service_port].fileno()
+    process = subprocess.Popen([sys.executable, "-m", "optibridge", "serve", "-c", str(path),
+                                "--fd", str(fd)], pass_fds=(fd,), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         out = "".join(lines_until(process, "/callbacks/"))
         here = rehearsal.service_url
@@ -74,3 +78,25 @@ def test_serve_prints_where_it_listens_and_what_each_side_must_reach(
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_the_service_port_is_held_from_its_choice_until_the_service_listens(
+        rehearsal: Rehearsal) -> None:
+    """Seen in CI: another test's server took the port between the rehearsal's choice and
+    its service's start, and Optimove's notifications were answered 404 by a stranger."""
+    with socket.socket() as stranger, pytest.raises(OSError):
+        stranger.bind(("127.0.0.1", rehearsal.service_port))
+    with socket.socket() as client:  # held, not listening: refused, never queued
+        assert client.connect_ex(("127.0.0.1", rehearsal.service_port)) != 0
+    rehearsal.start_process(rehearsal.service_port)
+    assert httpx.get(f"{rehearsal.service_url}/healthz").status_code == 200
+
+
+def test_serve_says_which_descriptor_is_not_a_socket(rehearsal: Rehearsal) -> None:
+    path = rehearsal.write_config()
+    env = {**os.environ, **rehearsal.environment(), "COLUMNS": "200"}
+    run = subprocess.run([sys.executable, "-m", "optibridge", "serve", "-c", str(path),
+                          "--fd", "0"], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, env=env, timeout=60, check=False)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "--fd" in run.stderr and "descriptor 0 is not a socket" in run.stderr, run.stderr

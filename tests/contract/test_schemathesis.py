@@ -7,15 +7,11 @@ problem (the status pages answer a missing campaign with an HTML page saying so)
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-import tomli_w
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, CheckContext, CheckFunction, Response
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
@@ -23,7 +19,6 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from optibridge.demo import TENANT, Rehearsal
 from optibridge.domain import SendState
 from optibridge.service.openapi import document
-from optibridge.serving import wait_for_port
 from optibridge.signing import UrlSigner
 from optibridge.store import Database, Store
 from tests.conftest import _postgres_database
@@ -53,19 +48,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, database: str | None
          ) -> Iterator[tuple[Rehearsal, int]]:
     """The sandboxes and ``optibridge serve`` with one campaign pulled (so a send exists)."""
     run = Rehearsal(customers=60, workdir=tmp_path_factory.mktemp("contract"),
-                    database_url=database)
+                    database_url=database, service_mode="process", admin_token=ADMIN_TOKEN)
     run.start_sandboxes()
-    data = run.config_data()
-    data["server"]["admin_token_env"] = "OPTIBRIDGE_CONTRACT_ADMIN"
-    path = run.workdir / "optibridge.toml"
-    path.write_text(tomli_w.dumps(data))
-    env = {**os.environ, **run.environment(), "OPTIBRIDGE_CONTRACT_ADMIN": ADMIN_TOKEN}
-    log = (run.workdir / "serve.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "optibridge", "serve", "-c", str(path)],
-                               env=env, stdout=log, stderr=log)
-    log.close()
+    process = run.start_process(run.service_port)
     try:
-        wait_for_port(run.service_port, process)
         run.register_and_load()
         assert run.fire() == [200, 200]
         send_id = asyncio.run(_first_send(run))
@@ -74,7 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, database: str | None
         process.terminate()
         process.wait(30)
         run.close()
-        assert process.returncode in (0, -15), (run.workdir / "serve.log").read_text()
+        log = run.workdir / f"service-{run.service_port}.log"
+        assert process.returncode in (0, -15), log.read_text()
 
 
 async def _first_send(run: Rehearsal, within: float = 60) -> int:

@@ -12,7 +12,6 @@ from typing import TypeVar
 
 from optibridge.demo import TENANT, Rehearsal
 from optibridge.domain import SendState
-from optibridge.serving import free_port
 from optibridge.store import Database, Store
 from tests.pipeline.conftest import assert_reconciled
 
@@ -122,7 +121,7 @@ def test_two_replicas_share_one_postgres_and_survive_losing_one(tmp_path: Path,
         run.start_sandboxes()
         run.register_and_load()
         run.start_service()  # replica A: the public URL points here
-        other = free_port()
+        other = run.new_port()
         run.start_process(other)  # replica B
         assert run.fire() == [200, 200]
         time.sleep(1.5)

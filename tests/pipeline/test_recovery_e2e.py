@@ -17,7 +17,6 @@ from optibridge.demo import TENANT, Rehearsal
 from optibridge.domain import BatchState
 from optibridge.sandbox.optimove import FaultPlan
 from optibridge.sandbox.optimove.state import JournalEntry
-from optibridge.serving import free_port
 from optibridge.store import Database, Store
 from tests.pipeline.conftest import assert_reconciled
 from tests.pipeline.test_crash_and_replicas import lease_holder, max_calls_in_a_window
@@ -132,7 +131,7 @@ def test_a_frozen_lease_holder_neither_counts_twice_nor_blocks_its_successor(
         run.start_sandboxes()
         run.register_and_load()
         run.start_service()
-        other = free_port()
+        other = run.new_port()
         run.start_process(other)
         assert run.fire() == [200, 200]
         wait_for_reports(run)

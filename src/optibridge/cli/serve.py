@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,26 @@ def _database(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def serve(config: Path | None = ConfigOption) -> None:
+FdOption = typer.Option(
+    None, "--fd", min=0,
+    help="Listen on this inherited socket, already bound (socket activation, or a "
+         "supervisor that holds the port), instead of binding server.listen.")
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The bound socket a parent handed down as descriptor ``fd``."""
+    try:
+        sock = socket.socket(fileno=fd)  # family and type read from the descriptor
+    except OSError as error:
+        raise typer.BadParameter(f"descriptor {fd} is not a socket this process holds "
+                                 f"({error.strerror})", param_hint="--fd") from None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close
+        raise typer.BadParameter(f"descriptor {fd} is not a TCP socket", param_hint="--fd")
+    return sock
+
+
+def serve(config: Path | None = ConfigOption, fd: int | None = FdOption) -> None:
     """Serve the listener, the callbacks, health and metrics, and run the pipeline."""
     import uvicorn
 
@@ -54,6 +74,9 @@ def serve(config: Path | None = ConfigOption) -> None:
     from optibridge.service.app import create_app
 
     loaded = config_from(config)
+    sockets = None if fd is None else [inherited_socket(fd)]
+    host, port = (loaded.server.host, loaded.server.port) if sockets is None \
+        else sockets[0].getsockname()[:2]
     configure_logging(loaded.server.log_format)
     map_large_buffers()  # before the pages, chunks and callbacks come
     console.print(f"[bold]optibridge serve[/]: migrating {_database(loaded.server.database_url)}"
@@ -64,19 +87,19 @@ def serve(config: Path | None = ConfigOption) -> None:
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:  # uvicorn binds after the app's start-up: this is when it listens
-                console.print(f"listening on {loaded.server.listen}", highlight=False)
-                for line in reach_lines(loaded, local_url(loaded.server.listen)):
+                console.print(f"listening on {host}:{port}", highlight=False)
+                for line in reach_lines(loaded, local_url(f"{host}:{port}")):
                     console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    server = Server(uvicorn.Config(create_app(loaded), host=loaded.server.host,
-                                   port=loaded.server.port, log_level="warning",
+    server = Server(uvicorn.Config(create_app(loaded), host=host, port=port,
+                                   log_level="warning",
                                    access_log=False,
                                    # A request still open 10 s after SIGTERM is cut off, so
                                    # a stuck one cannot hold the process past a supervisor's
                                    # grace period (nothing is lost: every write is durable
                                    # before its answer, and a cut-off caller retries).
                                    timeout_graceful_shutdown=10))
-    server.run()
+    server.run(sockets=sockets)
 
 
 def register(app: typer.Typer) -> None:
