@@ -36,10 +36,10 @@ def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A socket bound to ``port`` (a free one for 0), not yet listening: give it to the
     server that is to listen there.
 
-    A port chosen free and bound later can be taken in between by any other process
-    doing the same (a parallel test, a benchmark's replica), and then a client talks to a
-    stranger. Bound, the port is ours; not listening, a connection to it is refused until
-    our server listens."""
+    A port only chosen free (``free_port``) and bound later can be taken in between by
+    another process doing the same (a parallel test, a benchmark's replica), and then a
+    client talks to a stranger. Bound, the port is never handed out as free; not
+    listening, a connection to it is refused until our server listens."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as uvicorn
     try:
@@ -53,20 +53,24 @@ def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 def start_server(app: Any, host: str = "127.0.0.1", port: int = 0,
                  log_level: str = "warning", sock: socket.socket | None = None,
                  **options: Any) -> RunningServer:
-    """Start ``app`` in a daemon thread on ``sock`` (else on ``port``, any free one for
-    0) and return once it accepts connections."""
-    listening = sock or reserve_port(host, port)
-    host, port = listening.getsockname()[:2]
+    """Start ``app`` in a daemon thread on ``sock``, else on ``host:port`` (any free port
+    for 0), and return once it accepts connections."""
+    if sock is None and port == 0:
+        sock = reserve_port(host)  # chosen and bound at once: nobody can take it between
+    if sock is not None:
+        host, port = sock.getsockname()[:2]
+    sockets = None if sock is None else [sock]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             lifespan="on", access_log=False, **options)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listening])),
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=sockets)),
                               daemon=True, name=f"uvicorn-{port}")
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            listening.close()
+            for unused in sockets or []:
+                unused.close()
             raise RuntimeError(f"server on {host}:{port} did not start")
         time.sleep(0.01)
     return RunningServer(url=f"http://{host}:{port}", server=server, thread=thread)

@@ -8,10 +8,9 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import event
-
 from optibridge.domain import AudienceEntry, SendState
 from optibridge.store import open_store
+from tests.store.plans import statements_run
 
 WHEN = dt.datetime(2030, 1, 1)
 
@@ -29,28 +28,18 @@ def _values(parameters: Any) -> list[Any]:
 async def test_each_send_is_asked_only_for_its_own_customers_addresses(
         database_url: str) -> None:
     store = await open_store(database_url)
-    checks: list[list[Any]] = []
-
-    def keep(_conn: object, _cursor: object, statement: str, parameters: Any,
-             _context: object, _many: bool) -> None:
-        if statement.lstrip().startswith("SELECT recipient.send_id, recipient.address"):
-            checks.append(_values(parameters))
-
     try:
         campaign, _ = await store.open_campaign("t", 1, 504)
         await store.store_audience_page(campaign.id, "email", 0, _page(0, 10), False)
         sends = {s.template_id: s.id
                  for s in await store.sends_being_pulled("t", list(SendState))}
-        engine = store.db.write_engine.sync_engine
-        event.listen(engine, "before_cursor_execute", keep)
-        try:
+        with statements_run([store.db.write_engine.sync_engine], lambda sql: sql.lstrip()
+                            .startswith("SELECT recipient.send_id, recipient.address")) as seen:
             await store.store_audience_page(campaign.id, "email", 10, _page(10, 10), True)
-        finally:
-            event.remove(engine, "before_cursor_execute", keep)
     finally:
         await store.db.dispose()
     asked: dict[int, set[str]] = {}
-    for values in checks:
+    for values in (_values(parameters) for _, parameters in seen):
         [addresses] = [json.loads(v) for v in values if isinstance(v, str)]
         for send_id in (v for v in values if isinstance(v, int)):
             asked.setdefault(send_id, set()).update(addresses)

@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from optibridge.domain import BatchState, Event, InboxItem, SendState
 from optibridge.store import Store, open_store
 from optibridge.store.reports import POSTGRES_FORMERS
+from tests.store.plans import plan_of, statements_run
 from tests.store.test_store import entry, pulled_campaign
 
 
@@ -30,26 +31,16 @@ async def _stored(store: Store, customers: int) -> None:
 
 async def test_a_batch_is_formed_from_the_unreported_index(database_url: str) -> None:
     store = await open_store(database_url)
-    statements: list[tuple[str, Any]] = []
-    seen = _on_batch_update(lambda sql, params: statements.append((sql, params)))
     try:
         await _stored(store, 3_000)
-        event.listen(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
-        assert await store.form_report_batches("t", store.clock() + 1, max_size=1_000) == 3
-        event.remove(store.db.write_engine.sync_engine, "before_cursor_execute", seen)
+        with statements_run([store.db.write_engine.sync_engine], _is_batch_update) as seen:
+            assert await store.form_report_batches("t", store.clock() + 1, max_size=1_000) == 3
         sizes = [b.size for b in await store.batches("t", [BatchState.PENDING])]
         assert sizes == [1_000, 1_000, 1_000]
-        sql, params = statements[0]
-        async with store.db.write() as session:
-            connection = await session.connection()
-            if store.db.sqlite:
-                plan = " ".join(str(row[-1]) for row in await connection.exec_driver_sql(
-                    f"EXPLAIN QUERY PLAN {sql}", params))
-            else:
-                await connection.exec_driver_sql("ANALYZE interaction")
-                plan = " ".join(str(row[0]) for row in await connection.exec_driver_sql(
-                    f"EXPLAIN {sql}", params))
-            await session.execute(text("SELECT 1"))
+        if not store.db.sqlite:
+            async with store.db.write() as session:
+                await session.execute(text("ANALYZE interaction"))
+        plan = " ".join(await plan_of(store, seen[0]))
     finally:
         await store.db.dispose()
     assert "ix_interaction_unreported" in plan, plan
@@ -97,9 +88,14 @@ async def test_postgresql_forms_a_groups_batches_side_by_side(postgres_url: str)
     assert most == POSTGRES_FORMERS
 
 
+def _is_batch_update(sql: str) -> bool:
+    """Batch forming's UPDATE."""
+    return sql.lstrip().upper().startswith("UPDATE INTERACTION")
+
+
 def _on_batch_update(hook: Callable[[str, Any], None]) -> Callable[..., None]:
     """A cursor-execute listener calling ``hook(sql, params)`` for batch forming's UPDATE."""
     def seen(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        if sql.lstrip().upper().startswith("UPDATE INTERACTION"):
+        if _is_batch_update(sql):
             hook(sql, params)
     return seen

@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from optibridge.domain import BatchState
 from optibridge.store import Store, open_store
+from tests.store.plans import statements_run
 from tests.store.test_batch_forming import _stored
 
 INDEX = "ix_interaction_customer"
@@ -62,23 +63,13 @@ async def test_only_reported_events_are_in_the_customer_index(database_url: str)
 async def test_a_probe_looks_the_batchs_customers_up_in_the_customer_index(
         database_url: str) -> None:
     store = await open_store(database_url)
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_conn: object, _cursor: object, statement: str, parameters: Any,
-             _context: object, _many: bool) -> None:
-        if "interaction.customer_id IN" in statement:
-            seen.append((statement, parameters))
-
     try:
         await _stored(store, 3_000)
         assert await store.form_report_batches("t", store.clock() + 1, max_size=1_000) == 3
         batch = (await store.batches("t", [BatchState.PENDING]))[0]
-        engine = store.db.read_engine.sync_engine
-        event.listen(engine, "before_cursor_execute", keep)
-        try:
+        with statements_run([store.db.read_engine.sync_engine],
+                            lambda sql: "interaction.customer_id IN" in sql) as seen:
             assert len(await store.clear_customers(batch, 3)) == 3
-        finally:
-            event.remove(engine, "before_cursor_execute", keep)
         assert seen, "the probe ran no lookup by customer"
         plans = [await _plan(store, statement, parameters) for statement, parameters in seen]
     finally:

@@ -6,9 +6,8 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Connection, Row, Table, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from optibridge.domain import NewTrigger, SendState, TriggerGroup
@@ -170,10 +169,8 @@ class TriggerStore(StoreBase):
         rows = recipient_rows(((send_id, customer, address, fields, day)
                                for customer, (_, address, fields) in chosen.items()),
                               self.clock())
-        await self.insert_many_ignoring(session, cast(Table, Recipient.__table__),
-                                        rows.recipients)
-        await self.insert_many_ignoring(session, cast(Table, Interaction.__table__),
-                                        rows.dropped)
+        await self.insert_many_ignoring(session, Recipient, rows.recipients)
+        await self.insert_many_ignoring(session, Interaction, rows.dropped)
         return len(rows.dropped)
 
     async def trigger_counts(self, tenant: str) -> tuple[int, int]:
