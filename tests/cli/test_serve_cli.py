@@ -82,8 +82,9 @@ def test_serve_prints_where_it_listens_and_what_each_side_must_reach(
 
 def test_the_service_port_is_held_from_its_choice_until_the_service_listens(
         rehearsal: Rehearsal) -> None:
-    """Seen in CI: another test's server took the port between the rehearsal's choice and
-    its service's start, and Optimove's notifications were answered 404 by a stranger."""
+    """CI saw both of Optimove's notifications answered 404 in a replicas test: most
+    likely another test's server was given the port between the rehearsal's choice of it
+    and its service's start."""
     with socket.socket() as stranger, pytest.raises(OSError):
         stranger.bind(("127.0.0.1", rehearsal.service_port))
     with socket.socket() as client:  # held, not listening: refused, never queued
