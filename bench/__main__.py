@@ -41,7 +41,9 @@ def _runner(name: str, audience: str = "rest") -> Callable[[bool], dict[str, Res
         return pull_files.run
     if name in ("pull", "execute"):
         from bench import pull
-        return pull.run
+        if name == "execute":  # its own run: the pull not held to Optimove's limit
+            return lambda quick: {name: pull.run(quick, limited=False)[name]}
+        return lambda quick: {name: pull.run(quick)[name]}
     if name in ("ingest-batched", "ingest-single"):
         from bench import ingest
         return lambda quick: {name: ingest.run(name, quick)}
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[tuple[str, str], list[Result]] = {}
     for name in wanted:
         if any(measured == name for measured, _ in done):
-            continue  # measured by an earlier benchmark's run (pull measures execute)
+            continue  # measured by an earlier benchmark's run
         TARGET.replicas = args.replicas if name in REPLICATED else 1
         # Databases alternate run by run, so both see the same hour of a shared machine.
         for run in range(runs):
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     done.setdefault((measured, database), []).append(result)
                     console.print(table(result))
     failed = False
-    for name in dict.fromkeys(measured for measured, _ in done):  # execute comes with pull
+    for name in dict.fromkeys(measured for measured, _ in done):
         for database in databases:
             results = done.get((name, database))
             if not results:
