@@ -98,8 +98,8 @@ def test_postgresql_and_replicas_run_quick_and_record_figures(tmp_path: Path) ->
     out = tmp_path / "BENCHMARKS.md"
     env = {**os.environ, "OPTIBRIDGE_BENCH_POSTGRES_URL": server,
            "OPTIBRIDGE_BENCH_DATABASE_PREFIX": prefix}
-    done = _bench(["pull", "ingest-batched", "report", "--quick", "--database", "postgresql",
-                   "--replicas", "2", "--out", str(out)], env)
+    done = _bench(["pull", "execute", "ingest-batched", "report", "--quick", "--database",
+                   "postgresql", "--replicas", "2", "--out", str(out)], env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = out.read_text()
     for name in ("pull", "execute", "ingest-batched", "report"):
