@@ -81,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or BENCHMARKS_MD
     done: dict[tuple[str, str], list[Result]] = {}
     for name in wanted:
-        if any(measured == name for measured, _ in done):
-            continue  # measured by an earlier benchmark's run
         TARGET.replicas = args.replicas if name in REPLICATED else 1
         # Databases alternate run by run, so both see the same hour of a shared machine.
         for run in range(runs):
